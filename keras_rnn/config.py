@@ -1,0 +1,114 @@
+"""Training configuration: dataclasses are the single source of every default.
+
+Each task subclasses ``TrainConfig`` with its own fields. CLI flags are generated from the
+fields (``--batch-size`` for ``batch_size``; help text and choices from field metadata), and
+the resolved config is saved as the run's ``config.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import typing
+from typing import Any
+
+from keras_rnn.errors import UserError
+from keras_rnn.layers import CELLS, MERGE_MODES
+
+
+def option(default: Any, help: str, choices: tuple | None = None) -> Any:
+    """A config field with its CLI help text (and choices)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Fields every task shares: model shape, optimisation, seeds."""
+
+    task: str = option("", "task to train")
+    cell: str = option("lstm", "recurrent cell", CELLS)
+    units: int = option(32, "units per recurrent layer")
+    layers: int = option(1, "stacked recurrent layers")
+    bidirectional: bool = option(False, "wrap each recurrent layer in Bidirectional")
+    merge_mode: str = option("concat", "how Bidirectional merges directions", MERGE_MODES)
+    dropout: float = option(0.0, "dropout between stacked layers (0 disables)")
+    epochs: int = option(100, "maximum training epochs")
+    batch_size: int = option(32, "examples per batch")
+    learning_rate: float = option(3e-3, "Adam learning rate")
+    clipnorm: float = option(1.0, "clip gradients to this global norm (0 disables)")
+    patience: int = option(
+        20, "stop after this many epochs without val_loss improvement (0: never)"
+    )
+    seed: int = option(0, "seed for weights, shuffling and dropout")
+    tensorboard: bool = option(False, "write TensorBoard logs into the run directory")
+
+    def validate(self) -> None:
+        """Raise ``UserError`` naming the first field that is out of range."""
+        for name in ("units", "layers", "epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{flag(name)} must be positive, got {getattr(self, name)}")
+        for name in ("learning_rate",):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise UserError(f"--{flag(name)} must be a positive number, got {value}")
+        if not (math.isfinite(self.clipnorm) and self.clipnorm >= 0):
+            raise UserError(f"--clipnorm must be >= 0, got {self.clipnorm}")
+        if self.patience < 0:
+            raise UserError(f"--patience must be >= 0, got {self.patience}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for field in dataclasses.fields(self):
+            choices = field.metadata.get("choices")
+            if choices and getattr(self, field.name) not in choices:
+                raise UserError(
+                    f"--{flag(field.name)}: {getattr(self, field.name)!r} is not one of "
+                    f"{', '.join(map(str, choices))}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_class: type[TrainConfig]) -> None:
+    """Add one flag per config field. Defaults are suppressed so that only flags the user
+    actually typed appear in the parsed namespace; help still shows each default."""
+    hints = typing.get_type_hints(config_class)
+    for field in dataclasses.fields(config_class):
+        if field.name == "task":
+            continue
+        kind = hints[field.name]
+        help_text = f"{field.metadata.get('help', '')} (default: {field.default})"
+        name = f"--{flag(field.name)}"
+        if kind is bool:
+            parser.add_argument(
+                name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+            continue
+        value_type = next(t for t in typing.get_args(kind) or (kind,) if t is not type(None))
+        parser.add_argument(
+            name,
+            type=value_type,
+            choices=field.metadata.get("choices"),
+            default=argparse.SUPPRESS,
+            metavar=field.name.upper() if not field.metadata.get("choices") else None,
+            help=help_text,
+        )
+
+
+def config_from_dict(config_class: type[TrainConfig], values: dict[str, Any]) -> TrainConfig:
+    """Build a config from saved or parsed values; unknown keys are an error."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UserError(f"unknown config keys for {config_class.__name__}: {', '.join(unknown)}")
+    config = config_class(**values)
+    config.validate()
+    return config

@@ -1,0 +1,78 @@
+"""Builders for recurrent stacks used by every task's Functional model.
+
+Defaults keep every layer cuDNN-eligible on a GPU (Keras 3 rules): tanh/sigmoid activations,
+no recurrent dropout, no unroll, use_bias, GRU ``reset_after=True``; masks must be right-padded.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from keras_rnn.errors import UserError
+
+CELLS = ("simple", "lstm", "gru")
+MERGE_MODES = ("concat", "sum", "mul", "ave")
+
+
+def rnn_layer(
+    cell: str,
+    units: int,
+    return_sequences: bool = False,
+    return_state: bool = False,
+    go_backwards: bool = False,
+    name: str | None = None,
+) -> keras.layers.Layer:
+    """One Keras recurrent layer of the given cell type, with cuDNN-eligible settings."""
+    common = dict(
+        units=units,
+        return_sequences=return_sequences,
+        return_state=return_state,
+        go_backwards=go_backwards,
+        name=name,
+    )
+    if cell == "simple":
+        return keras.layers.SimpleRNN(activation="tanh", **common)
+    if cell == "lstm":
+        return keras.layers.LSTM(**common)
+    if cell == "gru":
+        return keras.layers.GRU(reset_after=True, **common)
+    raise UserError(f"unknown cell {cell!r}: choose one of {', '.join(CELLS)}")
+
+
+def recurrent_stack(
+    x: keras.KerasTensor,
+    cell: str,
+    units: int,
+    layers: int = 1,
+    bidirectional: bool = False,
+    merge_mode: str = "concat",
+    dropout: float = 0.0,
+    return_sequences: bool = False,
+    name: str = "rnn",
+) -> keras.KerasTensor:
+    """Apply ``layers`` recurrent layers to ``x`` (batch, time, features).
+
+    Every layer but the last returns sequences; the last returns sequences only if asked.
+    ``dropout`` is applied between layers (not inside the recurrence, which would rule out
+    cuDNN). A mask carried by ``x`` (from ``Embedding(mask_zero=True)`` or ``Masking``) flows
+    through every layer.
+    """
+    if cell not in CELLS:
+        raise UserError(f"unknown cell {cell!r}: choose one of {', '.join(CELLS)}")
+    if merge_mode not in MERGE_MODES:
+        raise UserError(
+            f"unknown merge mode {merge_mode!r}: choose one of {', '.join(MERGE_MODES)}"
+        )
+    for index in range(layers):
+        last = index == layers - 1
+        layer = rnn_layer(
+            cell, units, return_sequences=return_sequences or not last, name=f"{name}_{index}"
+        )
+        if bidirectional:
+            layer = keras.layers.Bidirectional(
+                layer, merge_mode=merge_mode, name=f"{name}_{index}_bidirectional"
+            )
+        x = layer(x)
+        if dropout > 0 and not last:
+            x = keras.layers.Dropout(dropout, name=f"{name}_{index}_dropout")(x)
+    return x

@@ -1,0 +1,138 @@
+"""The run directory: layout, creation rules and atomic writes (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keras_rnn.errors import UserError
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run directory."""
+
+    path: Path
+
+    @property
+    def config_json(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def backup(self) -> Path:
+        return self.checkpoints / "backup"
+
+    @property
+    def best_weights(self) -> Path:
+        return self.checkpoints / "best.weights.h5"
+
+    @property
+    def initial_weights(self) -> Path:
+        return self.checkpoints / "initial.weights.h5"
+
+    @property
+    def model_keras(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def history_csv(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def metrics_json(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def complete(self) -> bool:
+        return self.metrics_json.is_file()
+
+
+def prepare_run_dir(path: str | Path, force: bool = False, resume: bool = False) -> RunDir:
+    """Create (or reopen, with ``resume``) a run directory.
+
+    An existing non-empty directory is an error unless ``force`` (delete it and start over)
+    or ``resume`` (continue it; it must hold a config.json and be unfinished).
+    """
+    run = RunDir(Path(path))
+    if force and resume:
+        raise UserError("--force and --resume contradict each other: pick one")
+    occupied = run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir()))
+    if resume:
+        if not run.config_json.is_file():
+            raise UserError(f"cannot resume {run.path}: it has no config.json (never started?)")
+        if run.complete:
+            raise UserError(
+                f"cannot resume {run.path}: it finished already (pass --force to retrain)"
+            )
+        return run
+    if occupied:
+        if not force:
+            hint = "--resume to continue it" if run.config_json.is_file() else "another --run-dir"
+            raise UserError(f"{run.path} exists: pass --force to overwrite it, or {hint}")
+        if run.path.is_dir():
+            shutil.rmtree(run.path)
+        else:
+            run.path.unlink()
+    run.path.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def atomic_save(path: Path, save: Callable[[Path], Any]) -> None:
+    """Call ``save(tmp)`` on a temporary path in the same folder, then rename it to ``path``.
+
+    The temporary name keeps the file's suffixes (Keras checks ``.keras`` / ``.weights.h5``).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            if tmp.is_dir():
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        dir=path.parent, prefix=f".tmp-{path.name}", delete=False
+    ) as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(f.name, path)
+
+
+def write_json(path: Path, value: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file the project wrote; a missing or malformed file is a ``UserError``."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is not valid JSON ({error})") from None

@@ -1,0 +1,349 @@
+"""Noisy-sine forecasting: a window of past values -> the next value and the next ``horizon``.
+
+The embedded series is the course's: ``points`` values of sin(x) on [0, 36] plus uniform
+[0, noise) noise, seeded. ``--csv FILE --column NAME`` replaces it with a user's series. The
+series is split in time: train, then validation (early stopping), then test (the last 20%).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_rnn import plots
+from keras_rnn.config import TrainConfig, option
+from keras_rnn.errors import UserError
+from keras_rnn.layers import recurrent_stack
+from keras_rnn.runs import RunDir
+
+
+@dataclasses.dataclass
+class Config(TrainConfig):
+    task: str = option("sine", "task to train")
+    window: int = option(10, "past values the model sees")
+    horizon: int = option(10, "steps ahead of the multi-step forecasts")
+    points: int = option(400, "length of the embedded noisy sine on [0, 36]")
+    noise: float = option(0.2, "the embedded series adds uniform [0, NOISE) noise to sin(x)")
+    data_seed: int = option(0, "seed of the embedded series' noise")
+    val_fraction: float = option(0.1, "share of the series, before the test part, for validation")
+    test_fraction: float = option(0.2, "share of the series at its end held out for testing")
+    csv: str | None = option(None, "CSV file with a header row: forecast this series instead")
+    column: str | None = option(None, "CSV column to read (default: the file's only column)")
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("window", "horizon", "points"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name} must be positive, got {getattr(self, name)}")
+        if not (math.isfinite(self.noise) and self.noise >= 0):
+            raise UserError(f"--noise must be >= 0, got {self.noise}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 < getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be in (0, 1)")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise UserError("--val-fraction plus --test-fraction must leave data for training")
+        if self.column is not None and self.csv is None:
+            raise UserError("--column needs --csv")
+
+
+@dataclasses.dataclass
+class Datasets:
+    """The series, its split points and the tf.data pipelines built on it."""
+
+    series: np.ndarray  # float32 (length,)
+    val_start: int  # first target index of the validation split
+    test_start: int  # first target index of the test split
+    source: dict[str, Any]  # what config.json records about the data
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+
+    @property
+    def mean(self) -> float:
+        return float(self.series[: self.val_start].mean())
+
+    @property
+    def std(self) -> float:
+        return float(self.series[: self.val_start].std()) or 1.0
+
+
+def noisy_sine(points: int, noise: float, seed: int) -> np.ndarray:
+    """sin(x) on ``points`` evenly spaced x in [0, 36], plus uniform [0, noise) noise."""
+    x = np.linspace(0.0, 36.0, points)
+    return (np.sin(x) + np.random.default_rng(seed).uniform(0.0, noise, points)).astype(np.float32)
+
+
+def read_csv_series(path: str, column: str | None) -> np.ndarray:
+    """One numeric column of a CSV file with a header row; every problem is a ``UserError``."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"CSV file not found: {path}")
+    try:
+        with file.open(newline="", encoding="utf-8") as f:
+            reader = csv.reader(f, strict=True)
+            header = [name.strip() for name in next(reader, [])]
+            if not any(header):
+                raise UserError(f"{path} is empty: expected a header row, then one value per row")
+            if column is None:
+                if len(header) != 1:
+                    raise UserError(
+                        f"{path} has columns {', '.join(header)}: pick one with --column"
+                    )
+                column = header[0]
+            if column not in header:
+                raise UserError(f"{path} has no column {column!r} (columns: {', '.join(header)})")
+            index = header.index(column)
+            values = []
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                where = f"{path}:{reader.line_num}"
+                if index >= len(row):
+                    raise UserError(f"{where}: row has {len(row)} fields, no value for {column!r}")
+                try:
+                    value = float(row[index])
+                except ValueError:
+                    raise UserError(f"{where}: {row[index]!r} is not a number") from None
+                if not math.isfinite(value):
+                    raise UserError(
+                        f"{where}: {column} is {row[index].strip()}; NaN and infinity are not "
+                        "allowed (fill or drop the gap first)"
+                    )
+                values.append(value)
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text") from None
+    except csv.Error as error:
+        raise UserError(f"{path} is not valid CSV: {error}") from None
+    return np.asarray(values, dtype=np.float32)
+
+
+def make_datasets(config: Config) -> Datasets:
+    """Load or generate the series, split it in time and build the tf.data pipelines."""
+    if config.csv:
+        series = read_csv_series(config.csv, config.column)
+        source = {
+            "kind": "csv",
+            "path": str(Path(config.csv).resolve().name),
+            "column": config.column,
+        }
+        source["file_sha256"] = hashlib.sha256(Path(config.csv).read_bytes()).hexdigest()
+    else:
+        series = noisy_sine(config.points, config.noise, config.data_seed)
+        source = {"kind": "embedded noisy sine", "points": config.points, "noise": config.noise}
+    source["series_sha256"] = hashlib.sha256(series.tobytes()).hexdigest()
+    source["length"] = len(series)
+
+    length = len(series)
+    test_start = length - round(length * config.test_fraction)
+    val_start = test_start - round(length * config.val_fraction)
+    span = config.window + config.horizon
+    needed = {
+        "training": val_start,
+        "validation": test_start - val_start,
+        "test": length - test_start,
+    }
+    minimum = {"training": span, "validation": config.horizon, "test": config.horizon}
+    for split, have in needed.items():
+        if have < minimum[split]:
+            raise UserError(
+                f"series of {length} values is too short: its {split} part has {have} values but "
+                f"--window {config.window} and --horizon {config.horizon} need {minimum[split]}"
+            )
+    train = window_dataset(series, config.window, config.window, val_start, config.horizon)
+    val = window_dataset(series, config.window, val_start, test_start, config.horizon)
+    return Datasets(
+        series=series,
+        val_start=val_start,
+        test_start=test_start,
+        source=source,
+        train=train.cache()
+        .shuffle(4096, seed=config.seed)
+        .batch(config.batch_size)
+        .prefetch(tf.data.AUTOTUNE),
+        val=val.cache().batch(config.batch_size).prefetch(tf.data.AUTOTUNE),
+    )
+
+
+def window_dataset(
+    series: np.ndarray, window: int, start: int, stop: int, horizon: int
+) -> tf.data.Dataset:
+    """Examples whose targets ``series[t:t+horizon]`` lie in [start, stop), inputs the
+    ``window`` values before t: ``(window, 1)`` -> {next_value: (1,), next_values: (horizon,)}."""
+    values = tf.constant(series)
+
+    def example(t):
+        targets = values[t : t + horizon]
+        inputs = values[t - window : t, tf.newaxis]
+        return inputs, {"next_value": targets[:1], "next_values": targets}
+
+    return tf.data.Dataset.range(start, stop - horizon + 1).map(example)
+
+
+def windows(series: np.ndarray, window: int, start: int, stop: int) -> np.ndarray:
+    """Numpy inputs ``(n, window, 1)`` for every target index t in [start, stop)."""
+    return np.stack([series[t - window : t] for t in range(start, stop)])[..., None]
+
+
+def build_model(config: Config, data: Datasets) -> keras.Model:
+    """Normalise -> recurrent stack -> two heads: the next value and the next ``horizon``.
+
+    The model takes and returns the series' own units (normalisation is inside the graph, with
+    statistics of the training part), and accepts windows of any length.
+    """
+    inputs = keras.Input(shape=(None, 1), name="window")
+    x = keras.layers.Normalization(mean=data.mean, variance=data.std**2, name="normalize")(inputs)
+    x = recurrent_stack(
+        x,
+        config.cell,
+        config.units,
+        layers=config.layers,
+        bidirectional=config.bidirectional,
+        merge_mode=config.merge_mode,
+        dropout=config.dropout,
+    )
+    outputs = {}
+    for name, size in (("next_value", 1), ("next_values", config.horizon)):
+        scaled = keras.layers.Dense(size, name=f"{name}_normalized")(x)
+        outputs[name] = keras.layers.Rescaling(data.std, offset=data.mean, name=name)(scaled)
+    return keras.Model(inputs, outputs, name="sine_forecaster")
+
+
+def compile_args(config: Config, data: Datasets) -> dict[str, Any]:
+    """MSE on both heads, weighted by 1/variance so the loss is in normalised units."""
+    weight = 1.0 / data.std**2
+    return {
+        "loss": {"next_value": "mse", "next_values": "mse"},
+        "loss_weights": {"next_value": weight, "next_values": weight},
+        "metrics": {"next_value": [keras.metrics.RootMeanSquaredError(name="rmse")]},
+    }
+
+
+def rmse(predicted: np.ndarray, target: np.ndarray, axis: int | None = None) -> np.ndarray:
+    return np.sqrt(np.mean((np.asarray(predicted) - np.asarray(target)) ** 2, axis=axis))
+
+
+def recursive_forecast(predict_next, inputs: np.ndarray, steps: int) -> np.ndarray:
+    """Feed each one-step prediction back as the newest input: (n, window, 1) -> (n, steps)."""
+    window, forecasts = inputs, []
+    for _ in range(steps):
+        next_value = np.asarray(predict_next(window), dtype=np.float32).reshape(-1)
+        forecasts.append(next_value)
+        window = np.concatenate([window[:, 1:], next_value[:, None, None]], axis=1)
+    return np.stack(forecasts, axis=1)
+
+
+def fit_linear_autoregression(series: np.ndarray, window: int, stop: int) -> np.ndarray:
+    """Least-squares AR(window) with intercept on the training windows (targets before ``stop``)."""
+    inputs = windows(series, window, window, stop)[..., 0]
+    design = np.hstack([inputs, np.ones((len(inputs), 1))]).astype(np.float64)
+    coefficients, *_ = np.linalg.lstsq(design, series[window:stop].astype(np.float64), rcond=None)
+    return coefficients
+
+
+def linear_predict(coefficients: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    return inputs[..., 0] @ coefficients[:-1] + coefficients[-1]
+
+
+def evaluate(
+    model: keras.Model, untrained: keras.Model, data: Datasets, config: Config, run: RunDir
+) -> dict[str, Any]:
+    """Test metrics of the model and both baselines; writes the forecast plots."""
+    series, window, horizon = data.series, config.window, config.horizon
+    test_inputs = windows(series, window, data.test_start, len(series))
+    test_targets = series[data.test_start :]
+    multi_inputs = test_inputs[: len(test_inputs) - horizon + 1]
+    multi_targets = np.stack(
+        [series[t : t + horizon] for t in range(data.test_start, len(series) - horizon + 1)]
+    )
+
+    def predict(net: keras.Model, inputs: np.ndarray, head: str) -> np.ndarray:
+        return net.predict(inputs, batch_size=512, verbose=0)[head]
+
+    one_step = predict(model, test_inputs, "next_value")[:, 0]
+    coefficients = fit_linear_autoregression(series, window, data.val_start)
+    forecasts = {
+        "direct": predict(model, multi_inputs, "next_values"),
+        "recursive": recursive_forecast(
+            lambda w: predict(model, w, "next_value"), multi_inputs, horizon
+        ),
+        "persistence": np.repeat(multi_inputs[:, -1], horizon, axis=1),
+        "linear": recursive_forecast(
+            lambda w: linear_predict(coefficients, w), multi_inputs, horizon
+        ),
+    }
+    metrics = {
+        "test_rmse": float(rmse(one_step, test_targets)),
+        "persistence_rmse": float(rmse(test_inputs[:, -1, 0], test_targets)),
+        "linear_rmse": float(rmse(linear_predict(coefficients, test_inputs), test_targets)),
+        "multistep_rmse": {
+            name: [float(v) for v in rmse(forecast, multi_targets, axis=0)]
+            for name, forecast in forecasts.items()
+        },
+        "test_points": len(test_targets),
+    }
+    if not config.csv:
+        metrics["noise_std"] = config.noise / math.sqrt(12)  # floor: no forecast beats the noise
+    _plot_forecasts(
+        run, series, data.test_start, one_step, predict(untrained, test_inputs, "next_value")[:, 0]
+    )
+    _plot_multistep(
+        run, series, data.test_start, forecasts, predict(untrained, multi_inputs, "next_values")
+    )
+    return metrics
+
+
+def _plot_forecasts(run: RunDir, series, test_start, trained, untrained) -> None:
+    figure, axes = plots.plt.subplots(figsize=(9, 4))
+    steps = np.arange(len(series))
+    axes.plot(steps, series, color="0.6", lw=1, label="series")
+    test_steps = steps[test_start:]
+    axes.plot(test_steps, untrained, ":", color="tab:red", label="untrained model")
+    axes.plot(test_steps, trained, color="tab:blue", label="trained model (one step ahead)")
+    axes.axvline(test_start, color="k", lw=0.8, ls="--")
+    axes.set_xlabel("step")
+    axes.set_title("One-step forecasts on the test split")
+    axes.legend(loc="lower left")
+    plots.save_figure(figure, run.plots / "forecast.png")
+
+
+def _plot_multistep(run: RunDir, series, test_start, forecasts, untrained_direct) -> None:
+    horizon = forecasts["direct"].shape[1]
+    starts = range(0, forecasts["direct"].shape[0], horizon)
+    figure, axes = plots.plt.subplots(figsize=(9, 4))
+    steps = np.arange(len(series))
+    axes.plot(steps[test_start:], series[test_start:], color="0.6", lw=1, label="series")
+    for k, start in enumerate(starts):
+        span = steps[test_start + start : test_start + start + horizon]
+        labels = ("direct head", "recursive", "untrained direct") if k == 0 else (None,) * 3
+        axes.plot(span, forecasts["direct"][start], color="tab:blue", label=labels[0])
+        axes.plot(span, forecasts["recursive"][start], "--", color="tab:green", label=labels[1])
+        axes.plot(span, untrained_direct[start], ":", color="tab:red", label=labels[2])
+    axes.set_xlabel("step")
+    axes.set_title(f"{horizon}-step forecasts from points of the test split")
+    axes.legend(loc="lower left")
+    plots.save_figure(figure, run.plots / "multistep.png")
+
+
+def format_metrics(metrics: dict[str, Any], config: Config) -> str:
+    """Markdown tables of the test metrics."""
+    lines = [
+        f"| one-step forecast ({metrics['test_points']} test points) | RMSE |",
+        "|---|---:|",
+        f"| {config.cell} model | {metrics['test_rmse']:.4f} |",
+        f"| persistence (last value) | {metrics['persistence_rmse']:.4f} |",
+        f"| linear AR({config.window}) | {metrics['linear_rmse']:.4f} |",
+    ]
+    if "noise_std" in metrics:
+        lines.append(f"| noise floor (std of the noise) | {metrics['noise_std']:.4f} |")
+    multi = metrics["multistep_rmse"]
+    lines += ["", "| steps ahead | " + " | ".join(multi) + " |", "|---:|" + "---:|" * len(multi)]
+    for step in range(len(multi["direct"])):
+        lines.append(f"| {step + 1} | " + " | ".join(f"{multi[n][step]:.4f}" for n in multi) + " |")
+    return "\n".join(lines)

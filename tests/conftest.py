@@ -1,0 +1,53 @@
+"""Shared helpers: run a CLI in a subprocess or in-process, and check user errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A model small and short enough to train in a couple of seconds.
+TINY_TRAINING = ["--units", "4", "--epochs", "2", "--batch-size", "64", "--patience", "0"]
+
+
+def run_module(module: str, *args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m module args`` from the repository root, output captured as text."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def assert_user_error(status: int, stderr: str, *fragments: str) -> None:
+    """Exit status 2, one ``error:`` line on stderr naming the problem, no traceback."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert status == 2, stderr
+    assert "Traceback" not in stderr, stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """Call an in-process ``main(argv)`` and assert it fails as a user error mentioning
+    every fragment; returns the message."""
+
+    def check(main, argv: list[str], *fragments: str) -> str:
+        capsys.readouterr()
+        status = main([str(a) for a in argv])
+        stderr = capsys.readouterr().err
+        assert_user_error(status, stderr, *fragments)
+        return stderr
+
+    return check
