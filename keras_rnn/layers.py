@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import keras
 
+from keras_rnn.config import CELLS, MERGE_MODES
 from keras_rnn.errors import UserError
-
-CELLS = ("simple", "lstm", "gru")
-MERGE_MODES = ("concat", "sum", "mul", "ave")
 
 
 def rnn_layer(

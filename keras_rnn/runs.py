@@ -65,34 +65,47 @@ class RunDir:
         return self.metrics_json.is_file()
 
 
-def prepare_run_dir(path: str | Path, force: bool = False, resume: bool = False) -> RunDir:
-    """Create (or reopen, with ``resume``) a run directory.
+def _occupied(run: RunDir) -> bool:
+    return run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir()))
 
-    An existing non-empty directory is an error unless ``force`` (delete it and start over)
+
+def check_run_dir(path: str | Path, force: bool = False, resume: bool = False) -> RunDir:
+    """Raise ``UserError`` if ``path`` may not be used as asked; changes nothing.
+
+    An existing non-empty directory is refused unless ``force`` (delete it and start over)
     or ``resume`` (continue it; it must hold a config.json and be unfinished).
     """
     run = RunDir(Path(path))
     if force and resume:
         raise UserError("--force and --resume contradict each other: pick one")
-    occupied = run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir()))
     if resume:
-        if not run.config_json.is_file():
-            raise UserError(f"cannot resume {run.path}: it has no config.json (never started?)")
-        if run.complete:
-            raise UserError(
-                f"cannot resume {run.path}: it finished already (pass --force to retrain)"
-            )
+        check_resumable(run)
+    elif _occupied(run) and not force:
+        hint = "--resume to continue it" if run.config_json.is_file() else "another --run-dir"
+        raise UserError(f"{run.path} exists: pass --force to overwrite it, or {hint}")
+    return run
+
+
+def prepare_run_dir(path: str | Path, force: bool = False, resume: bool = False) -> RunDir:
+    """Check (as ``check_run_dir``), then create the run directory, or reopen it to resume."""
+    run = check_run_dir(path, force=force, resume=resume)
+    if resume:
         return run
-    if occupied:
-        if not force:
-            hint = "--resume to continue it" if run.config_json.is_file() else "another --run-dir"
-            raise UserError(f"{run.path} exists: pass --force to overwrite it, or {hint}")
+    if _occupied(run):
         if run.path.is_dir():
             shutil.rmtree(run.path)
         else:
             run.path.unlink()
     run.path.mkdir(parents=True, exist_ok=True)
     return run
+
+
+def check_resumable(run: RunDir) -> None:
+    """Raise ``UserError`` unless ``run`` was started and has not finished."""
+    if not run.config_json.is_file():
+        raise UserError(f"cannot resume {run.path}: it has no config.json (never started?)")
+    if run.complete:
+        raise UserError(f"cannot resume {run.path}: it finished already (pass --force to retrain)")
 
 
 def atomic_save(path: Path, save: Callable[[Path], Any]) -> None:

@@ -5,11 +5,8 @@ import dataclasses
 
 import pytest
 
-from keras_rnn.config import TrainConfig, add_config_flags, config_from_dict
+from keras_rnn.config import SineConfig, TrainConfig, add_config_flags, config_from_dict
 from keras_rnn.errors import UserError
-from keras_rnn.tasks import load_task
-
-SineConfig = load_task("sine").Config
 
 
 def parse(*argv):
@@ -54,7 +51,7 @@ def test_only_typed_flags_are_parsed_with_their_types():
         ({"test_fraction": 1.5}, "--test-fraction must be in (0, 1)"),
         ({"val_fraction": 0.5, "test_fraction": 0.5}, "must leave data for training"),
         ({"column": "y"}, "--column needs --csv"),
-        ({"colour": "red"}, "unknown config keys for Config: colour"),
+        ({"colour": "red"}, "unknown config keys for SineConfig: colour"),
     ],
 )
 def test_invalid_values_are_named(values, message):

@@ -1,14 +1,16 @@
-"""Tasks: each module provides ``Config``, ``make_datasets``, ``build_model``,
-``compile_args``, ``evaluate`` and ``format_metrics`` (DESIGN.md section 4)."""
+"""Tasks: each module provides ``Config`` (its class in ``keras_rnn.config``),
+``make_datasets``, ``build_model``, ``compile_args``, ``evaluate`` and ``format_metrics``
+(DESIGN.md section 4)."""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
+from keras_rnn.config import CONFIGS
 from keras_rnn.errors import UserError
 
-TASKS = ("sine",)
+TASKS = tuple(CONFIGS)
 
 
 def load_task(name: str) -> ModuleType:

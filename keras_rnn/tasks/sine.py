@@ -19,39 +19,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_rnn import plots
-from keras_rnn.config import TrainConfig, option
+from keras_rnn.config import SineConfig as Config
 from keras_rnn.errors import UserError
 from keras_rnn.layers import recurrent_stack
 from keras_rnn.runs import RunDir
-
-
-@dataclasses.dataclass
-class Config(TrainConfig):
-    task: str = option("sine", "task to train")
-    window: int = option(10, "past values the model sees")
-    horizon: int = option(10, "steps ahead of the multi-step forecasts")
-    points: int = option(400, "length of the embedded noisy sine on [0, 36]")
-    noise: float = option(0.2, "the embedded series adds uniform [0, NOISE) noise to sin(x)")
-    data_seed: int = option(0, "seed of the embedded series' noise")
-    val_fraction: float = option(0.1, "share of the series, before the test part, for validation")
-    test_fraction: float = option(0.2, "share of the series at its end held out for testing")
-    csv: str | None = option(None, "CSV file with a header row: forecast this series instead")
-    column: str | None = option(None, "CSV column to read (default: the file's only column)")
-
-    def validate(self) -> None:
-        super().validate()
-        for name in ("window", "horizon", "points"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name} must be positive, got {getattr(self, name)}")
-        if not (math.isfinite(self.noise) and self.noise >= 0):
-            raise UserError(f"--noise must be >= 0, got {self.noise}")
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 < getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be in (0, 1)")
-        if self.val_fraction + self.test_fraction >= 1:
-            raise UserError("--val-fraction plus --test-fraction must leave data for training")
-        if self.column is not None and self.csv is None:
-            raise UserError("--column needs --csv")
 
 
 @dataclasses.dataclass
@@ -309,7 +280,7 @@ def _plot_forecasts(run: RunDir, series, test_start, trained, untrained) -> None
     axes.axvline(test_start, color="k", lw=0.8, ls="--")
     axes.set_xlabel("step")
     axes.set_title("One-step forecasts on the test split")
-    axes.legend(loc="lower left")
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, frameon=False)
     plots.save_figure(figure, run.plots / "forecast.png")
 
 
@@ -327,7 +298,7 @@ def _plot_multistep(run: RunDir, series, test_start, forecasts, untrained_direct
         axes.plot(span, untrained_direct[start], ":", color="tab:red", label=labels[2])
     axes.set_xlabel("step")
     axes.set_title(f"{horizon}-step forecasts from points of the test split")
-    axes.legend(loc="lower left")
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, frameon=False)
     plots.save_figure(figure, run.plots / "multistep.png")
 
 

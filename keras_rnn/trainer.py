@@ -1,0 +1,129 @@
+"""The training loop behind ``python -m keras_rnn.train``: fit with resumable callbacks,
+then save the model, metrics and plots into the run directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_rnn import plots
+from keras_rnn.callbacks import BestWeights, ResumableEarlyStopping
+from keras_rnn.config import TrainConfig
+from keras_rnn.runs import RunDir, atomic_save, prepare_run_dir, write_json
+from keras_rnn.tasks import load_task
+
+
+def environment() -> dict[str, Any]:
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "gpus": [gpu.name for gpu in gpus],
+        "cudnn": bool(gpus),  # every layer is built cuDNN-eligible; Keras uses it on a GPU
+        "mixed_precision": keras.mixed_precision.global_policy().name != "float32",
+        "strategy": tf.distribute.get_strategy().__class__.__name__,
+    }
+
+
+def _history_state(run: RunDir, first_epoch: int) -> tuple[float, int]:
+    """Keep history.csv rows before ``first_epoch`` (the restored one) and return the best
+    val_loss so far and the epochs since it, for the resumed callbacks."""
+    if not run.history_csv.is_file():
+        return math.inf, 0
+    with run.history_csv.open(newline="") as f:
+        rows = [row for row in csv.DictReader(f) if int(row["epoch"]) < first_epoch]
+    if rows:
+        fields = list(rows[0])
+        with run.history_csv.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fields)
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        run.history_csv.unlink()
+    losses = [float(row["val_loss"]) for row in rows if row.get("val_loss")]
+    if not losses:
+        return math.inf, 0
+    best_index = int(np.argmin(losses))
+    return losses[best_index], len(losses) - 1 - best_index
+
+
+def _restored_epoch(run: RunDir) -> int:
+    metadata = run.backup / "training_metadata.json"
+    return json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
+
+
+def train(task: Any, config: TrainConfig, data: Any, run: RunDir, resume: bool) -> dict[str, Any]:
+    """Fit on ``data``, evaluate, and write everything into ``run``; return the test metrics."""
+    model = task.build_model(config, data)
+    optimizer = keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.clipnorm or None)
+    model.compile(optimizer=optimizer, **task.compile_args(config, data))
+    if not resume:
+        write_json(
+            run.config_json,
+            {"config": config.to_dict(), "data": data.source, "environment": environment()},
+        )
+        atomic_save(run.initial_weights, model.save_weights)
+    best, wait = _history_state(run, _restored_epoch(run)) if resume else (math.inf, 0)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(
+            run.backup, double_checkpoint=True, delete_checkpoint=False
+        ),
+        keras.callbacks.CSVLogger(str(run.history_csv), append=resume),
+        BestWeights(run.best_weights, best=best),
+    ]
+    if config.patience:
+        callbacks.append(
+            ResumableEarlyStopping(
+                monitor="val_loss", patience=config.patience, best=best, wait=wait
+            )
+        )
+    if config.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run.tensorboard)))
+    print(f"data: {json.dumps(data.source)}")
+    print(f"model: {model.name}, {model.count_params():,} parameters, run directory {run.path}")
+    model.fit(
+        data.train,
+        validation_data=data.val,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles (seeded)
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    if run.best_weights.is_file():
+        model.load_weights(run.best_weights)
+    atomic_save(run.model_keras, model.save)
+    untrained = task.build_model(config, data)
+    untrained.load_weights(run.initial_weights)
+    metrics = task.evaluate(model, untrained, data, config, run)
+    plots.plot_history(run.history_csv, run.plots / "loss.png")
+    write_json(run.metrics_json, metrics)
+    shutil.rmtree(run.backup, ignore_errors=True)  # finished: nothing left to resume
+    return metrics
+
+
+def run_training(
+    config: TrainConfig, run_path, force: bool, resume: bool
+) -> tuple[Any, RunDir, dict]:
+    """Seed, load the data (before touching the run directory: bad data changes no file),
+    prepare the run directory and train. Returns the task module, the run and its metrics."""
+    task = load_task(config.task)
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    data = task.make_datasets(config)
+    run = prepare_run_dir(run_path, force=force, resume=resume)
+    return task, run, train(task, config, data, run, resume=resume)

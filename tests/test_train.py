@@ -1,0 +1,210 @@
+"""python -m keras_rnn.train end to end on tiny configs: the run directory, refusals,
+bad input, and resuming after a SIGKILL."""
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from keras_rnn import train
+from tests.conftest import REPO, TINY_TRAINING, assert_user_error, run_module
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    assert train.main(["--cell", "gru", "--run-dir", str(run_dir), *TINY_TRAINING]) == 0
+    return run_dir
+
+
+def test_run_directory_contract(tiny_run):
+    saved = json.loads((tiny_run / "config.json").read_text())
+    assert saved["config"]["cell"] == "gru" and saved["config"]["units"] == 4
+    assert saved["data"]["length"] == 400 and len(saved["data"]["series_sha256"]) == 64
+    assert saved["environment"]["keras"] == keras.__version__
+
+    with (tiny_run / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert {"loss", "val_loss", "next_value_rmse", "val_next_value_rmse"} <= set(rows[0])
+
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert {"test_rmse", "persistence_rmse", "linear_rmse", "multistep_rmse"} <= set(metrics)
+    assert set(metrics["multistep_rmse"]) == {"direct", "recursive", "persistence", "linear"}
+    assert all(len(v) == 10 for v in metrics["multistep_rmse"].values())
+    assert metrics["persistence_rmse"] == pytest.approx(0.1048, abs=5e-4)  # the course's 0.105
+    assert metrics["linear_rmse"] < metrics["persistence_rmse"]
+
+    for plot in ("loss", "forecast", "multistep"):
+        assert (tiny_run / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tiny_run / "checkpoints" / "initial.weights.h5").is_file()
+    assert not (tiny_run / "checkpoints" / "backup").exists()
+    assert not list(tiny_run.rglob(".tmp-*"))
+
+
+def test_saved_model_reproduces_the_test_rmse(tiny_run):
+    from keras_rnn.config import config_from_dict
+    from keras_rnn.tasks import sine
+
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    config = config_from_dict(
+        sine.Config, json.loads((tiny_run / "config.json").read_text())["config"]
+    )
+    data = sine.make_datasets(config)
+    model = keras.models.load_model(tiny_run / "model.keras")
+    inputs = sine.windows(data.series, config.window, data.test_start, len(data.series))
+    predicted = model.predict(inputs, verbose=0)["next_value"][:, 0]
+    assert sine.rmse(predicted, data.series[data.test_start :]) == pytest.approx(
+        metrics["test_rmse"], rel=1e-5
+    )
+
+
+def test_same_seed_same_metrics(tiny_run, tmp_path):
+    assert train.main(["--cell", "gru", "--run-dir", str(tmp_path / "again"), *TINY_TRAINING]) == 0
+    first = json.loads((tiny_run / "metrics.json").read_text())
+    second = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert first == second
+
+
+def test_existing_run_is_kept_without_force(tiny_run, cli_error):
+    before = (tiny_run / "metrics.json").read_bytes()
+    cli_error(
+        train.main, ["--cell", "gru", "--run-dir", tiny_run, *TINY_TRAINING], "exists", "--force"
+    )
+    assert (tiny_run / "metrics.json").read_bytes() == before
+
+
+def test_force_replaces_a_run(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "stale.txt").write_text("old")
+    assert train.main(["--run-dir", str(run_dir), "--force", "--tensorboard", *TINY_TRAINING]) == 0
+    assert not (run_dir / "stale.txt").exists() and (run_dir / "metrics.json").is_file()
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def write_series(tmp_path, values, name="series.csv"):
+    path = tmp_path / name
+    path.write_text("value\n" + "\n".join(str(v) for v in values) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["--task", "poetry"], ["unknown task 'poetry'", "sine"]),
+        (["--cell", "rnn"], ["--cell", "invalid choice: 'rnn'"]),
+        (["--units", "0"], ["--units must be positive"]),
+        (["--units", "many"], ["--units", "invalid int value: 'many'"]),
+        (["--batch-size", "-4"], ["--batch-size must be positive"]),
+        (["--colour", "red"], ["unrecognized arguments: --colour red"]),
+        (["--csv", "missing.csv"], ["CSV file not found: missing.csv"]),
+        (["--resume"], ["cannot resume", "no config.json"]),
+    ],
+)
+def test_bad_arguments(argv, fragments, tmp_path, cli_error):
+    cli_error(train.main, ["--run-dir", tmp_path / "run", *argv], *fragments)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ([0.1, float("nan"), 0.3], "series.csv:3: value is nan"),
+        ([1.0, float("inf")], "series.csv:3: value is inf"),
+        (list(range(20)), "series of 20 values is too short"),
+    ],
+)
+def test_bad_series(values, fragment, tmp_path, cli_error):
+    csv_path = write_series(tmp_path, values)
+    cli_error(train.main, ["--csv", csv_path, "--run-dir", tmp_path / "run"], fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_user_csv_trains(tmp_path):
+    values = np.cos(np.arange(200) * 0.3) * 50 + 1000  # far from unit scale: normalised inside
+    csv_path = write_series(tmp_path, values)
+    run_dir = tmp_path / "run"
+    assert train.main(["--csv", str(csv_path), "--run-dir", str(run_dir), *TINY_TRAINING]) == 0
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["data"]["kind"] == "csv" and saved["data"]["length"] == 200
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "noise_std" not in metrics and np.isfinite(metrics["test_rmse"])
+
+
+def test_cli_process_prints_one_line_on_bad_input(tmp_path):
+    csv_path = write_series(tmp_path, [1.0, float("nan")])
+    result = run_module("keras_rnn.train", "--csv", csv_path, "--run-dir", tmp_path / "run")
+    assert_user_error(result.returncode, result.stderr, "NaN and infinity are not allowed")
+
+
+def test_help_lists_flags_with_defaults():
+    result = run_module("keras_rnn.train", "--help")
+    assert result.returncode == 0
+    for text in ("--cell {simple,lstm,gru}", "--clipnorm", "--resume", "--force", "(default: 10)"):
+        assert text in result.stdout
+
+
+def test_resume_after_sigkill(tmp_path):
+    """Kill training mid-run with SIGKILL, resume, and finish with every epoch logged once."""
+    run_dir = tmp_path / "run"
+    epochs = 12
+    argv = [
+        "--run-dir",
+        run_dir,
+        "--units",
+        "8",
+        "--batch-size",
+        "4",
+        "--epochs",
+        epochs,
+        "--patience",
+        "0",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_rnn.train", *map(str, argv)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    history = run_dir / "history.csv"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if history.is_file() and len(history.read_text().splitlines()) >= 3:  # 2 epochs done
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    assert not (run_dir / "metrics.json").exists()
+
+    refused = run_module("keras_rnn.train", *argv)
+    assert_user_error(refused.returncode, refused.stderr, "--resume to continue it")
+
+    changed = run_module("keras_rnn.train", *argv[:-4], "--units", "16", "--resume")
+    assert_user_error(changed.returncode, changed.stderr, "--units 16 differs from the run's 8")
+
+    resumed = run_module("keras_rnn.train", *argv, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    first_epoch = int(resumed.stdout.split("Epoch ")[1].split("/")[0])
+    assert first_epoch >= 3  # continued from the backup, not from scratch
+    with history.open() as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == list(range(epochs))
+    assert (run_dir / "metrics.json").is_file()
+    assert not (run_dir / "checkpoints" / "backup").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_default_config_beats_both_baselines(cell, tmp_path):
+    """The issue's target: with the defaults, LSTM and GRU beat persistence and linear AR."""
+    assert train.main(["--cell", cell, "--run-dir", str(tmp_path / cell)]) == 0
+    metrics = json.loads((tmp_path / cell / "metrics.json").read_text())
+    assert metrics["test_rmse"] < metrics["linear_rmse"] < metrics["persistence_rmse"]
+    assert metrics["test_rmse"] > metrics["noise_std"]  # nothing beats the noise: a sanity bound
