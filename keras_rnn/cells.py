@@ -24,6 +24,14 @@ class _Cell(keras.layers.Layer):
     def _bias_shape(self) -> tuple[int, ...]:
         return (self.gates * self.units,)
 
+    @property
+    def state_size(self) -> int | list[int]:
+        return self.units
+
+    @property
+    def output_size(self) -> int:
+        return self.units
+
     def build(self, input_shape):
         width = self.gates * self.units
         self.kernel = self.add_weight(
@@ -40,14 +48,6 @@ class _Cell(keras.layers.Layer):
 
 class SimpleRNNCell(_Cell):
     """h_t = tanh(x_t W + h_{t-1} U + b)."""
-
-    @property
-    def state_size(self) -> int:
-        return self.units
-
-    @property
-    def output_size(self) -> int:
-        return self.units
 
     def call(self, inputs, states):
         h = ops.tanh(
@@ -66,10 +66,6 @@ class LSTMCell(_Cell):
     @property
     def state_size(self) -> list[int]:
         return [self.units, self.units]
-
-    @property
-    def output_size(self) -> int:
-        return self.units
 
     def call(self, inputs, states):
         h_prev, c_prev = states
@@ -97,14 +93,6 @@ class GRUCell(_Cell):
     def _bias_shape(self) -> tuple[int, ...]:
         width = self.gates * self.units
         return (2, width) if self.reset_after else (width,)
-
-    @property
-    def state_size(self) -> int:
-        return self.units
-
-    @property
-    def output_size(self) -> int:
-        return self.units
 
     def call(self, inputs, states):
         h_prev = states[0]

@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import math
 import typing
-from typing import Any
+from typing import Any, ClassVar
 
 from keras_rnn.errors import UserError
 
@@ -23,6 +23,12 @@ MERGE_MODES = ("concat", "sum", "mul", "ave")
 def option(default: Any, help: str, choices: tuple | None = None) -> Any:
     """A config field with its CLI help text (and choices)."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+def new_default(config_class: type, name: str, default: Any) -> Any:
+    """The field ``name`` of ``config_class`` with another default, its help kept."""
+    field = next(f for f in dataclasses.fields(config_class) if f.name == name)
+    return dataclasses.field(default=default, metadata=field.metadata)
 
 
 @dataclasses.dataclass
@@ -46,9 +52,11 @@ class TrainConfig:
     seed: int = option(0, "seed for weights, shuffling and dropout")
     tensorboard: bool = option(False, "write TensorBoard logs into the run directory")
 
+    positive: ClassVar[tuple[str, ...]] = ("units", "layers", "epochs", "batch_size")
+
     def validate(self) -> None:
         """Raise ``UserError`` naming the first field that is out of range."""
-        for name in ("units", "layers", "epochs", "batch_size"):
+        for name in self.positive:
             if getattr(self, name) <= 0:
                 raise UserError(f"--{flag(name)} must be positive, got {getattr(self, name)}")
         for name in ("learning_rate",):
@@ -78,13 +86,12 @@ class SineConfig(TrainConfig):
     """Noisy-sine forecasting (``--task sine``)."""
 
     task: str = option("sine", "task to train")
+    positive: ClassVar[tuple[str, ...]] = (*TrainConfig.positive, "window", "horizon", "points")
     # 280 training points: a small network with a gentle rate generalises best (README table).
-    units: int = option(16, "units per recurrent layer")
-    learning_rate: float = option(1e-3, "Adam learning rate")
-    epochs: int = option(300, "maximum training epochs")
-    patience: int = option(
-        30, "stop after this many epochs without val_loss improvement (0: never)"
-    )
+    units: int = new_default(TrainConfig, "units", 16)
+    learning_rate: float = new_default(TrainConfig, "learning_rate", 1e-3)
+    epochs: int = new_default(TrainConfig, "epochs", 300)
+    patience: int = new_default(TrainConfig, "patience", 30)
     window: int = option(10, "past values the model sees")
     horizon: int = option(10, "steps ahead of the multi-step forecasts")
     points: int = option(400, "length of the embedded noisy sine on [0, 36]")
@@ -97,9 +104,6 @@ class SineConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("window", "horizon", "points"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name} must be positive, got {getattr(self, name)}")
         if not (math.isfinite(self.noise) and self.noise >= 0):
             raise UserError(f"--noise must be >= 0, got {self.noise}")
         for name in ("val_fraction", "test_fraction"):
@@ -126,7 +130,9 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class: type[TrainCo
         if field.name == "task":
             continue
         kind = hints[field.name]
-        help_text = f"{field.metadata.get('help', '')} (default: {field.default})"
+        help_text = field.metadata.get("help", "")
+        if field.default is not None and "default:" not in help_text:
+            help_text += f" (default: {field.default})"
         name = f"--{flag(field.name)}"
         if kind is bool:
             parser.add_argument(

@@ -29,26 +29,22 @@ def build_pair(builtin: keras.layers.Layer, cell: keras.layers.Layer, inputs, rn
     )
 
 
+@pytest.mark.parametrize(
+    ("builtin_class", "cell_class", "oracle"),
+    [
+        (keras.layers.SimpleRNN, cells.SimpleRNNCell, reference.simple_rnn_forward),
+        (keras.layers.LSTM, cells.LSTMCell, lambda *args: reference.lstm_forward(*args)[0]),
+    ],
+)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_simple_rnn_cell(shape):
+def test_simple_rnn_and_lstm_cells(shape, builtin_class, cell_class, oracle):
     rng = np.random.default_rng(1)
     batch, time, features, units = shape
     inputs = rng.normal(size=(batch, time, features)).astype(np.float32)
-    builtin = keras.layers.SimpleRNN(units, return_sequences=True)
-    weights, expected, actual = build_pair(builtin, cells.SimpleRNNCell(units), inputs, rng)
+    builtin = builtin_class(units, return_sequences=True)
+    weights, expected, actual = build_pair(builtin, cell_class(units), inputs, rng)
     np.testing.assert_allclose(actual, expected, atol=1e-6)
-    np.testing.assert_allclose(actual, reference.simple_rnn_forward(inputs, *weights), atol=1e-6)
-
-
-@pytest.mark.parametrize("shape", SHAPES)
-def test_lstm_cell(shape):
-    rng = np.random.default_rng(2)
-    batch, time, features, units = shape
-    inputs = rng.normal(size=(batch, time, features)).astype(np.float32)
-    builtin = keras.layers.LSTM(units, return_sequences=True)
-    weights, expected, actual = build_pair(builtin, cells.LSTMCell(units), inputs, rng)
-    np.testing.assert_allclose(actual, expected, atol=1e-6)
-    np.testing.assert_allclose(actual, reference.lstm_forward(inputs, *weights)[0], atol=1e-6)
+    np.testing.assert_allclose(actual, oracle(inputs, *weights), atol=1e-6)
 
 
 @pytest.mark.parametrize("reset_after", [True, False])

@@ -235,7 +235,8 @@ def evaluate(
     )
 
     def predict(net: keras.Model, inputs: np.ndarray, head: str) -> np.ndarray:
-        return net.predict(inputs, batch_size=512, verbose=0)[head]
+        # A direct call: the test split is small, and predict() would build a tf.data pipeline.
+        return keras.ops.convert_to_numpy(net(inputs, training=False)[head])
 
     one_step = predict(model, test_inputs, "next_value")[:, 0]
     coefficients = fit_linear_autoregression(series, window, data.val_start)
