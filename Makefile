@@ -12,9 +12,10 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-# --force: the demo retrains into the same run directory each time it is run.
+# --force: the demo retrains (and re-exports) the same run directory each time it is run.
 demo: $(VENV)/.installed
 	$(PY) -m keras_rnn.train --task sine --cell lstm --run-dir $(DEMO_RUN) --force
+	$(PY) -m export $(DEMO_RUN) --force
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -65,3 +65,21 @@ def cli_error(capsys):
         return stderr
 
     return check
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """``trained_run(cell)``: a finished tiny sine run of that cell, trained once per session.
+    Tests must not modify it (copy it first)."""
+    from keras_rnn import train
+
+    runs = {}
+
+    def get(cell: str) -> Path:
+        if cell not in runs:
+            run_dir = tmp_path_factory.mktemp("trained") / f"tiny-{cell}"
+            assert train.main(["--cell", cell, "--run-dir", str(run_dir), *TINY_TRAINING]) == 0
+            runs[cell] = run_dir
+        return runs[cell]
+
+    return get

@@ -80,6 +80,7 @@ def test_window_dataset_matches_numpy_windows():
     examples = list(sine.window_dataset(series, 3, 5, 10, 2).as_numpy_iterator())
     assert len(examples) == 4  # first targets 5..8: the last target (t+1) must be < 10
     for offset, (inputs, targets) in enumerate(examples):
+        inputs = inputs["window"]
         t = 5 + offset
         np.testing.assert_array_equal(inputs[:, 0], series[t - 3 : t])
         np.testing.assert_array_equal(targets["next_values"], series[t : t + 2])
@@ -93,7 +94,7 @@ def test_window_dataset_matches_numpy_windows():
 def test_splits_are_in_time_order():
     data = sine.make_datasets(config())
     assert (data.val_start, data.test_start) == (280, 320)
-    first_train_inputs = next(iter(data.train.unbatch().as_numpy_iterator()))[0]
+    first_train_inputs = next(iter(data.train.unbatch().as_numpy_iterator()))[0]["window"]
     assert first_train_inputs.shape == (10, 1)
     last_val_targets = list(data.val.unbatch().as_numpy_iterator())[-1][1]["next_values"]
     np.testing.assert_array_equal(last_val_targets, data.series[310:320])  # ends at the test split
@@ -116,11 +117,11 @@ def test_model_takes_and_returns_raw_units_at_any_length():
     cfg = config(units=4, horizon=3)
     data = sine.make_datasets(cfg)
     model = sine.build_model(cfg, data)
-    outputs = model.predict(np.zeros((2, 7, 1), np.float32), verbose=0)
+    outputs = model.predict({"window": np.zeros((2, 7, 1), np.float32)}, verbose=0)
     assert outputs["next_value"].shape == (2, 1) and outputs["next_values"].shape == (2, 3)
     dense = model.get_layer("next_value_normalized")
     dense.set_weights([np.zeros_like(w) for w in dense.get_weights()])
-    constant = model.predict(np.zeros((1, 5, 1), np.float32), verbose=0)["next_value"]
+    constant = model.predict({"window": np.zeros((1, 5, 1), np.float32)}, verbose=0)["next_value"]
     np.testing.assert_allclose(constant, [[data.mean]], atol=1e-6)  # zero output -> the mean
     weights = sine.compile_args(cfg, data)["loss_weights"]
     assert weights["next_value"] == pytest.approx(1 / data.std**2)

@@ -16,11 +16,9 @@ from keras_rnn import train
 from tests.conftest import REPO, TINY_TRAINING, assert_user_error, run_module
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    assert train.main(["--cell", "gru", "--run-dir", str(run_dir), *TINY_TRAINING]) == 0
-    return run_dir
+@pytest.fixture
+def tiny_run(trained_run):
+    return trained_run("gru")
 
 
 def test_run_directory_contract(tiny_run):
@@ -59,7 +57,7 @@ def test_saved_model_reproduces_the_test_rmse(tiny_run):
     data = sine.make_datasets(config)
     model = keras.models.load_model(tiny_run / "model.keras")
     inputs = sine.windows(data.series, config.window, data.test_start, len(data.series))
-    predicted = model.predict(inputs, verbose=0)["next_value"][:, 0]
+    predicted = model.predict({"window": inputs}, verbose=0)["next_value"][:, 0]
     assert sine.rmse(predicted, data.series[data.test_start :]) == pytest.approx(
         metrics["test_rmse"], rel=1e-5
     )

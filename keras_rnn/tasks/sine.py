@@ -21,6 +21,7 @@ import tensorflow as tf
 from keras_rnn import plots
 from keras_rnn.config import SineConfig as Config
 from keras_rnn.errors import UserError
+from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import recurrent_stack
 from keras_rnn.runs import RunDir
 
@@ -146,13 +147,14 @@ def window_dataset(
     series: np.ndarray, window: int, start: int, stop: int, horizon: int
 ) -> tf.data.Dataset:
     """Examples whose targets ``series[t:t+horizon]`` lie in [start, stop), inputs the
-    ``window`` values before t: ``(window, 1)`` -> {next_value: (1,), next_values: (horizon,)}."""
+    ``window`` values before t, as dicts: {window: (window, 1)} ->
+    {next_value: (1,), next_values: (horizon,)}."""
     values = tf.constant(series)
 
     def example(t):
         targets = values[t : t + horizon]
         inputs = values[t - window : t, tf.newaxis]
-        return inputs, {"next_value": targets[:1], "next_values": targets}
+        return {"window": inputs}, {"next_value": targets[:1], "next_values": targets}
 
     return tf.data.Dataset.range(start, stop - horizon + 1).map(example)
 
@@ -165,6 +167,7 @@ def windows(series: np.ndarray, window: int, start: int, stop: int) -> np.ndarra
 def build_model(config: Config, data: Datasets) -> keras.Model:
     """Normalise -> recurrent stack -> two heads: the next value and the next ``horizon``.
 
+    Inputs and outputs are dicts keyed by name, as in every exported graph.
     The model takes and returns the series' own units (normalisation is inside the graph, with
     statistics of the training part), and accepts windows of any length.
     """
@@ -183,7 +186,29 @@ def build_model(config: Config, data: Datasets) -> keras.Model:
     for name, size in (("next_value", 1), ("next_values", config.horizon)):
         scaled = keras.layers.Dense(size, name=f"{name}_normalized")(x)
         outputs[name] = keras.layers.Rescaling(data.std, offset=data.mean, name=name)(scaled)
-    return keras.Model(inputs, outputs, name="sine_forecaster")
+    return keras.Model({"window": inputs}, outputs, name="sine_forecaster")
+
+
+def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
+    """One graph: a window of raw values -> next_value and next_values."""
+    normalize = model.get_layer("normalize")
+    mean = float(keras.ops.convert_to_numpy(normalize.mean).reshape(-1)[0])
+    std = float(np.sqrt(keras.ops.convert_to_numpy(normalize.variance).reshape(-1)[0]))
+
+    def sample(batch: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {"window": (mean + std * rng.normal(size=(batch, length, 1))).astype(np.float32)}
+
+    return [
+        ExportGraph(
+            name=model.name,
+            model=model,
+            inputs={"window": ((None, None, 1), "float32")},
+            outputs=["next_value", "next_values"],
+            sample=sample,
+            lengths=(config.window, 2 * config.window + 3),
+            runtime={"task": "sine", "window": config.window, "horizon": config.horizon},
+        )
+    ]
 
 
 def compile_args(config: Config, data: Datasets) -> dict[str, Any]:
@@ -236,7 +261,7 @@ def evaluate(
 
     def predict(net: keras.Model, inputs: np.ndarray, head: str) -> np.ndarray:
         # A direct call: the test split is small, and predict() would build a tf.data pipeline.
-        return keras.ops.convert_to_numpy(net(inputs, training=False)[head])
+        return keras.ops.convert_to_numpy(net({"window": inputs}, training=False)[head])
 
     one_step = predict(model, test_inputs, "next_value")[:, 0]
     coefficients = fit_linear_autoregression(series, window, data.val_start)

@@ -1,0 +1,1 @@
+"""Export a finished run to a TF Serving SavedModel and to ONNX, and prove parity."""

@@ -1,0 +1,157 @@
+"""python -m export RUN_DIR [--force]: SavedModel + ONNX + manifest.json + parity.json.
+
+Everything is built in a temporary folder inside the run and renamed to ``RUN_DIR/export``
+only when parity holds; on a parity failure nothing is left behind and the exit status is 1.
+User mistakes print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+
+from keras_rnn.config import CONFIGS, TrainConfig, config_from_dict
+from keras_rnn.errors import UserError
+from keras_rnn.runs import RunDir, read_json, write_json
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UserError(message)
+
+
+def check_run(path: Path) -> tuple[RunDir, TrainConfig]:
+    """The finished run at ``path`` and its config; anything else is a ``UserError``."""
+    run = RunDir(path)
+    if not run.path.is_dir():
+        raise UserError(f"run directory not found: {path}")
+    saved = read_json(run.config_json)
+    task = saved.get("config", {}).get("task") if isinstance(saved, dict) else None
+    if task not in CONFIGS:
+        raise UserError(
+            f"{run.config_json} names unknown task {task!r} (known: {', '.join(CONFIGS)})"
+        )
+    if not run.complete:
+        raise UserError(
+            f"{path} has not finished training (no metrics.json): finish it with "
+            f"python -m keras_rnn.train --run-dir {path} --resume"
+        )
+    if not run.model_keras.is_file():
+        raise UserError(f"{run.model_keras} is missing: retrain the run")
+    return run, config_from_dict(CONFIGS[task], saved["config"])
+
+
+def export_run(run: RunDir, config: TrainConfig) -> dict[str, Any]:
+    """Build the export in a temporary folder; move it into place if parity holds.
+    Returns the parity report."""
+    import keras  # TensorFlow starts here, after the cheap checks
+
+    from export import onnx, parity, savedmodel
+    from keras_rnn.tasks import load_task
+
+    try:
+        model = keras.models.load_model(run.model_keras)
+    except Exception as error:  # a corrupt or foreign file: report it, do not crash
+        raise UserError(
+            f"{run.model_keras} cannot be loaded: {str(error).splitlines()[0]}"
+        ) from None
+    graphs = load_task(config.task).export_graphs(model, config)
+    target = run.path / "export"
+    building = run.path / f".export.tmp-{os.getpid()}"
+    retired = run.path / f".export.old-{os.getpid()}"
+    try:
+        entries, manifest_graphs = [], []
+        for graph in graphs:
+            savedmodel_dir = building / "savedmodel" / graph.name / "1"
+            onnx_path = building / "onnx" / f"{graph.name}.onnx"
+            onnx_path.parent.mkdir(parents=True, exist_ok=True)
+            savedmodel.write_savedmodel(graph, savedmodel_dir)
+            onnx.write_onnx(graph, onnx_path)
+            entries.append(
+                parity.check_graph(graph, savedmodel_dir, onnx_path, parity.ATOL[config.cell])
+            )
+            manifest_graphs.append(_manifest_entry(graph, savedmodel_dir, onnx_path, building))
+        report = {"ok": all(entry["ok"] for entry in entries), "graphs": entries}
+        if not report["ok"]:
+            return report
+        write_json(
+            building / "manifest.json",
+            {"task": config.task, "opset": onnx.OPSET, "graphs": manifest_graphs},
+        )
+        write_json(building / "parity.json", report)
+        if target.exists():
+            target.rename(retired)
+        building.rename(target)
+        return report
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def _manifest_entry(graph, savedmodel_dir: Path, onnx_path: Path, root: Path) -> dict[str, Any]:
+    outputs = graph.model.output
+    return {
+        "name": graph.name,
+        "savedmodel": str(savedmodel_dir.relative_to(root)),
+        "onnx": str(onnx_path.relative_to(root)),
+        "inputs": [
+            {"name": name, "dtype": dtype, "shape": list(shape)}
+            for name, (shape, dtype) in graph.inputs.items()
+        ],
+        "outputs": [
+            {"name": name, "dtype": str(outputs[name].dtype), "shape": list(outputs[name].shape)}
+            for name in graph.outputs
+        ],
+        "runtime": graph.runtime,
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [
+        "| graph | max diff SavedModel | max diff ONNX | atol | ONNX recurrent ops | ok |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for entry in report["graphs"]:
+        recurrent = {
+            op: n
+            for op, n in entry["onnx_op_counts"].items()
+            if op in ("LSTM", "GRU", "RNN", "Loop", "Scan")
+        }
+        ops = ", ".join(f"{n} {op}" for op, n in recurrent.items()) or "none"
+        diffs = f"{entry['max_abs_diff_savedmodel']:.2e} | {entry['max_abs_diff_onnx']:.2e}"
+        ok = "yes" if entry["ok"] else "NO"
+        lines.append(f"| {entry['name']} | {diffs} | {entry['atol']:.0e} | {ops} | {ok} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog="python -m export", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="a finished run directory")
+    parser.add_argument("--force", action="store_true", help="replace an existing export")
+    try:
+        args = parser.parse_args(argv)
+        run, config = check_run(args.run_dir)
+        if (run.path / "export").exists() and not args.force:
+            raise UserError(f"{run.path / 'export'} exists: pass --force to replace it")
+        report = export_run(run, config)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    if not report["ok"]:
+        print(json.dumps(report, indent=2), file=sys.stderr)
+        print("error: parity failed: nothing was written", file=sys.stderr)
+        return 1
+    print(f"\nexport: {run.path / 'export'} (manifest.json, parity.json, savedmodel/, onnx/)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

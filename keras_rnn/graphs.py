@@ -1,0 +1,28 @@
+"""What a task exports: named graphs with their input specs and parity samples."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class ExportGraph:
+    """One graph to export: a Keras model with named inputs and outputs.
+
+    ``inputs`` maps each input name to (shape with None for dynamic dims, dtype name).
+    ``sample(batch, length, rng)`` returns realistic inputs for parity checks at the given
+    batch size and sequence length; ``lengths`` are the sequence lengths parity tries.
+    ``runtime`` is what a runtime needs beside the graph (task, sizes, vocab files).
+    """
+
+    name: str
+    model: Any  # keras.Model
+    inputs: dict[str, tuple[tuple[int | None, ...], str]]
+    outputs: list[str]
+    sample: Callable[[int, int, np.random.Generator], dict[str, np.ndarray]]
+    lengths: tuple[int, ...]
+    runtime: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,133 @@
+"""python -m export: SavedModel (TF Serving layout), ONNX, manifest and parity for a run."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from export import onnx as onnx_export
+from export import parity
+from export.__main__ import main as export_main
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+    """A private copy of a trained run, so each test may export into it."""
+
+    def copy(cell: str):
+        target = tmp_path / cell
+        shutil.copytree(trained_run(cell), target)
+        return target
+
+    return copy
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_export_writes_the_serving_layout_and_passes_parity(cell, run_copy):
+    run_dir = run_copy(cell)
+    assert export_main([str(run_dir)]) == 0
+    export = run_dir / "export"
+    assert (export / "savedmodel" / "sine_forecaster" / "1" / "saved_model.pb").is_file()
+    assert (export / "onnx" / "sine_forecaster.onnx").is_file()
+    manifest = json.loads((export / "manifest.json").read_text())
+    (graph,) = manifest["graphs"]
+    assert graph["name"] == "sine_forecaster" and graph["onnx"] == "onnx/sine_forecaster.onnx"
+    assert graph["inputs"] == [{"name": "window", "dtype": "float32", "shape": [None, None, 1]}]
+    assert [(o["name"], o["shape"]) for o in graph["outputs"]] == [
+        ("next_value", [None, 1]),
+        ("next_values", [None, 10]),
+    ]
+    report = json.loads((export / "parity.json").read_text())
+    (entry,) = report["graphs"]
+    assert report["ok"] and entry["ok"]
+    assert entry["max_abs_diff_onnx"] <= parity.ATOL[cell]
+    assert entry["max_abs_diff_savedmodel"] <= parity.ATOL[cell]
+    assert {(s["window"][0], s["window"][1]) for s in entry["shapes_tested"]} == {
+        (1, 10),
+        (1, 23),
+        (5, 10),
+        (5, 23),
+    }
+    if cell == "lstm":  # tf2onnx fuses an unmasked LSTM on its own
+        assert entry["onnx_op_counts"]["LSTM"] == 1 and entry["fused"]
+    assert entry["fused"] == ("Loop" not in entry["onnx_op_counts"])
+    assert not list(run_dir.glob(".export*"))
+
+
+def test_savedmodel_signature_for_tf_serving(run_copy):
+    run_dir = run_copy("gru")
+    assert export_main([str(run_dir)]) == 0
+    cli = shutil.which("saved_model_cli", path=str(Path(sys.executable).parent))
+    shown = subprocess.run(
+        [cli, "show", "--all", "--dir", str(run_dir / "export/savedmodel/sine_forecaster/1")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    signature = shown.split("signature_def['serving_default']:")[1]
+    assert "Method name is: tensorflow/serving/predict" in signature
+    for block in (
+        "inputs['window'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, -1, 1)",
+        "outputs['next_value'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 1)",
+        "outputs['next_values'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 10)",
+    ):
+        assert block in signature
+
+
+def test_existing_export_is_kept_without_force(run_copy, cli_error):
+    run_dir = run_copy("gru")
+    assert export_main([str(run_dir)]) == 0
+    before = (run_dir / "export" / "parity.json").read_bytes()
+    cli_error(export_main, [run_dir], "export exists: pass --force")
+    assert (run_dir / "export" / "parity.json").read_bytes() == before
+    (run_dir / "export" / "stale").write_text("x")
+    assert export_main([str(run_dir), "--force"]) == 0
+    assert not (run_dir / "export" / "stale").exists()
+
+
+def test_parity_failure_exits_1_and_writes_nothing(run_copy, monkeypatch, capsys):
+    run_dir = run_copy("gru")
+    monkeypatch.setitem(parity.ATOL, "gru", -1.0)  # no difference can pass
+    assert export_main([str(run_dir)]) == 1
+    assert "parity failed" in capsys.readouterr().err
+    assert not (run_dir / "export").exists() and not list(run_dir.glob(".export*"))
+
+
+def test_bad_run_directories(run_copy, tmp_path, cli_error):
+    cli_error(export_main, [tmp_path / "nowhere"], "run directory not found")
+    (tmp_path / "empty").mkdir()
+    cli_error(export_main, [tmp_path / "empty"], "config.json is missing")
+
+    unfinished = run_copy("gru")
+    (unfinished / "metrics.json").unlink()
+    cli_error(export_main, [unfinished], "has not finished training", "--resume")
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text(json.dumps({"config": {"task": "poetry"}}))
+    cli_error(export_main, [foreign], "unknown task 'poetry'")
+
+
+def test_corrupt_model_is_a_user_error(run_copy, cli_error):
+    run_dir = run_copy("lstm")
+    (run_dir / "model.keras").write_bytes(b"PK\x03\x04 truncated")
+    cli_error(export_main, [run_dir], "model.keras cannot be loaded")
+
+
+def test_cpu_twin_disables_cudnn_in_both_directions_and_keeps_weights():
+    inputs = keras.Input((None, 2), name="x")
+    hidden = keras.layers.Bidirectional(keras.layers.GRU(3, return_sequences=True))(inputs)
+    outputs = keras.layers.LSTM(2)(hidden)
+    model = keras.Model({"x": inputs}, {"y": outputs})
+    twin = onnx_export.cpu_twin(model)
+    (bidirectional,) = [x for x in twin.layers if isinstance(x, keras.layers.Bidirectional)]
+    (lstm,) = [x for x in twin.layers if isinstance(x, keras.layers.LSTM)]
+    recurrent = [bidirectional.forward_layer, bidirectional.backward_layer, lstm]
+    assert [layer.use_cudnn for layer in recurrent] == [False, False, False]
+    sample = {"x": np.random.default_rng(0).normal(size=(2, 4, 2)).astype(np.float32)}
+    np.testing.assert_allclose(twin(sample)["y"], model(sample)["y"], atol=1e-6)
