@@ -38,6 +38,28 @@ TENSORFLOW_STARTUP_LOG = re.compile(
 )
 
 
+# Importing any of these raises in run_without_tensorflow: the TF-free side must not need them.
+TENSORFLOW_MODULES = ("tensorflow", "keras", "tf2onnx", "tensorflow_text", "tf_keras")
+
+
+def run_without_tensorflow(module: str, *args, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m module args`` in a process where importing TensorFlow or Keras raises."""
+    blocker = (
+        "import runpy, sys\n"
+        f"for name in {TENSORFLOW_MODULES!r}:\n"
+        "    sys.modules[name] = None  # import raises ImportError\n"
+        f"sys.argv = [{module!r}, *sys.argv[1:]]\n"
+        f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", blocker, *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def assert_user_error(status: int, stderr: str, *fragments: str) -> None:
     """Exit status 2, one ``error:`` line on stderr naming the problem, no traceback."""
     lines = [
@@ -79,6 +101,27 @@ def trained_run(tmp_path_factory):
         if cell not in runs:
             run_dir = tmp_path_factory.mktemp("trained") / f"tiny-{cell}"
             assert train.main(["--cell", cell, "--run-dir", str(run_dir), *TINY_TRAINING]) == 0
+            runs[cell] = run_dir
+        return runs[cell]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def exported_run(trained_run, tmp_path_factory):
+    """``exported_run(cell)``: a copy of ``trained_run(cell)`` exported once per session.
+    Tests must not modify it."""
+    import shutil
+
+    from export.__main__ import main as export_main
+
+    runs = {}
+
+    def get(cell: str) -> Path:
+        if cell not in runs:
+            run_dir = tmp_path_factory.mktemp("exported") / f"tiny-{cell}"
+            shutil.copytree(trained_run(cell), run_dir)
+            assert export_main([str(run_dir)]) == 0
             runs[cell] = run_dir
         return runs[cell]
 

@@ -5,6 +5,7 @@ import pytest
 
 from keras_rnn.config import config_from_dict
 from keras_rnn.errors import UserError
+from keras_rnn.series import noisy_sine, read_csv_series, recursive_forecast
 from keras_rnn.tasks import sine
 
 
@@ -19,20 +20,20 @@ def write_csv(tmp_path, text, name="series.csv"):
 
 
 def test_noisy_sine_is_the_course_series():
-    series = sine.noisy_sine(400, 0.2, seed=0)
+    series = noisy_sine(400, 0.2, seed=0)
     noise = series - np.sin(np.linspace(0, 36, 400))
     assert series.shape == (400,) and series.dtype == np.float32
     assert noise.min() >= -1e-6 and noise.max() < 0.2 + 1e-6
     assert abs(noise.mean() - 0.1) < 0.01 and abs(noise.std() - 0.2 / np.sqrt(12)) < 0.005
-    np.testing.assert_array_equal(series, sine.noisy_sine(400, 0.2, seed=0))
-    assert not np.array_equal(series, sine.noisy_sine(400, 0.2, seed=1))
+    np.testing.assert_array_equal(series, noisy_sine(400, 0.2, seed=0))
+    assert not np.array_equal(series, noisy_sine(400, 0.2, seed=1))
 
 
 def test_csv_column_is_read(tmp_path):
     path = write_csv(tmp_path, "t,value\n0,1.5\n1,-2\n\n2,3e-1\n")
-    np.testing.assert_allclose(sine.read_csv_series(path, "value"), [1.5, -2.0, 0.3])
+    np.testing.assert_allclose(read_csv_series(path, "value"), [1.5, -2.0, 0.3])
     only = write_csv(tmp_path, "value\n1\n2\n", "one.csv")
-    np.testing.assert_allclose(sine.read_csv_series(only, None), [1.0, 2.0])
+    np.testing.assert_allclose(read_csv_series(only, None), [1.0, 2.0])
 
 
 @pytest.mark.parametrize(
@@ -51,17 +52,17 @@ def test_csv_column_is_read(tmp_path):
 def test_bad_csv_is_a_user_error(tmp_path, text, column, message):
     path = write_csv(tmp_path, text)
     with pytest.raises(UserError) as error:
-        sine.read_csv_series(path, column)
+        read_csv_series(path, column)
     assert message in str(error.value)
 
 
 def test_missing_and_binary_csv(tmp_path):
     with pytest.raises(UserError, match="CSV file not found"):
-        sine.read_csv_series(str(tmp_path / "nope.csv"), None)
+        read_csv_series(str(tmp_path / "nope.csv"), None)
     binary = tmp_path / "binary.csv"
     binary.write_bytes(b"a\n\xff\xfe\n")
     with pytest.raises(UserError, match="is not UTF-8"):
-        sine.read_csv_series(str(binary), None)
+        read_csv_series(str(binary), None)
 
 
 def test_too_short_series_names_the_split(tmp_path):
@@ -101,7 +102,7 @@ def test_splits_are_in_time_order():
 
 
 def test_linear_autoregression_is_exact_on_a_noiseless_sine():
-    series = sine.noisy_sine(400, 0.0, seed=0)
+    series = noisy_sine(400, 0.0, seed=0)
     coefficients = sine.fit_linear_autoregression(series, 10, 300)
     inputs = sine.windows(series, 10, 300, 400)
     np.testing.assert_allclose(sine.linear_predict(coefficients, inputs), series[300:], atol=1e-4)
@@ -109,7 +110,7 @@ def test_linear_autoregression_is_exact_on_a_noiseless_sine():
 
 def test_recursive_forecast_feeds_predictions_back():
     ramp = np.arange(10, dtype=np.float32)[None, :, None]
-    forecast = sine.recursive_forecast(lambda w: w[:, -1, 0] + (w[:, -1, 0] - w[:, -2, 0]), ramp, 4)
+    forecast = recursive_forecast(lambda w: w[:, -1, 0] + (w[:, -1, 0] - w[:, -2, 0]), ramp, 4)
     np.testing.assert_array_equal(forecast, [[10, 11, 12, 13]])
 
 

@@ -1,0 +1,1 @@
+"""Serving: the TF Serving container and clients, and a TensorFlow-free onnxruntime runtime."""

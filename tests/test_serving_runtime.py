@@ -1,0 +1,118 @@
+"""The TensorFlow-free runtime: onnxruntime forecasts equal Keras's, with TF unimportable."""
+
+import json
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from keras_rnn.errors import UserError
+from keras_rnn.series import noisy_sine, recursive_forecast
+from serving.predict import main as predict_main
+from serving.runtime import forecast, load_graph
+from tests.conftest import assert_user_error, run_without_tensorflow
+
+WINDOW = noisy_sine(400, 0.2, seed=0)[330:340]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_runtime_forecasts_equal_keras(cell, exported_run):
+    run_dir = exported_run(cell)
+    result = forecast(load_graph(run_dir / "export"), WINDOW)
+    model = keras.models.load_model(run_dir / "model.keras")
+    inputs = WINDOW.reshape(1, -1, 1)
+    expected = {k: keras.ops.convert_to_numpy(v) for k, v in model({"window": inputs}).items()}
+    recursive = recursive_forecast(
+        lambda w: keras.ops.convert_to_numpy(model({"window": w})["next_value"]), inputs, 10
+    )
+    np.testing.assert_allclose(result["next_value"], expected["next_value"][0, 0], atol=1e-5)
+    np.testing.assert_allclose(result["next_values"], expected["next_values"][0], atol=1e-5)
+    np.testing.assert_allclose(result["recursive"], recursive[0], atol=1e-5)
+
+
+def test_predict_cli_runs_without_tensorflow(exported_run, tmp_path):
+    run_dir = exported_run("lstm")
+    expected = forecast(load_graph(run_dir / "export"), WINDOW)
+    window = ",".join(f"{v:.9g}" for v in WINDOW)
+    as_json = run_without_tensorflow("serving.predict", run_dir, f"--window={window}", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    np.testing.assert_allclose(
+        json.loads(as_json.stdout)["next_values"], expected["next_values"], atol=1e-6
+    )
+
+    csv_path = tmp_path / "series.csv"
+    csv_path.write_text("t,value\n" + "".join(f"{i},{v:.9g}\n" for i, v in enumerate(WINDOW)))
+    table = run_without_tensorflow(
+        "serving.predict", run_dir, "--csv", csv_path, "--column", "value"
+    )
+    assert table.returncode == 0, table.stderr
+    assert f"one step ahead: {expected['next_value']:.4f}" in table.stdout
+    assert "input: the last 10 values of" in table.stdout
+    assert table.stdout.count("\n| ") == 11  # header and 10 steps
+
+
+def test_the_blocker_really_blocks():
+    """A TensorFlow import must fail there, or the test above proves nothing."""
+    result = run_without_tensorflow("keras_rnn.trainer")
+    assert result.returncode != 0 and "import of keras halted" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        (
+            {"window": np.zeros((1, 10), np.float32)},
+            "input window must have rank 3 (shape (?, ?, 1))",
+        ),
+        ({"window": np.zeros((1, 10, 2), np.float32)}, "must have size 1 on axis 2"),
+        ({"window": np.array([[["a"]]])}, "input window must be float32 numbers, got <U1"),
+        ({}, "takes inputs window: missing window"),
+        ({"window": np.zeros((1, 3, 1)), "state": 1}, "unexpected state"),
+    ],
+)
+def test_runtime_rejects_bad_inputs(inputs, message, exported_run):
+    graph = load_graph(exported_run("lstm") / "export")
+    with pytest.raises(UserError) as error:
+        graph(**inputs)
+    assert message in str(error.value)
+
+
+def test_runtime_accepts_float64_and_any_length(exported_run):
+    graph = load_graph(exported_run("lstm") / "export")
+    assert graph(window=np.zeros((3, 4, 1)))["next_values"].shape == (3, 10)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_corrupt_onnx_is_one_line(damage, exported_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run("lstm") / "export", run_dir / "export")
+    onnx_path = run_dir / "export" / "onnx" / "sine_forecaster.onnx"
+    data = onnx_path.read_bytes()
+    onnx_path.write_bytes(b"not onnx" if damage == "garbage" else data[: len(data) // 3])
+    result = run_without_tensorflow("serving.predict", run_dir, "--window", "0.1,0.2")
+    assert_user_error(result.returncode, result.stderr, "cannot be loaded (corrupt or truncated?)")
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["--window", "0.1,abc"], ["--window item 2 ('abc') is not a number"]),
+        (["--window", "0.1,nan"], ["--window item 2 is nan"]),
+        (["--window", "1", "--column", "x"], ["--column needs --csv"]),
+        (["--csv", "missing.csv"], ["CSV file not found: missing.csv"]),
+        ([], ["one of the arguments --window --csv is required"]),
+        (["--window", "-0.5,0.1"], ["expected one argument", "needs --window=-0.5,0.1"]),
+    ],
+)
+def test_predict_bad_arguments(argv, fragments, exported_run, cli_error):
+    cli_error(predict_main, [exported_run("lstm"), *argv], *fragments)
+
+
+def test_predict_needs_an_export(trained_run, cli_error):
+    cli_error(
+        predict_main,
+        [trained_run("lstm"), "--window", "1"],
+        "manifest.json is missing",
+        "python -m export",
+    )
