@@ -7,7 +7,6 @@ User mistakes print one line and exit with status 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -17,14 +16,11 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
+from keras_rnn import cli
 from keras_rnn.config import CONFIGS, TrainConfig, config_from_dict
 from keras_rnn.errors import UserError
+from keras_rnn.graphs import ExportGraph
 from keras_rnn.runs import RunDir, read_json, write_json
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UserError(message)
 
 
 def check_run(path: Path) -> tuple[RunDir, TrainConfig]:
@@ -53,7 +49,7 @@ def export_run(run: RunDir, config: TrainConfig) -> dict[str, Any]:
     Returns the parity report."""
     import keras  # TensorFlow starts here, after the cheap checks
 
-    from export import onnx, parity, savedmodel
+    from export import onnx, parity
     from keras_rnn.tasks import load_task
 
     try:
@@ -69,15 +65,9 @@ def export_run(run: RunDir, config: TrainConfig) -> dict[str, Any]:
     try:
         entries, manifest_graphs = [], []
         for graph in graphs:
-            savedmodel_dir = building / "savedmodel" / graph.name / "1"
-            onnx_path = building / "onnx" / f"{graph.name}.onnx"
-            onnx_path.parent.mkdir(parents=True, exist_ok=True)
-            savedmodel.write_savedmodel(graph, savedmodel_dir)
-            onnx.write_onnx(graph, onnx_path)
-            entries.append(
-                parity.check_graph(graph, savedmodel_dir, onnx_path, parity.ATOL[config.cell])
-            )
-            manifest_graphs.append(_manifest_entry(graph, savedmodel_dir, onnx_path, building))
+            entry, manifest_entry = export_graph(graph, building, parity.ATOL[config.cell])
+            entries.append(entry)
+            manifest_graphs.append(manifest_entry)
         report = {"ok": all(entry["ok"] for entry in entries), "graphs": entries}
         if not report["ok"]:
             return report
@@ -95,7 +85,23 @@ def export_run(run: RunDir, config: TrainConfig) -> dict[str, Any]:
         shutil.rmtree(retired, ignore_errors=True)
 
 
-def _manifest_entry(graph, savedmodel_dir: Path, onnx_path: Path, root: Path) -> dict[str, Any]:
+def export_graph(graph: ExportGraph, root: Path, atol: float) -> tuple[dict, dict]:
+    """Write one graph's SavedModel and ONNX under ``root`` and check parity; return its
+    parity.json entry and its manifest.json entry. Shared by the CLI and the test matrix."""
+    from export import onnx, parity, savedmodel
+
+    savedmodel_dir = root / "savedmodel" / graph.name / "1"
+    onnx_path = root / "onnx" / f"{graph.name}.onnx"
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    savedmodel.write_savedmodel(graph, savedmodel_dir)
+    onnx.write_onnx(graph, onnx_path)
+    entry = parity.check_graph(graph, savedmodel_dir, onnx_path, atol)
+    return entry, _manifest_entry(graph, savedmodel_dir, onnx_path, root)
+
+
+def _manifest_entry(
+    graph: ExportGraph, savedmodel_dir: Path, onnx_path: Path, root: Path
+) -> dict[str, Any]:
     outputs = graph.model.output
     return {
         "name": graph.name,
@@ -132,7 +138,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m export", description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(prog="python -m export", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a finished run directory")
     parser.add_argument("--force", action="store_true", help="replace an existing export")
     try:
@@ -142,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{run.path / 'export'} exists: pass --force to replace it")
         report = export_run(run, config)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.report(error)
     print(format_report(report))
     if not report["ok"]:
         print(json.dumps(report, indent=2), file=sys.stderr)

@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from keras_rnn import cli
 from keras_rnn.config import CONFIGS, TrainConfig, add_config_flags, config_from_dict
 from keras_rnn.errors import UserError
 from keras_rnn.runs import RunDir, check_resumable, check_run_dir, read_json
@@ -20,23 +21,16 @@ from keras_rnn.runs import RunDir, check_resumable, check_run_dir, read_json
 RESUMABLE_FLAGS = {"epochs", "patience", "tensorboard"}  # what --resume may change
 
 
-class _Parser(argparse.ArgumentParser):
-    """Argument errors become ``UserError``: one line and exit status 2, like every other."""
-
-    def error(self, message: str):
-        raise UserError(message)
-
-
 def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     """Return the resolved config and the run-control arguments (run_dir, resume, force)."""
-    pre = _Parser(add_help=False)
+    pre = cli.ArgumentParser(add_help=False)
     pre.add_argument("--task", default="sine")
     known, _ = pre.parse_known_args(argv)
     if known.task not in CONFIGS:
         raise UserError(f"unknown task {known.task!r}: choose one of {', '.join(CONFIGS)}")
     config_class = CONFIGS[known.task]
 
-    parser = _Parser(
+    parser = cli.ArgumentParser(
         prog="python -m keras_rnn.train",
         description="Train a recurrent model; write config, checkpoints, model, metrics, plots.",
     )
@@ -76,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
         task, run, metrics = run_training(config, args.run_dir, args.force, args.resume)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.report(error)
     print()
     print(task.format_metrics(metrics, config))
     print()

@@ -4,12 +4,14 @@ then save the model, metrics and plots into the run directory."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 import platform
 import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
@@ -21,11 +23,12 @@ import tensorflow as tf
 from keras_rnn import plots
 from keras_rnn.callbacks import BestWeights, ResumableEarlyStopping
 from keras_rnn.config import TrainConfig
-from keras_rnn.runs import RunDir, atomic_save, prepare_run_dir, write_json
+from keras_rnn.runs import RunDir, atomic_save, atomic_write_bytes, prepare_run_dir, write_json
 from keras_rnn.tasks import load_task
 
 
 def environment() -> dict[str, Any]:
+    """Library versions and accelerator facts recorded in config.json."""
     gpus = tf.config.list_physical_devices("GPU")
     return {
         "python": platform.python_version(),
@@ -48,11 +51,11 @@ def _history_state(run: RunDir, first_epoch: int) -> tuple[float, int]:
     with run.history_csv.open(newline="") as f:
         rows = [row for row in csv.DictReader(f) if int(row["epoch"]) < first_epoch]
     if rows:
-        fields = list(rows[0])
-        with run.history_csv.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fields)
-            writer.writeheader()
-            writer.writerows(rows)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_bytes(run.history_csv, text.getvalue().encode())
     else:
         run.history_csv.unlink()
     losses = [float(row["val_loss"]) for row in rows if row.get("val_loss")]
@@ -117,7 +120,7 @@ def train(task: Any, config: TrainConfig, data: Any, run: RunDir, resume: bool) 
 
 
 def run_training(
-    config: TrainConfig, run_path, force: bool, resume: bool
+    config: TrainConfig, run_path: Path, force: bool, resume: bool
 ) -> tuple[Any, RunDir, dict]:
     """Seed, load the data (before touching the run directory: bad data changes no file),
     prepare the run directory and train. Returns the task module, the run and its metrics."""

@@ -9,7 +9,6 @@ print one line to stderr and exit with status 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -17,16 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_rnn import cli
 from keras_rnn.errors import UserError
 from keras_rnn.series import read_csv_series
 from serving.runtime import forecast, load_graph
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(cli.ArgumentParser):
     def error(self, message: str):
         if message == "argument --window: expected one argument":
             message += " (a window starting with a minus sign needs --window=-0.5,0.1,...)"
-        raise UserError(message)
+        super().error(message)
 
 
 def parse_window(text: str) -> np.ndarray:
@@ -72,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             described = f"{len(window)} values"
         result = forecast(graph, window)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.report(error)
     if args.json:
         print(json.dumps(result))
         return 0

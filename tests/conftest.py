@@ -18,9 +18,13 @@ TINY_TRAINING = ["--units", "4", "--epochs", "2", "--batch-size", "64", "--patie
 
 def run_module(module: str, *args, timeout: float = 300) -> subprocess.CompletedProcess:
     """``python -m module args`` from the repository root, output captured as text."""
+    return _run_python(["-m", module, *map(str, args)], timeout)
+
+
+def _run_python(arguments: list[str], timeout: float) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)],
+        [sys.executable, *arguments],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -51,13 +55,7 @@ def run_without_tensorflow(module: str, *args, timeout: float = 120) -> subproce
         f"sys.argv = [{module!r}, *sys.argv[1:]]\n"
         f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
     )
-    return subprocess.run(
-        [sys.executable, "-c", blocker, *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return _run_python(["-c", blocker, *map(str, args)], timeout)
 
 
 def assert_user_error(status: int, stderr: str, *fragments: str) -> None:

@@ -52,7 +52,7 @@ def make_datasets(config: Config) -> Datasets:
         series = read_csv_series(config.csv, config.column)
         source = {
             "kind": "csv",
-            "path": str(Path(config.csv).resolve().name),
+            "file": Path(config.csv).name,
             "column": config.column,
         }
         source["file_sha256"] = hashlib.sha256(Path(config.csv).read_bytes()).hexdigest()
@@ -66,13 +66,13 @@ def make_datasets(config: Config) -> Datasets:
     test_start = length - round(length * config.test_fraction)
     val_start = test_start - round(length * config.val_fraction)
     span = config.window + config.horizon
-    needed = {
+    split_sizes = {
         "training": val_start,
         "validation": test_start - val_start,
         "test": length - test_start,
     }
     minimum = {"training": span, "validation": config.horizon, "test": config.horizon}
-    for split, have in needed.items():
+    for split, have in split_sizes.items():
         if have < minimum[split]:
             raise UserError(
                 f"series of {length} values is too short: its {split} part has {have} values but "

@@ -1,0 +1,1 @@
+"""Benchmarks: python -m benchmarks.<name> prints markdown tables (ratios from one run)."""
