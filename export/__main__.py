@@ -44,21 +44,25 @@ def check_run(path: Path) -> tuple[RunDir, TrainConfig]:
     return run, config_from_dict(CONFIGS[task], saved["config"])
 
 
-def export_run(run: RunDir, config: TrainConfig) -> dict[str, Any]:
-    """Build the export in a temporary folder; move it into place if parity holds.
-    Returns the parity report."""
-    import keras  # TensorFlow starts here, after the cheap checks
-
-    from export import onnx, parity
-    from keras_rnn.tasks import load_task
+def load_model(run: RunDir):
+    """The run's trained Keras model; TensorFlow starts here, after the cheap checks."""
+    import keras
 
     try:
-        model = keras.models.load_model(run.model_keras)
+        return keras.models.load_model(run.model_keras)
     except Exception as error:  # a corrupt or foreign file: report it, do not crash
         raise UserError(
             f"{run.model_keras} cannot be loaded: {str(error).splitlines()[0]}"
         ) from None
-    graphs = load_task(config.task).export_graphs(model, config)
+
+
+def export_run(run: RunDir, config: TrainConfig) -> dict[str, Any]:
+    """Build the export in a temporary folder; move it into place if parity holds.
+    Returns the parity report."""
+    from export import onnx, parity
+    from keras_rnn.tasks import load_task
+
+    graphs = load_task(config.task).export_graphs(load_model(run), config)
     target = run.path / "export"
     building = run.path / f".export.tmp-{os.getpid()}"
     retired = run.path / f".export.old-{os.getpid()}"

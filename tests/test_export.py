@@ -13,6 +13,7 @@ import pytest
 from export import onnx as onnx_export
 from export import parity
 from export.__main__ import main as export_main
+from export.verify import main as verify_main
 
 
 @pytest.fixture
@@ -131,3 +132,18 @@ def test_cpu_twin_disables_cudnn_in_both_directions_and_keeps_weights():
     assert [layer.use_cudnn for layer in recurrent] == [False, False, False]
     sample = {"x": np.random.default_rng(0).normal(size=(2, 4, 2)).astype(np.float32)}
     np.testing.assert_allclose(twin(sample)["y"], model(sample)["y"], atol=1e-6)
+
+
+def test_verify_passes_then_catches_a_swapped_onnx_file(exported_run, tmp_path, capsys):
+    assert verify_main([str(exported_run("lstm"))]) == 0
+    assert "parity holds" in capsys.readouterr().out
+    tampered = tmp_path / "tampered"
+    shutil.copytree(exported_run("lstm"), tampered)
+    onnx_file = "export/onnx/sine_forecaster.onnx"
+    shutil.copy(exported_run("gru") / onnx_file, tampered / onnx_file)  # another model's weights
+    assert verify_main([str(tampered)]) == 1
+    assert "parity failed" in capsys.readouterr().err
+
+
+def test_verify_needs_an_export(trained_run, cli_error):
+    cli_error(verify_main, [trained_run("lstm")], "manifest.json is missing")

@@ -1,0 +1,66 @@
+"""python -m export.verify RUN_DIR: re-check an existing export against the run's model.
+
+Loads model.keras, rebuilds the task's graphs and checks each exported SavedModel and ONNX
+file against Keras again, without writing anything. Exit 0 when parity holds, 1 when it does
+not, 2 for a user mistake (no export, unfinished run, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+
+from export.__main__ import check_run, format_report, load_model
+from keras_rnn import cli
+from keras_rnn.errors import UserError
+from keras_rnn.runs import read_json
+
+
+def verify(run_dir: Path) -> dict:
+    """The parity report of the export in ``run_dir``, computed afresh."""
+    run, config = check_run(run_dir)
+    export = run.path / "export"
+    manifest = read_json(export / "manifest.json")
+    from export import parity
+    from keras_rnn.tasks import load_task
+
+    graphs = {g.name: g for g in load_task(config.task).export_graphs(load_model(run), config)}
+    entries = []
+    for entry in manifest["graphs"]:
+        if entry["name"] not in graphs:
+            raise UserError(
+                f"{export}/manifest.json names graph {entry['name']!r}, which the run lacks"
+            )
+        savedmodel_dir, onnx_path = export / entry["savedmodel"], export / entry["onnx"]
+        for path in (savedmodel_dir, onnx_path):
+            if not path.exists():
+                raise UserError(
+                    f"{path} is missing: re-export with python -m export {run_dir} --force"
+                )
+        graph = graphs[entry["name"]]
+        entries.append(
+            parity.check_graph(graph, savedmodel_dir, onnx_path, parity.ATOL[config.cell])
+        )
+    return {"ok": all(e["ok"] for e in entries), "graphs": entries}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.ArgumentParser(prog="python -m export.verify", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="an exported run directory")
+    try:
+        report = verify(parser.parse_args(argv).run_dir)
+    except UserError as error:
+        return cli.report(error)
+    print(format_report(report))
+    if not report["ok"]:
+        print("error: parity failed", file=sys.stderr)
+        return 1
+    print("parity holds")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
