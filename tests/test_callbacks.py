@@ -1,0 +1,73 @@
+"""Resume state: history trimming, best weights and early stopping pick up where they were."""
+
+import csv
+import math
+
+import keras
+import pytest
+
+from keras_rnn.callbacks import BestWeights, ResumableEarlyStopping
+from keras_rnn.runs import RunDir
+from keras_rnn.trainer import _history_state
+
+
+def write_history(run: RunDir, val_losses):
+    run.path.mkdir(parents=True, exist_ok=True)
+    with run.history_csv.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", "loss", "val_loss"])
+        for epoch, value in enumerate(val_losses):
+            writer.writerow([epoch, 1.0, value])
+
+
+def test_history_is_trimmed_to_the_restored_epoch(tmp_path):
+    run = RunDir(tmp_path / "run")
+    write_history(run, [0.9, 0.5, 0.7, 0.6, 0.4])  # epoch 4 ran after the last backup
+    best, wait = _history_state(run, first_epoch=4)
+    assert (best, wait) == (0.5, 2)
+    with run.history_csv.open() as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1", "2", "3"]
+
+
+def test_no_history_means_a_fresh_start(tmp_path):
+    run = RunDir(tmp_path / "run")
+    assert _history_state(run, first_epoch=0) == (math.inf, 0)
+    write_history(run, [0.9])
+    assert _history_state(run, first_epoch=0) == (math.inf, 0)
+    assert not run.history_csv.exists()
+
+
+def tiny_model():
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile("sgd", "mse")
+    return model
+
+
+def test_best_weights_saves_only_improvements_over_the_seeded_best(tmp_path):
+    path = tmp_path / "best.weights.h5"
+    callback = BestWeights(path, best=0.5)
+    callback.set_model(tiny_model())
+    callback.on_epoch_end(0, {"val_loss": 0.6})
+    assert not path.exists()
+    callback.on_epoch_end(1, {"val_loss": 0.4})
+    assert path.is_file() and callback.best == 0.4
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize(("wait", "stops"), [(2, True), (0, False)])
+def test_resumed_early_stopping_counts_on(wait, stops):
+    callback = ResumableEarlyStopping(monitor="val_loss", patience=3, best=0.5, wait=wait)
+    model = tiny_model()
+    callback.set_model(model)
+    callback.on_train_begin()
+    assert (callback.best, callback.wait) == (0.5, wait)
+    callback.on_epoch_end(5, {"val_loss": 0.8})  # a resumed epoch, no improvement: wait + 1
+    assert model.stop_training is stops
+
+
+def test_fresh_early_stopping_is_plain_keras():
+    callback = ResumableEarlyStopping(monitor="val_loss", patience=3)
+    callback.set_model(tiny_model())
+    callback.on_train_begin()
+    assert callback.wait == 0 and callback.best is None
