@@ -22,9 +22,9 @@ import numpy as np
 import tensorflow as tf
 
 from export.savedmodel import load_savedmodel
-from keras_rnn import cli
 from keras_rnn.errors import UserError
 from keras_rnn.runs import read_json
+from serving import cli
 from serving.runtime import load_graph
 
 SHAPES = {"batch 1": (1, 10), "batch 32 x 50": (32, 50)}  # (batch, steps)

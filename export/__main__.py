@@ -16,11 +16,11 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
-from keras_rnn import cli
 from keras_rnn.config import CONFIGS, TrainConfig, config_from_dict
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.runs import RunDir, read_json, write_json
+from serving import cli
 
 
 def check_run(path: Path) -> tuple[RunDir, TrainConfig]:

@@ -14,9 +14,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
 from export.__main__ import check_run, format_report, load_model
-from keras_rnn import cli
 from keras_rnn.errors import UserError
 from keras_rnn.runs import read_json
+from serving import cli
 
 
 def verify(run_dir: Path) -> dict:

@@ -1,8 +1,6 @@
-"""The one error type for user mistakes."""
+"""The one error type for user mistakes (defined in serving, which must install without the
+training side, and shared by every CLI)."""
 
+from serving.errors import UserError
 
-class UserError(ValueError):
-    """A mistake in what the user gave us: its message names the problem and the fix.
-
-    CLIs print the message as one line to stderr and exit with status 2.
-    """
+__all__ = ["UserError"]

@@ -13,10 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from keras_rnn import cli
 from keras_rnn.config import CONFIGS, TrainConfig, add_config_flags, config_from_dict
 from keras_rnn.errors import UserError
 from keras_rnn.runs import RunDir, check_resumable, check_run_dir, read_json
+from serving import cli
 
 RESUMABLE_FLAGS = {"epochs", "patience", "tensorboard"}  # what --resume may change
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_rnn import cli
-from keras_rnn.errors import UserError
-from keras_rnn.series import read_csv_series
+from serving import cli
+from serving.errors import UserError
 from serving.runtime import forecast, load_graph
+from serving.runtime.series import read_csv_series
 
 
 class _Parser(cli.ArgumentParser):

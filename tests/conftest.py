@@ -42,15 +42,16 @@ TENSORFLOW_STARTUP_LOG = re.compile(
 )
 
 
-# Importing any of these raises in run_without_tensorflow: the TF-free side must not need them.
-TENSORFLOW_MODULES = ("tensorflow", "keras", "tf2onnx", "tensorflow_text", "tf_keras")
+# Importing any of these raises in run_without_tensorflow: the serving side installs and runs
+# without TensorFlow, Keras, their converters, and without the training package itself.
+BLOCKED_MODULES = ("tensorflow", "keras", "tf2onnx", "tensorflow_text", "tf_keras", "keras_rnn")
 
 
 def run_without_tensorflow(module: str, *args, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``python -m module args`` in a process where importing TensorFlow or Keras raises."""
+    """``python -m module args`` in a process where importing any of BLOCKED_MODULES raises."""
     blocker = (
         "import runpy, sys\n"
-        f"for name in {TENSORFLOW_MODULES!r}:\n"
+        f"for name in {BLOCKED_MODULES!r}:\n"
         "    sys.modules[name] = None  # import raises ImportError\n"
         f"sys.argv = [{module!r}, *sys.argv[1:]]\n"
         f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"

@@ -5,8 +5,9 @@ import pytest
 
 from keras_rnn.config import config_from_dict
 from keras_rnn.errors import UserError
-from keras_rnn.series import noisy_sine, read_csv_series, recursive_forecast
 from keras_rnn.tasks import sine
+from keras_rnn.tasks.sine import noisy_sine
+from serving.runtime.series import read_csv_series, recursive_forecast
 
 
 def config(**values):

@@ -23,7 +23,7 @@ from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import recurrent_stack
 from keras_rnn.runs import RunDir
-from keras_rnn.series import noisy_sine, read_csv_series, recursive_forecast
+from serving.runtime.series import read_csv_series, recursive_forecast
 
 
 @dataclasses.dataclass
@@ -44,6 +44,12 @@ class Datasets:
     @property
     def std(self) -> float:
         return float(self.series[: self.val_start].std()) or 1.0
+
+
+def noisy_sine(points: int, noise: float, seed: int) -> np.ndarray:
+    """sin(x) on ``points`` evenly spaced x in [0, 36], plus uniform [0, noise) noise."""
+    x = np.linspace(0.0, 36.0, points)
+    return (np.sin(x) + np.random.default_rng(seed).uniform(0.0, noise, points)).astype(np.float32)
 
 
 def make_datasets(config: Config) -> Datasets:

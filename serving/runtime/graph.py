@@ -15,7 +15,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import (
     NoSuchFile,
 )
 
-from keras_rnn.errors import UserError  # a plain ValueError subclass: no TensorFlow behind it
+from serving.errors import UserError
 
 _LOAD_ERRORS = (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile)
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from keras_rnn.errors import UserError
-from keras_rnn.series import recursive_forecast
+from serving.errors import UserError
 from serving.runtime.graph import ExportedGraph
+from serving.runtime.series import recursive_forecast
 
 
 def forecast(graph: ExportedGraph, window: np.ndarray) -> dict[str, Any]:

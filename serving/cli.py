@@ -1,12 +1,12 @@
 """What every CLI shares: argument errors and user errors become one line and exit status 2.
-Standard library only, so the TensorFlow-free CLIs use it too."""
+Standard library only; it lives here so that serving installs and runs alone."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from keras_rnn.errors import UserError
+from serving.errors import UserError
 
 
 class ArgumentParser(argparse.ArgumentParser):

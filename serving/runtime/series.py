@@ -1,5 +1,5 @@
-"""Numeric series: the embedded noisy sine and user CSV files. numpy only, so the
-TensorFlow-free runtime reads windows with the same code as training."""
+"""Numeric series: user CSV files and recursive forecasts. numpy only: training and the
+TensorFlow-free runtime share this code."""
 
 from __future__ import annotations
 
@@ -9,13 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_rnn.errors import UserError
-
-
-def noisy_sine(points: int, noise: float, seed: int) -> np.ndarray:
-    """sin(x) on ``points`` evenly spaced x in [0, 36], plus uniform [0, noise) noise."""
-    x = np.linspace(0.0, 36.0, points)
-    return (np.sin(x) + np.random.default_rng(seed).uniform(0.0, noise, points)).astype(np.float32)
+from serving.errors import UserError
 
 
 def read_csv_series(path: str, column: str | None) -> np.ndarray:
