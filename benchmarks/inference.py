@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from export.onnx import recurrent_ops
 from export.savedmodel import load_savedmodel
 from keras_rnn.errors import UserError
 from keras_rnn.runs import read_json
@@ -57,7 +58,6 @@ HEADER = (
     "| graph | ONNX recurrent ops | input | tf.function | SavedModel | onnxruntime "
     "| ORT vs tf.function | ORT vs SavedModel |\n|---|---|---|---:|---:|---:|---:|---:|"
 )
-RECURRENT_OPS = ("LSTM", "GRU", "RNN", "Loop", "Scan")
 
 
 def benchmark_run(run_dir: Path, threads: int, repeats: int) -> list[str]:
@@ -83,9 +83,7 @@ def benchmark_run(run_dir: Path, threads: int, repeats: int) -> list[str]:
             "SavedModel": load_savedmodel(export / entry["savedmodel"]),
             "onnxruntime": load_graph(export, entry["name"], threads=threads),
         }
-        ops = ", ".join(
-            f"{n} {op}" for op, n in op_counts[entry["name"]].items() if op in RECURRENT_OPS
-        )
+        ops = recurrent_ops(op_counts[entry["name"]])
         for label, (batch, steps) in SHAPES.items():
             feed = random_inputs(entry["inputs"], batch, steps, rng)
             ms = time_backends(backends, feed, repeats)

@@ -124,17 +124,14 @@ def _manifest_entry(
 
 
 def format_report(report: dict[str, Any]) -> str:
+    from export.onnx import recurrent_ops
+
     lines = [
         "| graph | max diff SavedModel | max diff ONNX | atol | ONNX recurrent ops | ok |",
         "|---|---:|---:|---:|---|---|",
     ]
     for entry in report["graphs"]:
-        recurrent = {
-            op: n
-            for op, n in entry["onnx_op_counts"].items()
-            if op in ("LSTM", "GRU", "RNN", "Loop", "Scan")
-        }
-        ops = ", ".join(f"{n} {op}" for op, n in recurrent.items()) or "none"
+        ops = recurrent_ops(entry["onnx_op_counts"])
         diffs = f"{entry['max_abs_diff_savedmodel']:.2e} | {entry['max_abs_diff_onnx']:.2e}"
         ok = "yes" if entry["ok"] else "NO"
         lines.append(f"| {entry['name']} | {diffs} | {entry['atol']:.0e} | {ops} | {ok} |")

@@ -16,6 +16,7 @@ from keras_rnn.graphs import ExportGraph
 
 OPSET = 17
 UNFUSED_OPS = ("Loop", "Scan")  # a recurrent layer tf2onnx could not turn into LSTM/GRU/RNN
+RECURRENT_OPS = ("LSTM", "GRU", "RNN", *UNFUSED_OPS)
 
 
 def cpu_twin(model: keras.Model) -> keras.Model:
@@ -62,3 +63,8 @@ def op_counts(path: Path) -> dict[str, int]:
 
 def session(path: Path) -> onnxruntime.InferenceSession:
     return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def recurrent_ops(counts: dict[str, int]) -> str:
+    """The recurrent ops among ``counts`` as text, e.g. "2 LSTM" or "1 Loop"; "none" if none."""
+    return ", ".join(f"{n} {op}" for op, n in counts.items() if op in RECURRENT_OPS) or "none"

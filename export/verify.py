@@ -7,11 +7,8 @@ not, 2 for a user mistake (no export, unfinished run, ...).
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
 from export.__main__ import check_run, format_report, load_model
 from keras_rnn.errors import UserError

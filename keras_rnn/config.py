@@ -108,7 +108,7 @@ class SineConfig(TrainConfig):
             raise UserError(f"--noise must be >= 0, got {self.noise}")
         for name in ("val_fraction", "test_fraction"):
             if not 0 < getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be in (0, 1)")
+                raise UserError(f"--{flag(name)} must be in (0, 1)")
         if self.val_fraction + self.test_fraction >= 1:
             raise UserError("--val-fraction plus --test-fraction must leave data for training")
         if self.column is not None and self.csv is None:
@@ -116,6 +116,13 @@ class SineConfig(TrainConfig):
 
 
 CONFIGS: dict[str, type[TrainConfig]] = {"sine": SineConfig}
+
+
+def config_class(task: str) -> type[TrainConfig]:
+    """The config dataclass of ``task``; an unknown task is a ``UserError``."""
+    if task not in CONFIGS:
+        raise UserError(f"unknown task {task!r}: choose one of {', '.join(CONFIGS)}")
+    return CONFIGS[task]
 
 
 def flag(name: str) -> str:

@@ -13,7 +13,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from keras_rnn.config import CONFIGS, TrainConfig, add_config_flags, config_from_dict
+from keras_rnn.config import (
+    CONFIGS,
+    TrainConfig,
+    add_config_flags,
+    config_class,
+    config_from_dict,
+    flag,
+)
 from keras_rnn.errors import UserError
 from keras_rnn.runs import RunDir, check_resumable, check_run_dir, read_json
 from serving import cli
@@ -26,9 +33,7 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     pre = cli.ArgumentParser(add_help=False)
     pre.add_argument("--task", default="sine")
     known, _ = pre.parse_known_args(argv)
-    if known.task not in CONFIGS:
-        raise UserError(f"unknown task {known.task!r}: choose one of {', '.join(CONFIGS)}")
-    config_class = CONFIGS[known.task]
+    task_config = config_class(known.task)
 
     parser = cli.ArgumentParser(
         prog="python -m keras_rnn.train",
@@ -38,12 +43,12 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     parser.add_argument("--run-dir", help="run directory (default: runs/TASK-CELL)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--force", action="store_true", help="delete an existing run first")
-    add_config_flags(parser, config_class)
+    add_config_flags(parser, task_config)
     args = parser.parse_args(argv)
 
     control = {"task", "run_dir", "resume", "force"}
     explicit = {k: v for k, v in vars(args).items() if k not in control}
-    cell = explicit.get("cell", config_class.cell)
+    cell = explicit.get("cell", task_config.cell)
     args.run_dir = Path(args.run_dir or f"runs/{args.task}-{cell}")
     if args.resume:
         run = RunDir(args.run_dir)
@@ -51,15 +56,15 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
         saved = read_json(run.config_json)["config"]
         for name, value in explicit.items():
             if name not in RESUMABLE_FLAGS and saved.get(name) != value:
-                changeable = ", ".join(f"--{flag}" for flag in sorted(RESUMABLE_FLAGS))
+                changeable = ", ".join(f"--{flag(name)}" for name in sorted(RESUMABLE_FLAGS))
                 raise UserError(
-                    f"--{name.replace('_', '-')} {value} differs from the run's {saved.get(name)}: "
+                    f"--{flag(name)} {value} differs from the run's {saved.get(name)}: "
                     f"a resumed run keeps its config (it may change {changeable})"
                 )
         values = {**saved, **explicit}
     else:
         values = {**explicit, "task": args.task}
-    return config_from_dict(config_class, values), args
+    return config_from_dict(task_config, values), args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,14 +7,10 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from keras_rnn.config import CONFIGS
-from keras_rnn.errors import UserError
-
-TASKS = tuple(CONFIGS)
+from keras_rnn.config import config_class
 
 
 def load_task(name: str) -> ModuleType:
     """The task module for ``name``; an unknown name is a ``UserError``."""
-    if name not in TASKS:
-        raise UserError(f"unknown task {name!r}: choose one of {', '.join(TASKS)}")
+    config_class(name)
     return importlib.import_module(f"keras_rnn.tasks.{name}")
