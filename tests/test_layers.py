@@ -79,3 +79,14 @@ def test_unknown_cell_and_merge_mode_are_user_errors():
         recurrent_stack(inputs, "rnn", 4)
     with pytest.raises(UserError, match="unknown merge mode 'max'"):
         recurrent_stack(inputs, "lstm", 4, bidirectional=True, merge_mode="max")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_embedding_padding_id_is_masked_through_the_stack(cell):
+    """Token id 0 from Embedding(mask_zero=True), post-padded, changes nothing."""
+    tokens = keras.Input((None,), dtype="int32")
+    embedded = keras.layers.Embedding(10, 3, mask_zero=True)(tokens)
+    model = keras.Model(tokens, recurrent_stack(embedded, cell, 4, layers=2, bidirectional=True))
+    sequence = np.array([[3, 1, 4, 1, 5]], np.int32)
+    padded = np.array([[3, 1, 4, 1, 5, 0, 0]], np.int32)
+    np.testing.assert_allclose(model(padded), model(sequence), atol=1e-6)
