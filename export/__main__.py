@@ -98,8 +98,9 @@ def export_graph(graph: ExportGraph, root: Path, atol: float) -> tuple[dict, dic
     onnx_path = root / "onnx" / f"{graph.name}.onnx"
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     savedmodel.write_savedmodel(graph, savedmodel_dir)
-    onnx.write_onnx(graph, onnx_path)
+    layers = onnx.write_onnx(graph, onnx_path)
     entry = parity.check_graph(graph, savedmodel_dir, onnx_path, atol)
+    entry["recurrent_layers"] = layers
     return entry, _manifest_entry(graph, savedmodel_dir, onnx_path, root)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -11,12 +10,18 @@ import onnx
 import onnxruntime
 import tf2onnx
 
+from export.fusion import FusionRewriter
 from export.savedmodel import input_specs
 from keras_rnn.graphs import ExportGraph
 
 OPSET = 17
 UNFUSED_OPS = ("Loop", "Scan")  # a recurrent layer tf2onnx could not turn into LSTM/GRU/RNN
 RECURRENT_OPS = ("LSTM", "GRU", "RNN", *UNFUSED_OPS)
+# Which layers become fused ONNX nodes: cell -> largest layer (units) fused, None for any size.
+# Measured by `python -m benchmarks.fusion` (README): fused LSTM and GRU are faster at every
+# size and shape; onnxruntime's RNN kernel is faster at batch 1 but up to 2.5x slower than the
+# Loop at batch 32 above 16 units, so larger SimpleRNN layers stay Loops.
+FUSED = {"lstm": None, "gru": None, "simple": 16}
 
 
 def cpu_twin(model: keras.Model) -> keras.Model:
@@ -39,21 +44,34 @@ def cpu_twin(model: keras.Model) -> keras.Model:
     return twin
 
 
-def write_onnx(graph: ExportGraph, path: Path) -> None:
-    """Convert ``graph`` (inputs and outputs keep their names) and prove onnxruntime loads it:
-    tf2onnx can write a model that onnxruntime refuses without raising."""
-    model = cpu_twin(graph.model)
+def write_onnx(graph: ExportGraph, path: Path, fuse: dict[str, int | None] = FUSED) -> list[str]:
+    """Convert ``graph`` (inputs and outputs keep their names), fusing recurrent layers as
+    ``fuse`` says (see ``FusionRewriter``), and prove onnxruntime loads it: tf2onnx can write
+    a model that onnxruntime refuses without raising. Returns one line per loop: what it
+    became."""
+    rewriter = FusionRewriter(fuse)
+    model = _positional(cpu_twin(graph.model))
     specs = input_specs(graph)
-    ordered = [specs[tensor.name] for tensor in model.inputs]
-    with warnings.catch_warnings():
-        # from_keras calls the model with a list where it takes a dict of one input: Keras
-        # warns but maps it right (parity checks the result). from_function would avoid the
-        # warning but turns captured constants (normalisation statistics) into graph inputs.
-        warnings.filterwarnings("ignore", "The structure of `inputs` doesn't match", UserWarning)
-        tf2onnx.convert.from_keras(
-            model, input_signature=ordered, opset=OPSET, output_path=str(path)
-        )
+    tf2onnx.convert.from_keras(
+        model,
+        input_signature=[specs[tensor.name] for tensor in model.inputs],
+        opset=OPSET,
+        custom_rewriter=[rewriter],
+        output_path=str(path),
+    )
     session(path)
+    return rewriter.report
+
+
+def _positional(model: keras.Model) -> keras.Model:
+    """The same graph, taking its inputs as a list and naming its outputs by their dict keys:
+    from_keras calls a model with a list of inputs, and names each output after its layer.
+    (from_function would avoid both but turns captured constants, such as normalisation
+    statistics, into graph inputs.)"""
+    wrapper = keras.Model(model.inputs, model.outputs, name=model.name)
+    key_of = {id(tensor): key for key, tensor in model.output.items()}
+    wrapper.output_names = [key_of[id(tensor)] for tensor in wrapper.outputs]
+    return wrapper
 
 
 def op_counts(path: Path) -> dict[str, int]:
@@ -61,8 +79,12 @@ def op_counts(path: Path) -> dict[str, int]:
     return dict(sorted(Counter(node.op_type for node in onnx.load(str(path)).graph.node).items()))
 
 
-def session(path: Path) -> onnxruntime.InferenceSession:
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def session(path: Path, threads: int | None = None) -> onnxruntime.InferenceSession:
+    """An onnxruntime CPU session; ``threads`` fixes its intra-op thread count."""
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def recurrent_ops(counts: dict[str, int]) -> str:

@@ -3,6 +3,7 @@ They run as processes: TensorFlow's thread counts can only be set before it star
 
 import re
 
+from benchmarks.fusion import HEADER as FUSION_HEADER
 from benchmarks.inference import HEADER
 from tests.conftest import assert_user_error, run_module
 
@@ -23,3 +24,25 @@ def test_inference_benchmark_prints_a_row_per_graph_and_shape(exported_run):
 def test_inference_benchmark_needs_an_export(trained_run):
     result = run_module("benchmarks.inference", trained_run("lstm"))
     assert_user_error(result.returncode, result.stderr, "manifest.json is missing")
+
+
+def test_fusion_benchmark_compares_fused_and_loop_for_each_shape():
+    result = run_module("benchmarks.fusion", "--cells", "gru", "--units", "4", "--repeats", "2")
+    assert result.returncode == 0, result.stderr
+    assert FUSION_HEADER in result.stdout
+    rows = [line.strip("|").split(" | ") for line in result.stdout.splitlines()]
+    rows = [row for row in rows if row[0].strip() == "gru"]
+    assert [(row[2], row[3]) for row in rows] == [
+        ("no", "batch 1 x 10"),
+        ("no", "batch 32 x 50"),
+        ("yes", "batch 1 x 10"),
+        ("yes", "batch 32 x 50"),
+    ]
+    for row in rows:
+        assert row[6] == "1 GRU" and float(row[4]) > 0 and float(row[5]) > 0
+        assert re.fullmatch(r"\d+\.\d\dx", row[7].strip())
+
+
+def test_fusion_benchmark_rejects_an_unknown_cell():
+    result = run_module("benchmarks.fusion", "--cells", "transformer")
+    assert_user_error(result.returncode, result.stderr, "unknown cell transformer")

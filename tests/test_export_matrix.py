@@ -1,4 +1,4 @@
-"""Every recurrent stack we can build exports and passes parity: {SimpleRNN, LSTM, GRU} x
+"""Every recurrent stack we can build exports fused and passes parity: {SimpleRNN, LSTM, GRU} x
 {1, 2 layers} x {uni, bidirectional} x {unmasked, right-padded mask}, tiny random models."""
 
 import itertools
@@ -9,6 +9,8 @@ import pytest
 
 from export import parity
 from export.__main__ import export_graph
+from export.fusion import ONNX_OP
+from export.onnx import UNFUSED_OPS
 from keras_rnn.config import CELLS
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import recurrent_stack
@@ -59,9 +61,12 @@ def test_stack_exports_with_parity(cell, layers, bidirectional, masked, tmp_path
     assert entry["ok"], entry
     assert len(entry["shapes_tested"]) == 4
     assert manifest["onnx"] == f"onnx/{graph.name}.onnx"
-    if cell == "lstm" and not masked:  # what tf2onnx fuses on its own today: one LSTM node
-        # per layer, a bidirectional layer being one node with direction="bidirectional"
-        assert entry["fused"] and entry["onnx_op_counts"]["LSTM"] == layers
+    counts = entry["onnx_op_counts"]
+    assert entry["fused"] and not set(UNFUSED_OPS) & set(counts), counts
+    # One fused node per direction; tf2onnx itself fuses an unmasked LSTM and merges the two
+    # directions of a Bidirectional one into a single direction="bidirectional" node.
+    per_layer = 2 if bidirectional and not (cell == "lstm" and not masked) else 1
+    assert counts[ONNX_OP[cell]] == layers * per_layer, counts
 
 
 def test_masked_samples_are_right_padded():
