@@ -143,6 +143,18 @@ GRU = Op("AddV2", (Op("Mul", (_Z, "h")), Op("Mul", (Op("Sub", (Const((1.0,)), _Z
 PATTERNS = {"simple": SIMPLE, "lstm": LSTM, "gru": GRU}
 STATES = {"simple": ("h",), "lstm": ("h", "c"), "gru": ("h",)}
 GATES = {"simple": 1, "lstm": 4, "gru": 3}
+# Bound activation nodes in ONNX's ``activations`` order (f, g[, h]), and the groups that one
+# ONNX activation covers, which therefore must be the same op.
+ACTIVATION_ORDER = {
+    "simple": ("act_h",),
+    "lstm": ("rec_i", "act_g", "act_c"),
+    "gru": ("rec_z", "act_hh"),
+}
+ACTIVATION_GROUPS = {
+    "simple": (),
+    "lstm": (("rec_i", "rec_f", "rec_o"), ("act_g", "act_c")),
+    "gru": (("rec_z", "rec_r"),),
+}
 
 
 @dataclass
@@ -219,8 +231,10 @@ def recognise_body(g: Graph, cells: tuple[str, ...]) -> LoopCell:
         ):
             raise NotFused(f"the loop carries {tensor}, which no cell pattern explains")
     columns = [_columns(g, bound[name]) for name in ("h_z", "h_r", "h_h")] if cell == "gru" else []
-    activations = [ACTIVATIONS[g.get_node_by_output(bound[name]).type] for name in _order(cell)]
-    for group in _activation_groups(cell):
+    activations = [
+        ACTIVATIONS[g.get_node_by_output(bound[name]).type] for name in ACTIVATION_ORDER[cell]
+    ]
+    for group in ACTIVATION_GROUPS[cell]:
         if len({g.get_node_by_output(bound[name]).type for name in group}) != 1:
             raise NotFused(f"gates {', '.join(group)} use different activations")
     if not all(g.get_node_by_output(bound[name]).is_graph_input() for name in names):
@@ -232,20 +246,6 @@ def recognise_body(g: Graph, cells: tuple[str, ...]) -> LoopCell:
 def _next(g: Graph, tensor: str) -> str:
     """The body output that becomes loop variable ``tensor`` in the next step."""
     return g.outputs[g.input_names.index(tensor)]
-
-
-def _order(cell: str) -> tuple[str, ...]:
-    """Bound activation nodes in ONNX's ``activations`` order (f, g[, h])."""
-    return {"simple": ("act_h",), "lstm": ("rec_i", "act_g", "act_c"), "gru": ("rec_z", "act_hh")}[
-        cell
-    ]
-
-
-def _activation_groups(cell: str) -> tuple[tuple[str, ...], ...]:
-    """Activations that one ONNX attribute covers, so must be the same op."""
-    if cell == "lstm":
-        return (("rec_i", "rec_f", "rec_o"), ("act_g", "act_c"))
-    return (("rec_z", "rec_r"),) if cell == "gru" else ()
 
 
 def _columns(g: Graph, tensor: str) -> tuple[int, int | None]:
@@ -280,14 +280,18 @@ class FusionRewriter:
             self._bodies[g.graph_name] = reason
         for node in ops:
             if node.is_while():
-                body = self._bodies.get(node.get_attr_str("body"), NotFused("body not seen"))
                 try:
-                    if isinstance(body, NotFused):
-                        raise body
-                    self.report.append(f"{node.name}: {_fuse(g, node, body, self.fuse[body.cell])}")
+                    outcome = self._fuse_loop(g, node)
                 except NotFused as reason:
-                    self.report.append(f"{node.name}: left as Loop ({reason})")
+                    outcome = f"left as Loop ({reason})"
+                self.report.append(f"{node.name}: {outcome}")
         return g.get_nodes()
+
+    def _fuse_loop(self, g: Graph, loop: Node) -> str:
+        body = self._bodies.get(loop.get_attr_str("body"), NotFused("its body was not seen"))
+        if isinstance(body, NotFused):
+            raise body
+        return _fuse(g, loop, body, self.fuse[body.cell])
 
 
 def _fuse(g: Graph, loop: Node, body: LoopCell, max_units: int | None) -> str:
@@ -326,9 +330,12 @@ def _fuse(g: Graph, loop: Node, body: LoopCell, max_units: int | None) -> str:
     initial = [
         builder.make_unsqueeze({"data": loop.input[index[name]], "axes": [0]}) for name in states
     ]
+    constants = [
+        g.make_const(f"{scope}/{name}", value).output[0] for name, value in weights.items()
+    ]
     fused = g.make_node(
         ONNX_OP[body.cell],
-        [x, *weights, lengths, *initial],
+        [x, *constants, lengths, *initial],
         attr={
             "hidden_size": units,
             "direction": direction,
@@ -379,8 +386,8 @@ def _node(g: Graph, op_type: str, inputs: list[str], scope: str) -> str:
     return g.make_node(op_type, inputs, op_name_scope=scope).output[0]
 
 
-def _weights(g: Graph, loop: Node, body: LoopCell) -> tuple[list[str], int]:
-    """The loop's constant weights as ONNX W, R and B initialisers, and the number of units."""
+def _weights(g: Graph, loop: Node, body: LoopCell) -> tuple[dict[str, np.ndarray], int]:
+    """The loop's constant weights as ONNX's W, R and B, and the number of units."""
     inputs = [loop.input[body.variables[name]] for name in ("kernel", "recurrent_kernel", "bias")]
     if not all(g.is_const(tensor) for tensor in inputs):
         raise NotFused("weights are not constants")
@@ -398,7 +405,7 @@ def _weights(g: Graph, loop: Node, body: LoopCell) -> tuple[list[str], int]:
     columns = [(start, gates * units if stop is None else stop) for start, stop in body.columns]
     if body.cell == "gru" and columns != [(gate * units, (gate + 1) * units) for gate in range(3)]:
         raise NotFused(f"GRU gate slices {columns} are not the thirds of {3 * units} columns")
-    return _onnx_weights(g, body.cell, kernel, recurrent_kernel, bias, loop.name), units
+    return _onnx_weights(body.cell, kernel, recurrent_kernel, bias), units
 
 
 def _sequence_inputs(g: Graph, loop: Node, body: LoopCell) -> tuple[str, str | None, str]:
@@ -419,6 +426,9 @@ def _sequence_inputs(g: Graph, loop: Node, body: LoopCell) -> tuple[str, str | N
     if zeros.type != "ZerosLike":
         raise NotFused("padded steps do not start from zeros")
     x, mask = x_list.input[0], mask_list.input[0]
+    shape = g.get_shape(mask)
+    if shape is None or len(shape) != 3 or shape[2] != 1:
+        raise NotFused("the mask is not shaped (time, batch, 1)")
     reversed_x, reversed_mask = _unreversed(g, x), _unreversed(g, mask)
     if (reversed_x is None) != (reversed_mask is None):
         raise NotFused("only one of input and mask is reversed")
@@ -444,13 +454,8 @@ def _unreversed(g: Graph, tensor: str) -> str | None:
 
 
 def _onnx_weights(
-    g: Graph,
-    cell: str,
-    kernel: np.ndarray,
-    recurrent_kernel: np.ndarray,
-    bias: np.ndarray,
-    scope: str,
-) -> list[str]:
+    cell: str, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray
+) -> dict[str, np.ndarray]:
     """W, R and B as ONNX wants them: (1, gates*U, F), (1, gates*U, U), (1, 2*gates*U)."""
     if cell == "lstm":  # Keras i, f, c, o -> ONNX i, o, f, c
         order = [0, 3, 1, 2]
@@ -461,7 +466,4 @@ def _onnx_weights(
     # GRU keeps two bias rows (input, recurrent); the others have one, and ONNX adds W's and R's.
     biases = bias.reshape(-1) if cell == "gru" else np.concatenate([bias, np.zeros_like(bias)])
     values = {"W": kernel.T[None], "R": recurrent_kernel.T[None], "B": biases[None]}
-    return [
-        g.make_const(f"{scope}/{name}", np.ascontiguousarray(value, np.float32)).output[0]
-        for name, value in values.items()
-    ]
+    return {name: np.ascontiguousarray(value, np.float32) for name, value in values.items()}
