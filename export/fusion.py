@@ -327,8 +327,11 @@ def _fuse(g: Graph, loop: Node, body: LoopCell, max_units: int | None) -> str:
             {"data": as_int.output[0], "axes": [0, 2], "keepdims": 0}, op_name_scope=scope
         )
     states = STATES[body.cell]
-    initial = [
-        builder.make_unsqueeze({"data": loop.input[index[name]], "axes": [0]}) for name in states
+    initial = [  # ONNX starts from zeros when no initial state is given
+        ""
+        if _is_zeros(g, loop.inputs[index[name]])
+        else builder.make_unsqueeze({"data": loop.input[index[name]], "axes": [0]})
+        for name in states
     ]
     constants = [
         g.make_const(f"{scope}/{name}", value).output[0] for name, value in weights.items()
@@ -435,6 +438,13 @@ def _sequence_inputs(g: Graph, loop: Node, body: LoopCell) -> tuple[str, str | N
     if reversed_x is None:
         return x, mask, "forward"
     return reversed_x, reversed_mask, "reverse"
+
+
+def _is_zeros(g: Graph, node: Node) -> bool:
+    """Whether ``node`` is Keras's default initial state, ``Fill(shape, 0)``."""
+    return (
+        node.type == "Fill" and g.is_const(node.input[1]) and g.get_tensor_value(node.input[1]) == 0
+    )
 
 
 def _is_one_item_list(g: Graph, node: Node) -> bool:
