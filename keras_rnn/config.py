@@ -115,7 +115,37 @@ class SineConfig(TrainConfig):
             raise UserError("--column needs --csv")
 
 
-CONFIGS: dict[str, type[TrainConfig]] = {"sine": SineConfig}
+@dataclasses.dataclass
+class AdditionConfig(TrainConfig):
+    """Binary addition, one bit per step, least significant first (``--task addition``)."""
+
+    task: str = option("addition", "task to train")
+    positive: ClassVar[tuple[str, ...]] = (*TrainConfig.positive, "bits", "test_pairs", "val_pairs")
+    # The course's adder: a small SimpleRNN learns the carry exactly (held-out bit accuracy
+    # reaches 1.0 in the second epoch).
+    cell: str = new_default(TrainConfig, "cell", "simple")
+    units: int = new_default(TrainConfig, "units", 16)
+    learning_rate: float = new_default(TrainConfig, "learning_rate", 1e-2)
+    epochs: int = new_default(TrainConfig, "epochs", 10)
+    patience: int = new_default(TrainConfig, "patience", 5)
+    bits: int = option(8, "bits per number; operands are below 2**(bits-1) so the sum fits")
+    test_pairs: int = option(5000, "operand pairs held out for testing")
+    val_pairs: int = option(1000, "operand pairs held out for early stopping")
+    data_seed: int = option(0, "seed of the split of operand pairs")
+
+    def validate(self) -> None:
+        super().validate()
+        if not 2 <= self.bits <= 16:
+            raise UserError(f"--bits must be in [2, 16], got {self.bits}")
+        pairs = 4 ** (self.bits - 1)
+        if self.test_pairs + self.val_pairs >= pairs:
+            raise UserError(
+                f"--bits {self.bits} gives {pairs} operand pairs: --test-pairs {self.test_pairs} "
+                f"plus --val-pairs {self.val_pairs} must leave some for training"
+            )
+
+
+CONFIGS: dict[str, type[TrainConfig]] = {"sine": SineConfig, "addition": AdditionConfig}
 
 
 def config_class(task: str) -> type[TrainConfig]:

@@ -1,7 +1,8 @@
-"""python -m serving.predict RUN_DIR: forecasts from an exported run with onnxruntime alone.
+"""python -m serving.predict RUN_DIR: a prediction from an exported run with onnxruntime alone.
 
     python -m serving.predict runs/sine-lstm --window 0.1,0.35,0.6,...
     python -m serving.predict runs/sine-lstm --csv series.csv --column value
+    python -m serving.predict runs/addition --a 9 --b 60
 
 Imports numpy and onnxruntime only (install with serving/requirements.txt). User mistakes
 print one line to stderr and exit with status 2.
@@ -9,6 +10,7 @@ print one line to stderr and exit with status 2.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -18,7 +20,7 @@ import numpy as np
 
 from serving import cli
 from serving.errors import UserError
-from serving.runtime import forecast, load_graph
+from serving.runtime import ExportedGraph, add, forecast, load_graph
 from serving.runtime.series import read_csv_series
 
 
@@ -48,42 +50,86 @@ def parse_window(text: str) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="python -m serving.predict", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run directory exported by python -m export")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--window", help="comma-separated past values, oldest first")
-    source.add_argument("--csv", help="CSV file with a header row: forecast after its last values")
-    parser.add_argument("--column", help="CSV column (default: the file's only column)")
     parser.add_argument("--graph", help="graph name (default: the export's only graph)")
     parser.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
-    parser.add_argument("--json", action="store_true", help="print the forecasts as JSON")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    sine = parser.add_argument_group("sine runs (one of --window and --csv)")
+    sine.add_argument("--window", help="comma-separated past values, oldest first")
+    sine.add_argument("--csv", help="CSV file with a header row: forecast after its last values")
+    sine.add_argument("--column", help="CSV column (default: the file's only column)")
+    addition = parser.add_argument_group("addition runs")
+    addition.add_argument("--a", type=int, help="first operand")
+    addition.add_argument("--b", type=int, help="second operand")
     try:
         args = parser.parse_args(argv)
-        if args.column and not args.csv:
-            raise UserError("--column needs --csv")
         graph = load_graph(args.run_dir / "export", args.graph, args.threads)
-        if graph.runtime.get("task") != "sine":
+        task = graph.runtime.get("task")
+        if task not in PREDICTORS:
             raise UserError(
-                f"graph {graph.name} is not a sine forecaster: predict serves sine runs"
+                f"graph {graph.name} is from task {task!r}, which predict does not serve"
             )
-        if args.csv:
-            window = read_csv_series(args.csv, args.column)[-graph.runtime["window"] :]
-            described = f"the last {len(window)} values of {args.csv}"
-        else:
-            window = parse_window(args.window)
-            described = f"{len(window)} values"
-        result = forecast(graph, window)
+        result, text = PREDICTORS[task](graph, args)
     except UserError as error:
         return cli.report(error)
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"input: {described}, last {window[-1]:.4f}")
-    print(f"one step ahead: {result['next_value']:.4f}")
-    print("\n| steps ahead | direct | recursive |\n|---:|---:|---:|")
+    print(json.dumps(result) if args.json else text)
+    return 0
+
+
+def _only_flags(args: argparse.Namespace, task: str, allowed: set[str]) -> None:
+    """Refuse another task's flags, so a typo'd run directory is not silently misread."""
+    given = [
+        name for name in ("window", "csv", "column", "a", "b") if getattr(args, name) is not None
+    ]
+    if stray := [name for name in given if name not in allowed]:
+        raise UserError(
+            f"{', '.join('--' + name for name in stray)}: not an option for {task} runs"
+        )
+
+
+def predict_sine(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
+    _only_flags(args, "sine", {"window", "csv", "column"})
+    if (args.window is None) == (args.csv is None):
+        raise UserError("a sine run needs exactly one of --window and --csv")
+    if args.column and not args.csv:
+        raise UserError("--column needs --csv")
+    if args.csv:
+        window = read_csv_series(args.csv, args.column)[-graph.runtime["window"] :]
+        described = f"the last {len(window)} values of {args.csv}"
+    else:
+        window = parse_window(args.window)
+        described = f"{len(window)} values"
+    result = forecast(graph, window)
+    lines = [
+        f"input: {described}, last {window[-1]:.4f}",
+        f"one step ahead: {result['next_value']:.4f}",
+        "",
+        "| steps ahead | direct | recursive |",
+        "|---:|---:|---:|",
+    ]
     for step, (direct, recursive) in enumerate(
         zip(result["next_values"], result["recursive"], strict=True)
     ):
-        print(f"| {step + 1} | {direct:.4f} | {recursive:.4f} |")
-    return 0
+        lines.append(f"| {step + 1} | {direct:.4f} | {recursive:.4f} |")
+    return result, "\n".join(lines)
+
+
+def predict_addition(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
+    """The sum, shown as the course prints it: bits most significant first."""
+    _only_flags(args, "addition", {"a", "b"})
+    if args.a is None or args.b is None:
+        raise UserError("an addition run needs --a and --b")
+    result = add(graph, args.a, args.b)
+    width = result["bits"]
+    lines = [
+        f"a:    {args.a:0{width}b}",
+        f"b:    {args.b:0{width}b}",
+        f"pred: {result['sum']:0{width}b}",
+        f"{args.a} + {args.b} = {result['sum']}",
+    ]
+    return result, "\n".join(lines)
+
+
+PREDICTORS = {"sine": predict_sine, "addition": predict_addition}
 
 
 if __name__ == "__main__":

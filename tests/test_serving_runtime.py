@@ -102,7 +102,9 @@ def test_corrupt_onnx_is_one_line(damage, exported_run, tmp_path):
         (["--window", "0.1,nan"], ["--window item 2 is nan"]),
         (["--window", "1", "--column", "x"], ["--column needs --csv"]),
         (["--csv", "missing.csv"], ["CSV file not found: missing.csv"]),
-        ([], ["one of the arguments --window --csv is required"]),
+        ([], ["a sine run needs exactly one of --window and --csv"]),
+        (["--window", "1", "--csv", "x.csv"], ["exactly one of --window and --csv"]),
+        (["--window", "1", "--a", "3"], ["--a: not an option for sine runs"]),
         (["--window", "-0.5,0.1"], ["expected one argument", "needs --window=-0.5,0.1"]),
     ],
 )

@@ -1,6 +1,7 @@
 """onnxruntime inference for exported runs. Imports numpy and onnxruntime only."""
 
+from serving.runtime.addition import add
 from serving.runtime.graph import ExportedGraph, load_graph
 from serving.runtime.sine import forecast
 
-__all__ = ["ExportedGraph", "forecast", "load_graph"]
+__all__ = ["ExportedGraph", "add", "forecast", "load_graph"]
