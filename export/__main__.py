@@ -16,44 +16,11 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
-from keras_rnn.config import CONFIGS, TrainConfig, config_from_dict
+from keras_rnn.config import TrainConfig
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
-from keras_rnn.runs import RunDir, read_json, write_json
+from keras_rnn.runs import RunDir, finished_run, load_trained_model, write_json
 from serving import cli
-
-
-def check_run(path: Path) -> tuple[RunDir, TrainConfig]:
-    """The finished run at ``path`` and its config; anything else is a ``UserError``."""
-    run = RunDir(path)
-    if not run.path.is_dir():
-        raise UserError(f"run directory not found: {path}")
-    saved = read_json(run.config_json)
-    task = saved.get("config", {}).get("task") if isinstance(saved, dict) else None
-    if task not in CONFIGS:
-        raise UserError(
-            f"{run.config_json} names unknown task {task!r} (known: {', '.join(CONFIGS)})"
-        )
-    if not run.complete:
-        raise UserError(
-            f"{path} has not finished training (no metrics.json): finish it with "
-            f"python -m keras_rnn.train --run-dir {path} --resume"
-        )
-    if not run.model_keras.is_file():
-        raise UserError(f"{run.model_keras} is missing: retrain the run")
-    return run, config_from_dict(CONFIGS[task], saved["config"])
-
-
-def load_model(run: RunDir):
-    """The run's trained Keras model; TensorFlow starts here, after the cheap checks."""
-    import keras
-
-    try:
-        return keras.models.load_model(run.model_keras)
-    except Exception as error:  # a corrupt or foreign file: report it, do not crash
-        raise UserError(
-            f"{run.model_keras} cannot be loaded: {str(error).splitlines()[0]}"
-        ) from None
 
 
 def export_run(run: RunDir, config: TrainConfig) -> dict[str, Any]:
@@ -62,7 +29,7 @@ def export_run(run: RunDir, config: TrainConfig) -> dict[str, Any]:
     from export import onnx, parity
     from keras_rnn.tasks import load_task
 
-    graphs = load_task(config.task).export_graphs(load_model(run), config)
+    graphs = load_task(config.task).export_graphs(load_trained_model(run), config)
     target = run.path / "export"
     building = run.path / f".export.tmp-{os.getpid()}"
     retired = run.path / f".export.old-{os.getpid()}"
@@ -75,6 +42,8 @@ def export_run(run: RunDir, config: TrainConfig) -> dict[str, Any]:
         report = {"ok": all(entry["ok"] for entry in entries), "graphs": entries}
         if not report["ok"]:
             return report
+        if (run.path / "vocab").is_dir():  # tokenizer files the runtimes read
+            shutil.copytree(run.path / "vocab", building / "vocab")
         write_json(
             building / "manifest.json",
             {"task": config.task, "opset": onnx.OPSET, "graphs": manifest_graphs},
@@ -145,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="replace an existing export")
     try:
         args = parser.parse_args(argv)
-        run, config = check_run(args.run_dir)
+        run, config = finished_run(args.run_dir)
         if (run.path / "export").exists() and not args.force:
             raise UserError(f"{run.path / 'export'} exists: pass --force to replace it")
         report = export_run(run, config)

@@ -10,21 +10,23 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from export.__main__ import check_run, format_report, load_model
+from export.__main__ import format_report
 from keras_rnn.errors import UserError
-from keras_rnn.runs import read_json
+from keras_rnn.runs import finished_run, load_trained_model, read_json
 from serving import cli
 
 
 def verify(run_dir: Path) -> dict:
     """The parity report of the export in ``run_dir``, computed afresh."""
-    run, config = check_run(run_dir)
+    run, config = finished_run(run_dir)
     export = run.path / "export"
     manifest = read_json(export / "manifest.json")
     from export import parity
     from keras_rnn.tasks import load_task
 
-    graphs = {g.name: g for g in load_task(config.task).export_graphs(load_model(run), config)}
+    graphs = {
+        g.name: g for g in load_task(config.task).export_graphs(load_trained_model(run), config)
+    }
     entries = []
     for entry in manifest["graphs"]:
         if entry["name"] not in graphs:

@@ -145,7 +145,54 @@ class AdditionConfig(TrainConfig):
             )
 
 
-CONFIGS: dict[str, type[TrainConfig]] = {"sine": SineConfig, "addition": AdditionConfig}
+@dataclasses.dataclass
+class CharLMConfig(TrainConfig):
+    """Character language model (``--task charlm``)."""
+
+    task: str = option("charlm", "task to train")
+    positive: ClassVar[tuple[str, ...]] = (
+        *TrainConfig.positive,
+        "sequence_length",
+        "embedding_size",
+        "sample_length",
+    )
+    units: int = new_default(TrainConfig, "units", 256)
+    learning_rate: float = new_default(TrainConfig, "learning_rate", 2e-3)
+    clipnorm: float = new_default(TrainConfig, "clipnorm", 5.0)  # the course's clipping
+    batch_size: int = new_default(TrainConfig, "batch_size", 64)
+    epochs: int = new_default(TrainConfig, "epochs", 10)
+    patience: int = new_default(TrainConfig, "patience", 3)
+    text: str | None = option(None, "UTF-8 text file to train on instead of the embedded corpus")
+    sequence_length: int = option(100, "characters per training window")
+    embedding_size: int = option(64, "size of the character embedding")
+    val_fraction: float = option(0.05, "share of the text, before the test part, for validation")
+    test_fraction: float = option(0.05, "share of the text at its end held out for testing")
+    sample_every: int = option(1, "log a sample from --sample-prefix every N epochs (0: never)")
+    sample_prefix: str = option("def ", "prefix of the samples in the training log")
+    sample_length: int = option(200, "characters per logged sample")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.bidirectional:
+            raise UserError(
+                "--bidirectional does not apply to a language model: it would see the future"
+            )
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 < getattr(self, name) < 1:
+                raise UserError(f"--{flag(name)} must be in (0, 1)")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise UserError("--val-fraction plus --test-fraction must leave text for training")
+        if self.sample_every < 0:
+            raise UserError(f"--sample-every must be >= 0, got {self.sample_every}")
+        if not self.sample_prefix:
+            raise UserError("--sample-prefix must not be empty")
+
+
+CONFIGS: dict[str, type[TrainConfig]] = {
+    "sine": SineConfig,
+    "addition": AdditionConfig,
+    "charlm": CharLMConfig,
+}
 
 
 def config_class(task: str) -> type[TrainConfig]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keras_rnn.config import CONFIGS, TrainConfig, config_from_dict
 from keras_rnn.errors import UserError
 
 
@@ -149,3 +150,37 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{path} is not valid JSON ({error})") from None
+
+
+def finished_run(path: str | Path) -> tuple[RunDir, TrainConfig]:
+    """The finished run at ``path`` and its config; anything else is a ``UserError``."""
+    run = RunDir(path)
+    if not run.path.is_dir():
+        raise UserError(f"run directory not found: {path}")
+    saved = read_json(run.config_json)
+    task = saved.get("config", {}).get("task") if isinstance(saved, dict) else None
+    if task not in CONFIGS:
+        raise UserError(
+            f"{run.config_json} names unknown task {task!r} (known: {', '.join(CONFIGS)})"
+        )
+    if not run.complete:
+        raise UserError(
+            f"{path} has not finished training (no metrics.json): finish it with "
+            f"python -m keras_rnn.train --run-dir {path} --resume"
+        )
+    if not run.model_keras.is_file():
+        raise UserError(f"{run.model_keras} is missing: retrain the run")
+    return run, config_from_dict(CONFIGS[task], saved["config"])
+
+
+def load_trained_model(run: RunDir) -> Any:
+    """The run's trained Keras model, uncompiled; TensorFlow starts here, after the cheap
+    checks."""
+    import keras
+
+    try:
+        return keras.models.load_model(run.model_keras, compile=False)
+    except Exception as error:  # a corrupt or foreign file: report it, do not crash
+        raise UserError(
+            f"{run.model_keras} cannot be loaded: {str(error).splitlines()[0]}"
+        ) from None

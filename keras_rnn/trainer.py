@@ -97,6 +97,8 @@ def train(task: Any, config: TrainConfig, data: Any, run: RunDir, resume: bool) 
         )
     if config.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run.tensorboard)))
+    if hasattr(task, "callbacks"):  # e.g. samples in a language model's log
+        callbacks += task.callbacks(config, data)
     print(f"data: {json.dumps(data.source)}")
     print(f"model: {model.name}, {model.count_params():,} parameters, run directory {run.path}")
     model.fit(

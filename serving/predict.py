@@ -3,6 +3,7 @@
     python -m serving.predict runs/sine-lstm --window 0.1,0.35,0.6,...
     python -m serving.predict runs/sine-lstm --csv series.csv --column value
     python -m serving.predict runs/addition --a 9 --b 60
+    python -m serving.predict runs/charlm --prefix "def " --length 300 --temperature 0.5
 
 Imports numpy and onnxruntime only (install with serving/requirements.txt). User mistakes
 print one line to stderr and exit with status 2.
@@ -21,6 +22,7 @@ import numpy as np
 from serving import cli
 from serving.errors import UserError
 from serving.runtime import ExportedGraph, add, forecast, load_graph
+from serving.runtime.charlm import Vocabulary, add_generation_flags, onnx_generate, unknown_note
 from serving.runtime.series import read_csv_series
 
 
@@ -60,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     addition = parser.add_argument_group("addition runs")
     addition.add_argument("--a", type=int, help="first operand")
     addition.add_argument("--b", type=int, help="second operand")
+    add_generation_flags(
+        parser.add_argument_group("charlm runs (the same flags and text as keras_rnn.generate)")
+    )
     try:
         args = parser.parse_args(argv)
         graph = load_graph(args.run_dir / "export", args.graph, args.threads)
@@ -78,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
 def _only_flags(args: argparse.Namespace, task: str, allowed: set[str]) -> None:
     """Refuse another task's flags, so a typo'd run directory is not silently misread."""
     given = [
-        name for name in ("window", "csv", "column", "a", "b") if getattr(args, name) is not None
+        name
+        for name in ("window", "csv", "column", "a", "b", "prefix")
+        if getattr(args, name) is not None
     ]
     if stray := [name for name in given if name not in allowed]:
         raise UserError(
@@ -129,7 +136,18 @@ def predict_addition(graph: ExportedGraph, args: argparse.Namespace) -> tuple[di
     return result, "\n".join(lines)
 
 
-PREDICTORS = {"sine": predict_sine, "addition": predict_addition}
+def predict_charlm(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
+    _only_flags(args, "charlm", {"prefix"})
+    vocab = Vocabulary.load(args.run_dir / "export" / graph.runtime["vocab"])
+    text, unknown = onnx_generate(
+        graph, vocab, args.prefix or "", args.length, args.temperature, args.top_k, args.seed
+    )
+    if unknown:
+        print(unknown_note(unknown), file=sys.stderr)
+    return {"prefix": args.prefix, "generated": text, "unknown": unknown}, args.prefix + text
+
+
+PREDICTORS = {"sine": predict_sine, "addition": predict_addition, "charlm": predict_charlm}
 
 
 if __name__ == "__main__":

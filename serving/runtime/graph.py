@@ -88,7 +88,8 @@ def _shape_text(shape: list[int | None]) -> str:
 def load_graph(
     export_dir: Path, name: str | None = None, threads: int | None = None
 ) -> ExportedGraph:
-    """The graph ``name`` (or the only one) of the export at ``export_dir``."""
+    """The graph ``name`` of the export at ``export_dir``; without a name, its only graph or
+    the one whose runtime facts mark it ``default``."""
     manifest_path = export_dir / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -100,6 +101,9 @@ def load_graph(
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
         raise UserError(f"{manifest_path} is malformed ({error})") from None
     if name is None:
+        defaults = [n for n, entry in entries.items() if entry.get("runtime", {}).get("default")]
+        if len(defaults) == 1:
+            entries = {defaults[0]: entries[defaults[0]]}
         if len(entries) != 1:
             raise UserError(f"the export has graphs {', '.join(entries)}: pick one with --graph")
         name = next(iter(entries))

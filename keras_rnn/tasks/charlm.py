@@ -1,0 +1,361 @@
+"""Character language model: predict each next character of a text.
+
+The embedded corpus is a fixed list of Python standard-library source files read from the
+running interpreter (``CORPUS``, about 1.9 MB); ``--text FILE`` trains on any UTF-8 text. The
+text is split by position: training, then validation, then test (the last 5%). Characters
+are split with tensorflow-text's Unicode tokenizer; the vocabulary (every character of the
+training part, plus reserved padding and unknown ids) is written to ``vocab/vocab.json``.
+Training takes random windows of ``sequence_length`` characters (the state starts from zeros
+in every window).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_text
+
+from keras_rnn.config import CharLMConfig as Config
+from keras_rnn.errors import UserError
+from keras_rnn.graphs import ExportGraph
+from keras_rnn.layers import recurrent_stack, rnn_layer
+from keras_rnn.runs import RunDir, atomic_write_bytes
+from serving.runtime.charlm import UNKNOWN, Vocabulary, generate
+
+# Standard-library modules of the embedded corpus, in this order (paths under stdlib).
+CORPUS = (
+    "argparse.py", "ast.py", "calendar.py", "collections/__init__.py", "configparser.py",
+    "csv.py", "dataclasses.py", "datetime.py", "difflib.py", "email/message.py", "enum.py",
+    "fractions.py", "functools.py", "gettext.py", "heapq.py", "http/client.py", "inspect.py",
+    "json/decoder.py", "json/encoder.py", "locale.py", "logging/__init__.py", "pathlib.py",
+    "pprint.py", "random.py", "shutil.py", "statistics.py", "string.py", "subprocess.py",
+    "tarfile.py", "textwrap.py", "threading.py", "tokenize.py", "typing.py", "zipfile.py",
+)  # fmt: skip
+
+
+@dataclasses.dataclass
+class Datasets:
+    """The encoded text, its split points, the vocabulary and the tf.data pipelines."""
+
+    ids: np.ndarray  # int32, the whole text
+    val_start: int
+    test_start: int
+    vocab: Vocabulary
+    source: dict[str, Any]
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+
+
+def read_text(config: Config) -> tuple[str, dict[str, Any]]:
+    """The training text and what config.json records about it."""
+    if config.text:
+        path = Path(config.text)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"text file not found: {path}") from None
+        except IsADirectoryError:
+            raise UserError(f"{path} is a directory, not a text file") from None
+        except UnicodeDecodeError as error:
+            raise UserError(f"{path} is not UTF-8 text (byte {error.start})") from None
+        source = {"kind": "text file", "file": path.name}
+    else:
+        stdlib = Path(sysconfig.get_paths()["stdlib"])
+        text = "".join((stdlib / name).read_text(encoding="utf-8") for name in CORPUS)
+        source = {"kind": "Python standard library", "files": list(CORPUS)}
+    if not text.strip():
+        raise UserError(f"{config.text or 'the corpus'} is empty: nothing to learn from")
+    source["characters"] = len(text)
+    source["text_sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return text, source
+
+
+def split_characters(text: str) -> np.ndarray:
+    """The text's Unicode code points, split by tensorflow-text."""
+    tokenizer = tensorflow_text.UnicodeCharTokenizer()
+    return tokenizer.tokenize(tf.constant(text)).numpy().astype(np.int64)
+
+
+def encode(codepoints: np.ndarray, vocab: Vocabulary) -> np.ndarray:
+    """Ids of code points through a TensorFlow lookup table; characters outside the
+    vocabulary become UNKNOWN."""
+    keys = tf.constant([ord(char) for char in vocab.characters[2:]], tf.int64)
+    values = tf.range(2, vocab.size, dtype=tf.int32)
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), UNKNOWN)
+    return table.lookup(tf.constant(codepoints, tf.int64)).numpy()
+
+
+def make_datasets(config: Config) -> Datasets:
+    text, source = read_text(config)
+    codepoints = split_characters(text)
+    length = len(codepoints)
+    test_start = length - round(length * config.test_fraction)
+    val_start = test_start - round(length * config.val_fraction)
+    for split, have in (("training", val_start), ("validation", test_start - val_start)):
+        if have <= config.sequence_length:
+            raise UserError(
+                f"{config.text or 'the corpus'} is too short: its {split} part has {have} "
+                f"characters, and --sequence-length {config.sequence_length} needs more"
+            )
+    characters = sorted(set(map(chr, np.unique(codepoints[:val_start]))))
+    vocab = Vocabulary(("", "", *characters))
+    ids = encode(codepoints, vocab)
+    source["vocabulary"] = vocab.size
+    windows = (val_start - 1) // config.sequence_length
+    train = (
+        tf.data.Dataset.random(seed=config.seed)
+        .take(windows)
+        .map(lambda r: _window(ids, r % (val_start - config.sequence_length), config))
+        .batch(config.batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return Datasets(
+        ids=ids,
+        val_start=val_start,
+        test_start=test_start,
+        vocab=vocab,
+        source=source,
+        train=train,
+        val=consecutive_windows(ids[val_start:test_start], config),
+    )
+
+
+def _window(ids: np.ndarray, start: tf.Tensor, config: Config):
+    chunk = tf.constant(ids)[start : start + config.sequence_length + 1]
+    return {"characters": chunk[:-1]}, chunk[1:]
+
+
+def consecutive_windows(ids: np.ndarray, config: Config) -> tf.data.Dataset:
+    """Every whole window of a split, in order (evaluation)."""
+    count = (len(ids) - 1) // config.sequence_length
+    span = count * config.sequence_length
+    inputs = ids[:span].reshape(count, -1)
+    targets = ids[1 : span + 1].reshape(count, -1)
+    return tf.data.Dataset.from_tensor_slices(({"characters": inputs}, targets)).batch(
+        config.batch_size
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_rnn")
+class Perplexity(keras.metrics.Mean):
+    """exp of the mean next-character cross-entropy, from logits (or, with ``bits``, that
+    entropy in bits per character). Written here because keras-hub, which has a Perplexity
+    metric, is not a dependency."""
+
+    def __init__(self, name: str = "perplexity", bits: bool = False, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.bits = bits
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        entropy = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        return super().update_state(entropy, sample_weight)
+
+    def result(self):
+        mean = super().result()
+        return mean / math.log(2) if self.bits else keras.ops.exp(mean)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "bits": self.bits}
+
+
+def build_model(config: Config, data: Datasets) -> keras.Model:
+    """Character ids -> Embedding -> recurrent stack (every step) -> next-character logits."""
+    characters = keras.Input(shape=(None,), dtype="int32", name="characters")
+    x = keras.layers.Embedding(data.vocab.size, config.embedding_size, name="embedding")(characters)
+    x = recurrent_stack(
+        x,
+        config.cell,
+        config.units,
+        layers=config.layers,
+        dropout=config.dropout,
+        return_sequences=True,
+    )
+    logits = keras.layers.Dense(data.vocab.size, name="logits")(x)
+    return keras.Model({"characters": characters}, {"logits": logits}, name="char_lm")
+
+
+def compile_args(config: Config, data: Datasets) -> dict[str, Any]:
+    return {
+        "loss": {"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+        "metrics": {"logits": [Perplexity(), Perplexity(name="bits_per_char", bits=True)]},
+    }
+
+
+def step_model(model: keras.Model, config: Config) -> keras.Model:
+    """``lm_step``: one character and every layer's states in, next-character logits and
+    the new states out, with the trained weights. Generation runs it step by step."""
+    token = keras.Input(shape=(1,), dtype="int32", name="character")
+    x = model.get_layer("embedding")(token)
+    states_in, states_out = {}, {}
+    state_names = ("h", "c") if config.cell == "lstm" else ("h",)
+    for index in range(config.layers):
+        trained = model.get_layer(f"rnn_{index}")
+        layer = rnn_layer(config.cell, config.units, return_sequences=True, return_state=True)
+        inputs = {
+            f"state_{index}_{s}": keras.Input((config.units,), name=f"state_{index}_{s}")
+            for s in state_names
+        }
+        x, *new_states = layer(x, initial_state=list(inputs.values()))
+        layer.set_weights(trained.get_weights())
+        states_in |= inputs
+        states_out |= dict(zip(inputs, new_states, strict=True))
+    logits = keras.layers.Reshape((model.get_layer("logits").units,))(model.get_layer("logits")(x))
+    outputs = {"logits": logits, **{f"next_{name}": t for name, t in states_out.items()}}
+    return keras.Model({"character": token, **states_in}, outputs, name="lm_step")
+
+
+def state_names(config: Config) -> list[str]:
+    """The step graph's state inputs, in order; each has an output named ``next_<name>``."""
+    kinds = ("h", "c") if config.cell == "lstm" else ("h",)
+    return [f"state_{index}_{kind}" for index in range(config.layers) for kind in kinds]
+
+
+def keras_step(step: keras.Model, config: Config):
+    """``step`` as the generation loop calls it: numpy in, numpy out."""
+    names = state_names(config)
+
+    @tf.function(reduce_retracing=True)
+    def call(inputs):
+        return step(inputs, training=False)
+
+    def run(token: np.ndarray, states: list[np.ndarray]):
+        outputs = call({"character": token, **dict(zip(names, states, strict=True))})
+        logits = keras.ops.convert_to_numpy(outputs["logits"])
+        return logits, [keras.ops.convert_to_numpy(outputs[f"next_{n}"]) for n in names]
+
+    return run
+
+
+def keras_generate(
+    model: keras.Model,
+    config: Config,
+    vocab: Vocabulary,
+    prefix: str,
+    length: int,
+    temperature: float,
+    top_k: int,
+    seed: int,
+) -> tuple[str, list[str]]:
+    """Text generated after ``prefix`` by the Keras model, and the prefix's unknown
+    characters."""
+    prefix_ids, unknown = vocab.encode(prefix)
+    states = [np.zeros((1, config.units), np.float32) for _ in state_names(config)]
+    step = keras_step(step_model(model, config), config)
+    ids = generate(step, states, prefix_ids, length, temperature, top_k, seed)
+    return vocab.decode(ids), unknown
+
+
+class SampleEveryEpochs(keras.callbacks.Callback):
+    """Print a sample from a fixed prefix every ``every`` epochs (temperature 0.5, seeded)."""
+
+    def __init__(self, config: Config, vocab: Vocabulary):
+        super().__init__()
+        self.config, self.vocab = config, vocab
+
+    def on_epoch_end(self, epoch: int, logs=None):
+        if self.config.sample_every and (epoch + 1) % self.config.sample_every == 0:
+            text, _ = keras_generate(
+                self.model,
+                self.config,
+                self.vocab,
+                self.config.sample_prefix,
+                self.config.sample_length,
+                temperature=0.5,
+                top_k=0,
+                seed=self.config.seed,
+            )
+            print(f"sample after epoch {epoch + 1}: {self.config.sample_prefix + text!r}")
+
+
+def callbacks(config: Config, data: Datasets) -> list[keras.callbacks.Callback]:
+    return [SampleEveryEpochs(config, data.vocab)]
+
+
+def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
+    """``char_lm`` (a window of ids -> logits at every step) and ``lm_step`` (one id and the
+    states -> logits and the next states, for generation)."""
+    vocab_size = model.get_layer("logits").units
+    names = state_names(config)
+    runtime = {
+        "task": "charlm",
+        "vocab": "vocab/vocab.json",
+        "units": config.units,
+        "states": names,
+    }
+
+    def windows(batch: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {"characters": rng.integers(2, vocab_size, size=(batch, length), dtype=np.int32)}
+
+    def steps(batch: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        feed = {"character": rng.integers(2, vocab_size, size=(batch, 1), dtype=np.int32)}
+        return feed | {n: rng.normal(size=(batch, config.units)).astype(np.float32) for n in names}
+
+    return [
+        ExportGraph(
+            name=model.name,
+            model=model,
+            inputs={"characters": ((None, None), "int32")},
+            outputs=["logits"],
+            sample=windows,
+            lengths=(17, 40),
+            runtime=runtime,
+        ),
+        ExportGraph(
+            name="lm_step",
+            model=step_model(model, config),
+            inputs={"character": ((None, 1), "int32")}
+            | {n: ((None, config.units), "float32") for n in names},
+            outputs=["logits", *(f"next_{n}" for n in names)],
+            sample=steps,
+            lengths=(1,),
+            runtime=runtime | {"default": True},  # what serving.predict generates with
+        ),
+    ]
+
+
+def evaluate(
+    model: keras.Model, untrained: keras.Model, data: Datasets, config: Config, run: RunDir
+) -> dict[str, Any]:
+    """Perplexity and bits per character on validation and test; writes the vocabulary."""
+    atomic_write_bytes(run.path / "vocab" / "vocab.json", data.vocab.to_json())
+    test = consecutive_windows(data.ids[data.test_start :], config)
+    metrics = {}
+    for split, dataset in (("val", data.val), ("test", test)):
+        entropy = Perplexity(bits=True)
+        for inputs, targets in dataset:
+            entropy.update_state(targets, model(inputs, training=False)["logits"])
+        bits = float(entropy.result())
+        metrics[f"{split}_bits_per_char"] = bits
+        metrics[f"{split}_perplexity"] = 2.0**bits
+    metrics["vocabulary"] = data.vocab.size
+    metrics["sample"] = (
+        config.sample_prefix
+        + keras_generate(model, config, data.vocab, config.sample_prefix, 400, 0.5, 0, config.seed)[
+            0
+        ]
+    )
+    return metrics
+
+
+def format_metrics(metrics: dict[str, Any], config: Config) -> str:
+    return "\n".join(
+        [
+            "| split | perplexity | bits per character |",
+            "|---|---:|---:|",
+            *(
+                f"| {split} | {metrics[f'{split}_perplexity']:.3f} "
+                f"| {metrics[f'{split}_bits_per_char']:.3f} |"
+                for split in ("val", "test")
+            ),
+            "",
+            f"sample (temperature 0.5): {metrics['sample']!r}",
+        ]
+    )

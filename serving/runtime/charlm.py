@@ -1,0 +1,167 @@
+"""Character language models: the vocabulary, sampling and generation, shared by the Keras
+path (``python -m keras_rnn.generate``) and the onnxruntime path (``serving.predict``). Both
+run the same loop over a step function, so the same seed gives the same text."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from serving.errors import UserError
+from serving.runtime.graph import ExportedGraph
+
+PAD, UNKNOWN = 0, 1  # reserved ids: padding, and any character outside the vocabulary
+MAX_GENERATED = 100_000  # characters one call may generate
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Characters by id; ids 0 and 1 are reserved (padding, unknown)."""
+
+    characters: tuple[str, ...]  # characters[id] for ids >= 2; ids 0 and 1 map to ""
+
+    @classmethod
+    def load(cls, path: Path) -> Vocabulary:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            characters = data["characters"]
+        except FileNotFoundError:
+            raise UserError(f"vocabulary not found: {path}") from None
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"{path} is not a vocabulary file (JSON with 'characters')") from None
+        return cls(tuple(characters))
+
+    def to_json(self) -> bytes:
+        """The vocabulary file's bytes (the caller writes them atomically)."""
+        return json.dumps(
+            {"pad_id": PAD, "unknown_id": UNKNOWN, "characters": list(self.characters)},
+            ensure_ascii=False,
+            indent=0,
+        ).encode("utf-8")
+
+    @property
+    def size(self) -> int:
+        return len(self.characters)
+
+    def encode(self, text: str) -> tuple[np.ndarray, list[str]]:
+        """Ids of ``text`` (int32) and the distinct characters that became UNKNOWN."""
+        index = {char: i for i, char in enumerate(self.characters) if i >= 2}
+        ids = np.array([index.get(char, UNKNOWN) for char in text], dtype=np.int32)
+        unknown = sorted({char for char in text if char not in index})
+        return ids, unknown
+
+    def decode(self, ids) -> str:
+        return "".join(self.characters[i] for i in ids)
+
+
+def sample_next(
+    logits: np.ndarray, temperature: float, top_k: int, rng: np.random.Generator
+) -> int:
+    """The next id from one row of logits: the most likely one when ``temperature`` is 0,
+    else a draw from softmax(logits / temperature) over the ``top_k`` most likely (0: all).
+    Reserved ids are never produced."""
+    scores = np.asarray(logits, np.float64).copy()
+    scores[[PAD, UNKNOWN]] = -np.inf
+    if temperature == 0:
+        return int(np.argmax(scores))
+    if top_k:
+        scores[np.argsort(scores)[: -top_k or None]] = -np.inf
+    scores = (scores - scores.max()) / temperature
+    probabilities = np.exp(scores)
+    return int(rng.choice(len(scores), p=probabilities / probabilities.sum()))
+
+
+def add_generation_flags(parser) -> None:
+    """The generation flags of ``keras_rnn.generate`` and ``serving.predict``."""
+    parser.add_argument("--prefix", help="text to continue")
+    parser.add_argument(
+        "--length", type=int, default=200, help="characters to generate (default: 200)"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.5,
+        help="sampling temperature, 0: greedy (default: 0.5)",
+    )
+    parser.add_argument(
+        "--top-k", type=int, default=0, help="sample among the K most likely (default: 0, all)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+
+
+def unknown_note(unknown: list[str]) -> str:
+    return (
+        f"note: {len(unknown)} prefix character(s) not in the vocabulary, read as unknown: "
+        f"{''.join(unknown)!r}"
+    )
+
+
+# step(token ids (1, 1), states) -> (logits (1, vocab), new states)
+Step = Callable[[np.ndarray, list[np.ndarray]], tuple[np.ndarray, list[np.ndarray]]]
+
+
+def check_generation(
+    prefix: str, length: int, temperature: float, top_k: int, vocab_size: int
+) -> None:
+    if not prefix:
+        raise UserError("--prefix is empty: give at least one character to start from")
+    if not 0 <= length <= MAX_GENERATED:
+        raise UserError(f"--length must be in [0, {MAX_GENERATED}], got {length}")
+    if not (np.isfinite(temperature) and temperature >= 0):
+        raise UserError(f"--temperature must be >= 0, got {temperature}")
+    if not 0 <= top_k <= vocab_size:
+        raise UserError(f"--top-k must be in [0, {vocab_size}] (0: all), got {top_k}")
+
+
+def generate(
+    step: Step,
+    states: list[np.ndarray],
+    prefix_ids: np.ndarray,
+    length: int,
+    temperature: float,
+    top_k: int,
+    seed: int,
+) -> list[int]:
+    """Feed the prefix one id at a time, then ``length`` sampled ids, each fed back."""
+    rng = np.random.default_rng(seed)
+    logits = None
+    for token in prefix_ids:
+        logits, states = step(np.array([[token]], np.int32), states)
+    generated = []
+    for _ in range(length):
+        token = sample_next(logits[0], temperature, top_k, rng)
+        generated.append(token)
+        logits, states = step(np.array([[token]], np.int32), states)
+    return generated
+
+
+def onnx_step(graph: ExportedGraph) -> Step:
+    """The exported ``lm_step`` graph as the generation loop calls it."""
+    names = graph.runtime["states"]
+
+    def run(token: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        outputs = graph(character=token, **dict(zip(names, states, strict=True)))
+        return outputs["logits"], [outputs[f"next_{name}"] for name in names]
+
+    return run
+
+
+def onnx_generate(
+    graph: ExportedGraph,
+    vocab: Vocabulary,
+    prefix: str,
+    length: int,
+    temperature: float,
+    top_k: int,
+    seed: int,
+) -> tuple[str, list[str]]:
+    """Text generated after ``prefix`` by onnxruntime, and the prefix's unknown characters."""
+    check_generation(prefix, length, temperature, top_k, vocab.size)
+    prefix_ids, unknown = vocab.encode(prefix)
+    states = [np.zeros((1, graph.runtime["units"]), np.float32) for _ in graph.runtime["states"]]
+    ids = generate(onnx_step(graph), states, prefix_ids, length, temperature, top_k, seed)
+    return vocab.decode(ids), unknown
