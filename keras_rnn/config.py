@@ -188,10 +188,42 @@ class CharLMConfig(TrainConfig):
             raise UserError("--sample-prefix must not be empty")
 
 
+@dataclasses.dataclass
+class TaggingConfig(TrainConfig):
+    """Sequence tagging (``--task tagging``): a tag for every character (or CoNLL token)."""
+
+    task: str = option("tagging", "task to train")
+    positive: ClassVar[tuple[str, ...]] = (*TrainConfig.positive, "max_length", "embedding_size")
+    bidirectional: bool = new_default(TrainConfig, "bidirectional", True)
+    cell: str = new_default(TrainConfig, "cell", "gru")
+    units: int = new_default(TrainConfig, "units", 64)
+    batch_size: int = new_default(TrainConfig, "batch_size", 64)
+    epochs: int = new_default(TrainConfig, "epochs", 8)
+    patience: int = new_default(TrainConfig, "patience", 3)
+    conll: str | None = option(
+        None, "CoNLL file (token and tag per line, blank line between sentences)"
+    )
+    max_length: int = option(200, "longest sequence; longer ones are cut into pieces")
+    embedding_size: int = option(32, "size of the character (or token) embedding")
+    val_fraction: float = option(
+        0.1, "share of the sequences, before the test part, for validation"
+    )
+    test_fraction: float = option(0.1, "share of the sequences at the end held out for testing")
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 < getattr(self, name) < 1:
+                raise UserError(f"--{flag(name)} must be in (0, 1)")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise UserError("--val-fraction plus --test-fraction must leave data for training")
+
+
 CONFIGS: dict[str, type[TrainConfig]] = {
     "sine": SineConfig,
     "addition": AdditionConfig,
     "charlm": CharLMConfig,
+    "tagging": TaggingConfig,
 }
 
 

@@ -4,6 +4,7 @@
     python -m serving.predict runs/sine-lstm --csv series.csv --column value
     python -m serving.predict runs/addition --a 9 --b 60
     python -m serving.predict runs/charlm --prefix "def " --length 300 --temperature 0.5
+    python -m serving.predict runs/tagging --text 'x = f(1)  # call'
 
 Imports numpy and onnxruntime only (install with serving/requirements.txt). User mistakes
 print one line to stderr and exit with status 2.
@@ -24,6 +25,7 @@ from serving.errors import UserError
 from serving.runtime import ExportedGraph, add, forecast, load_graph
 from serving.runtime.charlm import Vocabulary, add_generation_flags, onnx_generate, unknown_note
 from serving.runtime.series import read_csv_series
+from serving.runtime.tagging import load_tags, tag
 
 
 class _Parser(cli.ArgumentParser):
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     addition = parser.add_argument_group("addition runs")
     addition.add_argument("--a", type=int, help="first operand")
     addition.add_argument("--b", type=int, help="second operand")
+    parser.add_argument_group("tagging runs").add_argument("--text", help="text to tag")
     add_generation_flags(
         parser.add_argument_group("charlm runs (the same flags and text as keras_rnn.generate)")
     )
@@ -84,7 +87,7 @@ def _only_flags(args: argparse.Namespace, task: str, allowed: set[str]) -> None:
     """Refuse another task's flags, so a typo'd run directory is not silently misread."""
     given = [
         name
-        for name in ("window", "csv", "column", "a", "b", "prefix")
+        for name in ("window", "csv", "column", "a", "b", "prefix", "text")
         if getattr(args, name) is not None
     ]
     if stray := [name for name in given if name not in allowed]:
@@ -147,7 +150,25 @@ def predict_charlm(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict
     return {"prefix": args.prefix, "generated": text, "unknown": unknown}, args.prefix + text
 
 
-PREDICTORS = {"sine": predict_sine, "addition": predict_addition, "charlm": predict_charlm}
+def predict_tagging(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
+    """Each item with its tag, a line each."""
+    _only_flags(args, "tagging", {"text"})
+    vocab_path = args.run_dir / "export" / graph.runtime["vocab"]
+    items, tags, unknown = tag(
+        graph, Vocabulary.load(vocab_path), load_tags(vocab_path), args.text or ""
+    )
+    if unknown:
+        print(unknown_note(unknown, f"{graph.runtime['unit']}(s)"), file=sys.stderr)
+    lines = [f"{item!r}\t{name}" for item, name in zip(items, tags, strict=True)]
+    return {"items": items, "tags": tags, "unknown": unknown}, "\n".join(lines)
+
+
+PREDICTORS = {
+    "sine": predict_sine,
+    "addition": predict_addition,
+    "charlm": predict_charlm,
+    "tagging": predict_tagging,
+}
 
 
 if __name__ == "__main__":

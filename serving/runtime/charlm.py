@@ -93,10 +93,10 @@ def add_generation_flags(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
 
 
-def unknown_note(unknown: list[str]) -> str:
+def unknown_note(unknown: list[str], what: str = "prefix character(s)") -> str:
+    """The stderr note for input items outside the vocabulary (read as the unknown id)."""
     return (
-        f"note: {len(unknown)} prefix character(s) not in the vocabulary, read as unknown: "
-        f"{''.join(unknown)!r}"
+        f"note: {len(unknown)} {what} not in the vocabulary, read as unknown: {' '.join(unknown)!r}"
     )
 
 

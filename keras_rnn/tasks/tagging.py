@@ -1,0 +1,318 @@
+"""Sequence tagging: a tag for every item of a sequence, from both sides of it.
+
+Default data: characters of Python standard-library source (``CORPUS``), each tagged with the
+type of the token that Python's ``tokenize`` puts it in (``TAGS``). Whether a character sits
+inside a string or a comment depends on what comes before and after it, which is why the
+default model is bidirectional. Each file is cut into pieces of whole lines (at most
+``max_length`` characters). ``--conll FILE`` reads whitespace-separated token/tag lines
+(first and last column) with blank lines between sentences. Batches are right-padded and
+masked; the last pieces are held out for testing, the ones before them for validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import keyword
+import sysconfig
+import token
+import tokenize
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_rnn.config import TaggingConfig as Config
+from keras_rnn.errors import UserError
+from keras_rnn.graphs import ExportGraph
+from keras_rnn.layers import recurrent_stack
+from keras_rnn.runs import RunDir, atomic_write_bytes
+from keras_rnn.tasks.charlm import encode, split_characters
+from serving.runtime.charlm import Vocabulary
+
+CORPUS = (
+    "argparse.py", "csv.py", "dataclasses.py", "functools.py", "json/decoder.py",
+    "json/encoder.py", "pprint.py", "random.py", "string.py", "textwrap.py",
+)  # fmt: skip
+TAGS = ("whitespace", "name", "keyword", "operator", "number", "string", "comment")
+TOKEN_TAGS = {
+    token.NAME: "name",
+    token.OP: "operator",
+    token.NUMBER: "number",
+    token.STRING: "string",
+    token.COMMENT: "comment",
+}
+
+
+@dataclasses.dataclass
+class Datasets:
+    sequences: list[list[str]]  # items (characters or tokens) per sequence
+    tags: list[np.ndarray]  # tag ids (1-based; 0 is padding) per sequence
+    val_start: int  # first sequence of the validation split
+    test_start: int
+    vocab: Vocabulary
+    tag_names: tuple[str, ...]  # tag_names[id - 1]
+    source: dict[str, Any]
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+
+    @property
+    def unit(self) -> str:
+        return "token" if self.source["kind"] == "conll" else "character"
+
+
+def character_tags(text: str) -> list[str]:
+    """The token type of every character of Python source ``text``."""
+    line_starts = np.cumsum([0, *map(len, text.splitlines(keepends=True))])
+    tags = ["whitespace"] * len(text)
+    for item in tokenize.generate_tokens(io.StringIO(text).readline):
+        if item.type not in TOKEN_TAGS:
+            continue
+        name = TOKEN_TAGS[item.type]
+        if name == "name" and keyword.iskeyword(item.string):
+            name = "keyword"
+        start = line_starts[item.start[0] - 1] + item.start[1]
+        end = line_starts[item.end[0] - 1] + item.end[1]
+        tags[start:end] = [name] * (end - start)
+    return tags
+
+
+def line_pieces(text: str, max_length: int) -> list[tuple[int, int]]:
+    """(start, end) of pieces of whole lines, each at most ``max_length`` long (a longer
+    line is cut), each as long as whole lines allow."""
+    pieces, start, end = [], 0, 0
+    for line in text.splitlines(keepends=True):
+        if end + len(line) - start > max_length and end > start:
+            pieces.append((start, end))
+            start = end
+        end += len(line)
+        while end - start > max_length:
+            pieces.append((start, start + max_length))
+            start += max_length
+    if end > start:
+        pieces.append((start, end))
+    return pieces
+
+
+def source_sequences(config: Config) -> tuple[list[list[str]], list[list[str]], dict]:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    sequences, tags, digest = [], [], hashlib.sha256()
+    for name in CORPUS:
+        text = (stdlib / name).read_text(encoding="utf-8")
+        digest.update(text.encode("utf-8"))
+        file_tags = character_tags(text)
+        for start, end in line_pieces(text, config.max_length):
+            sequences.append(list(text[start:end]))
+            tags.append(file_tags[start:end])
+    source = {"kind": "Python standard library", "files": list(CORPUS)}
+    return sequences, tags, source | {"text_sha256": digest.hexdigest()}
+
+
+def read_conll(path: str, max_length: int) -> tuple[list[list[str]], list[list[str]], dict]:
+    """Sentences of a CoNLL file: token in the first column, tag in the last."""
+    file = Path(path)
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"CoNLL file not found: {path}") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path} is not UTF-8 text (byte {error.start})") from None
+    sequences, tags, words, labels = [], [], [], []
+    for number, line in enumerate([*lines, ""], start=1):
+        fields = line.split()
+        if not fields or fields[0] == "-DOCSTART-":
+            if words:
+                for start in range(0, len(words), max_length):
+                    sequences.append(words[start : start + max_length])
+                    tags.append(labels[start : start + max_length])
+            words, labels = [], []
+            continue
+        if len(fields) < 2:
+            raise UserError(f"{path} line {number}: expected a token and a tag, got {line!r}")
+        words.append(fields[0])
+        labels.append(fields[-1])
+    if not sequences:
+        raise UserError(f"{path} has no sentences")
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    return sequences, tags, {"kind": "conll", "file": file.name, "file_sha256": digest}
+
+
+def make_datasets(config: Config) -> Datasets:
+    if config.conll:
+        sequences, tags, source = read_conll(config.conll, config.max_length)
+    else:
+        sequences, tags, source = source_sequences(config)
+    count = len(sequences)
+    test_start = count - round(count * config.test_fraction)
+    val_start = test_start - round(count * config.val_fraction)
+    if min(val_start, test_start - val_start, count - test_start) < 1:
+        raise UserError(
+            f"{count} sequences are too few to split into training, validation and test"
+        )
+    items = sorted({item for sequence in sequences[:val_start] for item in sequence})
+    vocab = Vocabulary(("", "", *items))
+    tag_names = TAGS if not config.conll else tuple(sorted({t for row in tags for t in row}))
+    tag_ids = {name: index + 1 for index, name in enumerate(tag_names)}
+    tags = [np.array([tag_ids[t] for t in row], np.int32) for row in tags]
+    ids = [encode_items(sequence, vocab, config) for sequence in sequences]
+    source |= {"sequences": count, "vocabulary": vocab.size, "tags": list(tag_names)}
+    return Datasets(
+        sequences=sequences,
+        tags=tags,
+        val_start=val_start,
+        test_start=test_start,
+        vocab=vocab,
+        tag_names=tag_names,
+        source=source,
+        train=padded_batches(ids[:val_start], tags[:val_start], config, shuffle=True),
+        val=padded_batches(ids[val_start:test_start], tags[val_start:test_start], config),
+    )
+
+
+def encode_items(items: list[str], vocab: Vocabulary, config: Config) -> np.ndarray:
+    """Ids of a sequence: characters through tensorflow-text, CoNLL tokens by lookup."""
+    if config.conll:
+        return vocab.encode(items)[0]
+    return encode(split_characters("".join(items)), vocab)
+
+
+def padded_batches(
+    ids: list[np.ndarray], tags: list[np.ndarray], config: Config, shuffle: bool = False
+) -> tf.data.Dataset:
+    """Right-padded batches ({ids}, tags), 0 for padding in both."""
+    signature = (
+        {"ids": tf.TensorSpec([None], tf.int32)},
+        tf.TensorSpec([None], tf.int32),
+    )
+    dataset = tf.data.Dataset.from_generator(
+        lambda: (({"ids": i}, t) for i, t in zip(ids, tags, strict=True)),
+        output_signature=signature,
+    ).apply(tf.data.experimental.assert_cardinality(len(ids)))  # so Keras knows an epoch's end
+    if shuffle:
+        dataset = dataset.shuffle(len(ids), seed=config.seed)
+    return dataset.padded_batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def build_model(config: Config, data: Datasets) -> keras.Model:
+    """Ids -> Embedding (0 masks padding) -> recurrent stack, bidirectional by default ->
+    tag logits at every step."""
+    ids = keras.Input(shape=(None,), dtype="int32", name="ids")
+    embedding = keras.layers.Embedding(
+        data.vocab.size, config.embedding_size, mask_zero=True, name="embedding"
+    )
+    x = embedding(ids)
+    x = recurrent_stack(
+        x,
+        config.cell,
+        config.units,
+        layers=config.layers,
+        bidirectional=config.bidirectional,
+        merge_mode=config.merge_mode,
+        dropout=config.dropout,
+        return_sequences=True,
+    )
+    logits = keras.layers.Dense(len(data.tag_names) + 1, name="tag_logits")(x)
+    return keras.Model({"ids": ids}, {"tag_logits": logits}, name="tagger")
+
+
+def compile_args(config: Config, data: Datasets) -> dict[str, Any]:
+    return {
+        "loss": {"tag_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+        "metrics": {"tag_logits": [keras.metrics.SparseCategoricalAccuracy("token_accuracy")]},
+    }
+
+
+def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
+    vocab_size = model.get_layer("embedding").input_dim
+
+    def sample(batch: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        ids = rng.integers(1, vocab_size, size=(batch, length), dtype=np.int32)
+        lengths = rng.integers(1, length + 1, size=batch)
+        ids[np.arange(length)[None, :] >= lengths[:, None]] = 0
+        return {"ids": ids}
+
+    return [
+        ExportGraph(
+            name=model.name,
+            model=model,
+            inputs={"ids": ((None, None), "int32")},
+            outputs=["tag_logits"],
+            sample=sample,
+            lengths=(12, 30),
+            runtime={
+                "task": "tagging",
+                "vocab": "vocab/vocab.json",
+                "unit": "token" if config.conll else "character",
+                "max_length": config.max_length,
+            },
+        )
+    ]
+
+
+def predict_tags(model: keras.Model, ids: list[np.ndarray], config: Config) -> list[np.ndarray]:
+    """The most likely tag id of every item (never padding)."""
+    predictions = []
+    for start in range(0, len(ids), config.batch_size):
+        rows = ids[start : start + config.batch_size]
+        batch = np.zeros((len(rows), max(map(len, rows))), np.int32)
+        for index, row in enumerate(rows):
+            batch[index, : len(row)] = row
+        logits = keras.ops.convert_to_numpy(model({"ids": batch}, training=False)["tag_logits"])
+        logits[..., 0] = -np.inf
+        best = np.argmax(logits, axis=-1)
+        predictions += [best[index, : len(row)] for index, row in enumerate(rows)]
+    return predictions
+
+
+def tag_report(truth: np.ndarray, predicted: np.ndarray, tag_names) -> dict[str, Any]:
+    """Token accuracy, per-tag precision, recall and F1, and their macro average."""
+    per_tag = {}
+    for index, name in enumerate(tag_names, start=1):
+        hits = int(np.sum((predicted == index) & (truth == index)))
+        said, real = int(np.sum(predicted == index)), int(np.sum(truth == index))
+        precision = hits / said if said else 0.0
+        recall = hits / real if real else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_tag[name] = {"precision": precision, "recall": recall, "f1": f1, "support": real}
+    present = [scores["f1"] for scores in per_tag.values() if scores["support"]]
+    return {
+        "token_accuracy": float(np.mean(truth == predicted)),
+        "macro_f1": float(np.mean(present)),
+        "per_tag": per_tag,
+    }
+
+
+def evaluate(
+    model: keras.Model, untrained: keras.Model, data: Datasets, config: Config, run: RunDir
+) -> dict[str, Any]:
+    atomic_write_bytes(run.path / "vocab" / "vocab.json", tagging_vocab_json(data))
+    ids = [encode_items(s, data.vocab, config) for s in data.sequences[data.test_start :]]
+    truth = np.concatenate(data.tags[data.test_start :])
+    predicted = np.concatenate(predict_tags(model, ids, config))
+    return tag_report(truth, predicted, data.tag_names) | {"test_items": len(truth)}
+
+
+def tagging_vocab_json(data: Datasets) -> bytes:
+    """The vocabulary file, with the tag names (id 1 onwards) beside the items."""
+    vocabulary = json.loads(data.vocab.to_json())
+    return json.dumps(vocabulary | {"tags": list(data.tag_names)}, ensure_ascii=False).encode()
+
+
+def format_metrics(metrics: dict[str, Any], config: Config) -> str:
+    lines = [
+        f"token accuracy {metrics['token_accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "
+        f"({metrics['test_items']} test items)",
+        "",
+        "| tag | precision | recall | F1 | support |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, scores in metrics["per_tag"].items():
+        lines.append(
+            f"| {name} | {scores['precision']:.4f} | {scores['recall']:.4f} "
+            f"| {scores['f1']:.4f} | {scores['support']} |"
+        )
+    return "\n".join(lines)

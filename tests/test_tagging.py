@@ -1,0 +1,125 @@
+"""Sequence tagging (--task tagging): tokenize-derived character tags, CoNLL reading, masked
+bidirectional training, fused export with sequence_lens, and the onnxruntime tagger."""
+
+import json
+
+import pytest
+
+from export.__main__ import main as export_main
+from keras_rnn import train
+from keras_rnn.config import TaggingConfig
+from keras_rnn.runs import finished_run, load_trained_model
+from keras_rnn.tasks import tagging
+from serving.predict import main as predict_main
+from serving.runtime import load_graph
+from serving.runtime.charlm import Vocabulary
+from serving.runtime.tagging import load_tags, tag
+from tests.conftest import run_without_tensorflow
+
+
+def test_each_character_gets_its_token_type():
+    text = 'if x == 10:  # ten\n    s = "a#b"\n'
+    tags = tagging.character_tags(text)
+    by_char = dict(
+        zip(["if", "x", "==", "10", "# ten", '"a#b"'], [0, 3, 5, 8, 13, 27], strict=True)
+    )
+    expected = {"if": "keyword", "x": "name", "==": "operator", "10": "number"}
+    expected |= {"# ten": "comment", '"a#b"': "string"}
+    for piece, start in by_char.items():
+        assert text[start : start + len(piece)] == piece
+        assert set(tags[start : start + len(piece)]) == {expected[piece]}, piece
+    assert tags[2] == "whitespace" and tags[18] == "whitespace"  # the space and the newline
+
+
+def test_pieces_are_whole_lines_no_longer_than_the_limit():
+    text = "a = 1\n" * 10 + "b" * 25 + "\n" + "c = 2\n"
+    pieces = tagging.line_pieces(text, 12)
+    assert pieces[0] == (0, 12) and all(end - start <= 12 for start, end in pieces)
+    assert [start for start, _ in pieces[1:]] == [end for _, end in pieces[:-1]]
+    assert pieces[-1][1] == len(text)
+
+
+CONLL = "-DOCSTART- O\n\n" + "".join(
+    f"the DET\n{word} {tag}\nruns VERB\n\n"
+    for word, tag in [("dog", "NOUN"), ("cat", "NOUN"), ("big", "ADJ")] * 60
+)
+
+
+def test_conll_sentences_and_a_malformed_line(tmp_path, cli_error):
+    path = tmp_path / "data.conll"
+    path.write_text(CONLL)
+    sequences, tags, source = tagging.read_conll(str(path), 200)
+    assert len(sequences) == 180 and sequences[0] == ["the", "dog", "runs"]
+    assert tags[2] == ["DET", "ADJ", "VERB"] and source["kind"] == "conll"
+    path.write_text("the DET\ndog\n")
+    argv = ["--task", "tagging", "--conll", path, "--run-dir", tmp_path / "r"]
+    cli_error(train.main, argv, "data.conll line 2: expected a token and a tag, got 'dog'")
+    path.write_text("\n\n")
+    cli_error(train.main, argv, "has no sentences")
+    cli_error(train.main, [*argv[:3], tmp_path / "missing", *argv[4:]], "CoNLL file not found")
+
+
+@pytest.fixture(scope="module")
+def conll_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tagging")
+    (folder / "data.conll").write_text(CONLL)
+    run_dir = folder / "run"
+    argv = ["--task", "tagging", "--conll", str(folder / "data.conll"), "--run-dir", str(run_dir)]
+    assert train.main([*argv, "--units", "8", "--epochs", "3", "--batch-size", "16"]) == 0
+    assert export_main([str(run_dir)]) == 0
+    return run_dir
+
+
+def test_metrics_and_per_tag_scores(conll_run):
+    metrics = json.loads((conll_run / "metrics.json").read_text())
+    assert set(metrics["per_tag"]) == {"ADJ", "DET", "NOUN", "VERB"}  # -DOCSTART- is skipped
+    assert 0 <= metrics["macro_f1"] <= 1 and 0 <= metrics["token_accuracy"] <= 1
+    supports = sum(scores["support"] for scores in metrics["per_tag"].values())
+    assert supports == metrics["test_items"] == 18 * 3
+
+
+def test_masked_bidirectional_tagger_exports_as_two_fused_grus(conll_run):
+    (entry,) = json.loads((conll_run / "export" / "parity.json").read_text())["graphs"]
+    assert entry["ok"] and entry["fused"] and entry["onnx_op_counts"]["GRU"] == 2
+    assert sorted(line.split(": ")[1] for line in entry["recurrent_layers"]) == [
+        "GRU (forward, masked (zeros at padding))",
+        "GRU (reverse, masked (zeros at padding))",
+    ]
+
+
+def test_onnxruntime_tags_like_keras(conll_run):
+    run, config = finished_run(conll_run)
+    model = load_trained_model(run)
+    vocab_path = conll_run / "export" / "vocab" / "vocab.json"
+    vocab, names = Vocabulary.load(vocab_path), load_tags(vocab_path)
+    graph = load_graph(conll_run / "export")
+    text = "the big dog runs the cat"
+    items, tags, unknown = tag(graph, vocab, names, text)
+    ids = [vocab.encode(text.split())[0]]
+    expected = [names[i - 1] for i in tagging.predict_tags(model, ids, config)[0]]
+    assert items == text.split() and tags == expected and unknown == []
+    result = run_without_tensorflow("serving.predict", conll_run, "--text", "the zebra runs")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("'the'\t")
+    assert "1 token(s) not in the vocabulary" in result.stderr and "zebra" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--text", "   "], "--text is empty"),
+        (["--text", "a " * 201], "--text has 201 tokens: this tagger takes at most 200"),
+        (["--text", "a", "--prefix", "b"], "--prefix: not an option for tagging runs"),
+    ],
+)
+def test_predict_tagging_bad_input(argv, fragment, conll_run, cli_error):
+    cli_error(predict_main, [conll_run, *argv], fragment)
+
+
+def test_default_data_is_tagged_standard_library_source():
+    config = TaggingConfig()
+    sequences, tags, source = tagging.source_sequences(config)
+    assert source["files"] == list(tagging.CORPUS)
+    assert all(len(s) == len(t) <= config.max_length for s, t in zip(sequences, tags, strict=True))
+    counts = {name: sum(row.count(name) for row in tags) for name in tagging.TAGS}
+    assert all(counts.values()), counts  # every tag occurs
