@@ -163,6 +163,13 @@ class CharLMConfig(TrainConfig):
     epochs: int = new_default(TrainConfig, "epochs", 10)
     patience: int = new_default(TrainConfig, "patience", 3)
     text: str | None = option(None, "UTF-8 text file to train on instead of the embedded corpus")
+    batching: str = option(
+        "random",
+        "random: windows from random places, each starting from a zero state; consecutive: "
+        "batch_size streams of consecutive windows, the state carried from batch to batch "
+        "(truncated backpropagation through time) and reset every epoch",
+        ("random", "consecutive"),
+    )
     sequence_length: int = option(100, "characters per training window")
     embedding_size: int = option(64, "size of the character embedding")
     val_fraction: float = option(0.05, "share of the text, before the test part, for validation")

@@ -18,6 +18,7 @@ def rnn_layer(
     return_sequences: bool = False,
     return_state: bool = False,
     go_backwards: bool = False,
+    stateful: bool = False,
     name: str | None = None,
 ) -> keras.layers.Layer:
     """One Keras recurrent layer of the given cell type, with cuDNN-eligible settings."""
@@ -26,6 +27,7 @@ def rnn_layer(
         return_sequences=return_sequences,
         return_state=return_state,
         go_backwards=go_backwards,
+        stateful=stateful,
         name=name,
     )
     if cell == "simple":
@@ -46,6 +48,7 @@ def recurrent_stack(
     merge_mode: str = "concat",
     dropout: float = 0.0,
     return_sequences: bool = False,
+    stateful: bool = False,
     name: str = "rnn",
 ) -> keras.KerasTensor:
     """Apply ``layers`` recurrent layers to ``x`` (batch, time, features).
@@ -53,7 +56,8 @@ def recurrent_stack(
     Every layer but the last returns sequences; the last returns sequences only if asked.
     ``dropout`` is applied between layers (not inside the recurrence, which would rule out
     cuDNN). A mask carried by ``x`` (from ``Embedding(mask_zero=True)`` or ``Masking``) flows
-    through every layer.
+    through every layer. ``stateful`` layers carry their states from batch to batch (the
+    input's batch size must be fixed).
     """
     if cell not in CELLS:
         raise UserError(f"unknown cell {cell!r}: choose one of {', '.join(CELLS)}")
@@ -64,7 +68,11 @@ def recurrent_stack(
     for index in range(layers):
         last = index == layers - 1
         layer = rnn_layer(
-            cell, units, return_sequences=return_sequences or not last, name=f"{name}_{index}"
+            cell,
+            units,
+            return_sequences=return_sequences or not last,
+            stateful=stateful,
+            name=f"{name}_{index}",
         )
         if bidirectional:
             layer = keras.layers.Bidirectional(

@@ -10,6 +10,7 @@ import pytest
 from export.__main__ import main as export_main
 from keras_rnn import generate, train
 from keras_rnn.config import CharLMConfig
+from keras_rnn.runs import finished_run, load_trained_model
 from keras_rnn.tasks import charlm
 from serving.predict import main as predict_main
 from serving.runtime.charlm import UNKNOWN, Vocabulary, sample_next
@@ -155,3 +156,30 @@ def test_embedded_corpus_is_the_listed_standard_library_files():
     assert source["files"] == list(charlm.CORPUS) and source["characters"] == len(text)
     assert 1_000_000 < len(text.encode("utf-8")) < 2_500_000
     assert "def " in text and "class " in text
+
+
+def test_consecutive_streams_continue_row_by_row():
+    config = CharLMConfig(batch_size=3, sequence_length=4)
+    ids = np.arange(100, dtype=np.int32)
+    batches = list(charlm.streams(ids, config).as_numpy_iterator())
+    assert len(batches) == 8  # 99 usable targets // (3 streams x 4 steps)
+    (first, targets), (second, _) = batches[0], batches[1]
+    np.testing.assert_array_equal(first["characters"][:, 0], [0, 32, 64])  # a stream each
+    np.testing.assert_array_equal(targets, first["characters"] + 1)
+    np.testing.assert_array_equal(second["characters"][:, 0], first["characters"][:, -1] + 1)
+
+
+def test_consecutive_batching_trains_stateful_and_exports_stateless(tmp_path):
+    text_file = tmp_path / "corpus.txt"
+    text_file.write_text(TEXT, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    argv = ["--task", "charlm", "--batching", "consecutive", "--text", text_file]
+    argv += ["--run-dir", run_dir, "--units", "8", "--epochs", "2", "--batch-size", "8"]
+    argv += ["--sequence-length", "20", "--sample-every", "0"]
+    assert train.main([str(a) for a in argv]) == 0
+    run, _ = finished_run(run_dir)
+    model = load_trained_model(run)
+    assert all(layer.stateful for layer in model.layers if hasattr(layer, "stateful"))
+    assert export_main([str(run_dir)]) == 0
+    report = json.loads((run_dir / "export" / "parity.json").read_text())
+    assert report["ok"] and all(g["fused"] for g in report["graphs"])

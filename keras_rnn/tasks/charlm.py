@@ -109,14 +109,19 @@ def make_datasets(config: Config) -> Datasets:
     vocab = Vocabulary(("", "", *characters))
     ids = encode(codepoints, vocab)
     source["vocabulary"] = vocab.size
-    windows = (val_start - 1) // config.sequence_length
-    train = (
-        tf.data.Dataset.random(seed=config.seed)
-        .take(windows)
-        .map(lambda r: _window(ids, r % (val_start - config.sequence_length), config))
-        .batch(config.batch_size, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    if config.batching == "consecutive":
+        train = streams(ids[:val_start], config)
+        val = streams(ids[val_start:test_start], config)
+    else:
+        windows = (val_start - 1) // config.sequence_length
+        train = (
+            tf.data.Dataset.random(seed=config.seed)
+            .take(windows)
+            .map(lambda r: _window(ids, r % (val_start - config.sequence_length), config))
+            .batch(config.batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        val = consecutive_windows(ids[val_start:test_start], config)
     return Datasets(
         ids=ids,
         val_start=val_start,
@@ -124,13 +129,31 @@ def make_datasets(config: Config) -> Datasets:
         vocab=vocab,
         source=source,
         train=train,
-        val=consecutive_windows(ids[val_start:test_start], config),
+        val=val,
     )
 
 
 def _window(ids: np.ndarray, start: tf.Tensor, config: Config):
     chunk = tf.constant(ids)[start : start + config.sequence_length + 1]
     return {"characters": chunk[:-1]}, chunk[1:]
+
+
+def streams(ids: np.ndarray, config: Config) -> tf.data.Dataset:
+    """Truncated backpropagation through time: the text cut into ``batch_size`` streams; batch
+    t holds window t of every stream, so row b of batch t+1 continues row b of batch t."""
+    rows, steps = config.batch_size, config.sequence_length
+    windows = (len(ids) - 1) // (rows * steps)
+    if windows < 1:
+        raise UserError(
+            f"a split of {len(ids)} characters cannot fill one batch of {rows} streams x "
+            f"{steps} characters: lower --batch-size or --sequence-length"
+        )
+    span = windows * steps
+
+    def batched(values: np.ndarray) -> np.ndarray:  # (windows, rows, steps)
+        return values[: rows * span].reshape(rows, windows, steps).transpose(1, 0, 2)
+
+    return tf.data.Dataset.from_tensor_slices(({"characters": batched(ids[:-1])}, batched(ids[1:])))
 
 
 def consecutive_windows(ids: np.ndarray, config: Config) -> tf.data.Dataset:
@@ -167,9 +190,19 @@ class Perplexity(keras.metrics.Mean):
 
 
 def build_model(config: Config, data: Datasets) -> keras.Model:
-    """Character ids -> Embedding -> recurrent stack (every step) -> next-character logits."""
-    characters = keras.Input(shape=(None,), dtype="int32", name="characters")
-    x = keras.layers.Embedding(data.vocab.size, config.embedding_size, name="embedding")(characters)
+    """Character ids -> Embedding -> recurrent stack (every step) -> next-character logits.
+    With consecutive batching the recurrent layers are stateful (fixed batch size)."""
+    return network(config, data.vocab.size, stateful=config.batching == "consecutive")
+
+
+def network(config: Config, vocab_size: int, stateful: bool = False) -> keras.Model:
+    characters = keras.Input(
+        shape=(None,),
+        batch_size=config.batch_size if stateful else None,
+        dtype="int32",
+        name="characters",
+    )
+    x = keras.layers.Embedding(vocab_size, config.embedding_size, name="embedding")(characters)
     x = recurrent_stack(
         x,
         config.cell,
@@ -177,9 +210,35 @@ def build_model(config: Config, data: Datasets) -> keras.Model:
         layers=config.layers,
         dropout=config.dropout,
         return_sequences=True,
+        stateful=stateful,
     )
-    logits = keras.layers.Dense(data.vocab.size, name="logits")(x)
+    logits = keras.layers.Dense(vocab_size, name="logits")(x)
     return keras.Model({"characters": characters}, {"logits": logits}, name="char_lm")
+
+
+def stateless(model: keras.Model, config: Config) -> keras.Model:
+    """``model`` with stateless layers and any batch size, weights copied (evaluation,
+    export); the model itself when it is already stateless."""
+    if config.batching != "consecutive":
+        return model
+    twin = network(config, model.get_layer("logits").units)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+class ResetStates(keras.callbacks.Callback):
+    """Start every epoch, and every validation pass, from zero states."""
+
+    def _reset(self) -> None:
+        for layer in self.model.layers:
+            if getattr(layer, "stateful", False):
+                layer.reset_state()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._reset()
+
+    def on_test_begin(self, logs=None):
+        self._reset()
 
 
 def compile_args(config: Config, data: Datasets) -> dict[str, Any]:
@@ -276,12 +335,14 @@ class SampleEveryEpochs(keras.callbacks.Callback):
 
 
 def callbacks(config: Config, data: Datasets) -> list[keras.callbacks.Callback]:
-    return [SampleEveryEpochs(config, data.vocab)]
+    extra = [ResetStates()] if config.batching == "consecutive" else []
+    return [*extra, SampleEveryEpochs(config, data.vocab)]
 
 
 def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
     """``char_lm`` (a window of ids -> logits at every step) and ``lm_step`` (one id and the
     states -> logits and the next states, for generation)."""
+    model = stateless(model, config)
     vocab_size = model.get_layer("logits").units
     names = state_names(config)
     runtime = {
@@ -326,9 +387,13 @@ def evaluate(
 ) -> dict[str, Any]:
     """Perplexity and bits per character on validation and test; writes the vocabulary."""
     atomic_write_bytes(run.path / "vocab" / "vocab.json", data.vocab.to_json())
-    test = consecutive_windows(data.ids[data.test_start :], config)
+    model = stateless(model, config)  # every window from a zero state, in either batching
+    splits = {
+        "val": consecutive_windows(data.ids[data.val_start : data.test_start], config),
+        "test": consecutive_windows(data.ids[data.test_start :], config),
+    }
     metrics = {}
-    for split, dataset in (("val", data.val), ("test", test)):
+    for split, dataset in splits.items():
         entropy = Perplexity(bits=True)
         for inputs, targets in dataset:
             entropy.update_state(targets, model(inputs, training=False)["logits"])
