@@ -117,7 +117,8 @@ class SineConfig(TrainConfig):
 
 @dataclasses.dataclass
 class AdditionConfig(TrainConfig):
-    """Binary addition, one bit per step, least significant first (``--task addition``)."""
+    """Addition (``--task addition``): binary, one bit per step, least significant first; or,
+    with ``--digits N``, decimal as sequence to sequence (the Keras example)."""
 
     task: str = option("addition", "task to train")
     positive: ClassVar[tuple[str, ...]] = (*TrainConfig.positive, "bits", "test_pairs", "val_pairs")
@@ -132,16 +133,28 @@ class AdditionConfig(TrainConfig):
     test_pairs: int = option(5000, "operand pairs held out for testing")
     val_pairs: int = option(1000, "operand pairs held out for early stopping")
     data_seed: int = option(0, "seed of the split of operand pairs")
+    digits: int = option(
+        0, "0: binary addition; N: decimal addition of numbers of up to N digits, as text"
+    )
+    train_pairs: int = option(50000, "decimal mode: operand pairs to train on")
 
     def validate(self) -> None:
         super().validate()
         if not 2 <= self.bits <= 16:
             raise UserError(f"--bits must be in [2, 16], got {self.bits}")
-        pairs = 4 ** (self.bits - 1)
-        if self.test_pairs + self.val_pairs >= pairs:
+        if not 0 <= self.digits <= 9:
+            raise UserError(f"--digits must be in [0, 9], got {self.digits}")
+        if self.digits:
+            pairs, flags = 100**self.digits, f"--digits {self.digits}"
+            wanted = self.train_pairs + self.test_pairs + self.val_pairs
+        else:
+            pairs, flags = 4 ** (self.bits - 1), f"--bits {self.bits}"
+            wanted = self.test_pairs + self.val_pairs + 1
+        if wanted > pairs:
             raise UserError(
-                f"--bits {self.bits} gives {pairs} operand pairs: --test-pairs {self.test_pairs} "
+                f"{flags} gives {pairs} operand pairs: --test-pairs {self.test_pairs} "
                 f"plus --val-pairs {self.val_pairs} must leave some for training"
+                + (f" (--train-pairs {self.train_pairs})" if self.digits else "")
             )
 
 
@@ -204,13 +217,12 @@ class TaggingConfig(TrainConfig):
     bidirectional: bool = new_default(TrainConfig, "bidirectional", True)
     cell: str = new_default(TrainConfig, "cell", "gru")
     units: int = new_default(TrainConfig, "units", 64)
-    batch_size: int = new_default(TrainConfig, "batch_size", 64)
-    epochs: int = new_default(TrainConfig, "epochs", 8)
+    epochs: int = new_default(TrainConfig, "epochs", 10)
     patience: int = new_default(TrainConfig, "patience", 3)
     conll: str | None = option(
         None, "CoNLL file (token and tag per line, blank line between sentences)"
     )
-    max_length: int = option(200, "longest sequence; longer ones are cut into pieces")
+    max_length: int = option(100, "longest sequence; longer ones are cut into pieces")
     embedding_size: int = option(32, "size of the character (or token) embedding")
     val_fraction: float = option(
         0.1, "share of the sequences, before the test part, for validation"

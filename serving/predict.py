@@ -23,6 +23,7 @@ import numpy as np
 from serving import cli
 from serving.errors import UserError
 from serving.runtime import ExportedGraph, add, forecast, load_graph
+from serving.runtime.addition import add_decimal
 from serving.runtime.charlm import Vocabulary, add_generation_flags, onnx_generate, unknown_note
 from serving.runtime.series import read_csv_series
 from serving.runtime.tagging import load_tags, tag
@@ -128,6 +129,9 @@ def predict_addition(graph: ExportedGraph, args: argparse.Namespace) -> tuple[di
     _only_flags(args, "addition", {"a", "b"})
     if args.a is None or args.b is None:
         raise UserError("an addition run needs --a and --b")
+    if graph.runtime.get("digits"):
+        result = add_decimal(graph, args.a, args.b)
+        return result, f"{args.a} + {args.b} = {result['answer']}"
     result = add(graph, args.a, args.b)
     width = result["bits"]
     lines = [

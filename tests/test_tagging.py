@@ -48,7 +48,7 @@ CONLL = "-DOCSTART- O\n\n" + "".join(
 def test_conll_sentences_and_a_malformed_line(tmp_path, cli_error):
     path = tmp_path / "data.conll"
     path.write_text(CONLL)
-    sequences, tags, source = tagging.read_conll(str(path), 200)
+    sequences, tags, source = tagging.read_conll(str(path), 100)
     assert len(sequences) == 180 and sequences[0] == ["the", "dog", "runs"]
     assert tags[2] == ["DET", "ADJ", "VERB"] and source["kind"] == "conll"
     path.write_text("the DET\ndog\n")
@@ -108,7 +108,7 @@ def test_onnxruntime_tags_like_keras(conll_run):
     ("argv", "fragment"),
     [
         (["--text", "   "], "--text is empty"),
-        (["--text", "a " * 201], "--text has 201 tokens: this tagger takes at most 200"),
+        (["--text", "a " * 101], "--text has 101 tokens: this tagger takes at most 100"),
         (["--text", "a", "--prefix", "b"], "--prefix: not an option for tagging runs"),
     ],
 )

@@ -45,3 +45,40 @@ def add(graph: ExportedGraph, a: int, b: int) -> dict[str, Any]:
         "bits": bits,
         "sum_bit_probabilities": [float(p) for p in probabilities],
     }
+
+
+# Decimal addition as text (the Keras example): the query "a+b", reversed and right-padded
+# with spaces to 2N+1 characters, in; the sum, right-padded to N+1 characters, out.
+CHARACTERS = "0123456789+ "
+
+
+def encode_queries(a: np.ndarray, b: np.ndarray, digits: int) -> np.ndarray:
+    """Character ids ``(n, 2 * digits + 1)`` of the reversed, padded queries."""
+    width = 2 * digits + 1
+    texts = [f"{x}+{y}".ljust(width)[::-1] for x, y in zip(a, b, strict=True)]
+    return np.array([[CHARACTERS.index(c) for c in text] for text in texts], np.int32)
+
+
+def encode_answers(sums: np.ndarray, digits: int) -> np.ndarray:
+    """Character ids ``(n, digits + 1)`` of the padded sums."""
+    return np.array([[CHARACTERS.index(c) for c in str(s).ljust(digits + 1)] for s in sums])
+
+
+def decode_answers(probabilities: np.ndarray) -> list[str]:
+    """The most likely character at each step, trailing padding removed."""
+    return ["".join(CHARACTERS[i] for i in row).rstrip() for row in probabilities.argmax(-1)]
+
+
+def add_decimal(graph: ExportedGraph, a: int, b: int) -> dict[str, Any]:
+    """``a + b`` as the decimal adder writes it (text, so possibly not a number at all)."""
+    digits = graph.runtime["digits"]
+    limit = 10**digits - 1
+    for name, value in (("a", a), ("b", b)):
+        if not 0 <= value <= limit:
+            raise UserError(
+                f"operand {name} = {value} is outside [0, {limit}]: this adder was trained on "
+                f"numbers of up to {digits} digits"
+            )
+    probabilities = graph(query=encode_queries(np.array([a]), np.array([b]), digits))["answer"]
+    answer = decode_answers(probabilities)[0]
+    return {"a": a, "b": b, "answer": answer, "digits": digits}
