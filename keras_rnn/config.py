@@ -106,11 +106,7 @@ class SineConfig(TrainConfig):
         super().validate()
         if not (math.isfinite(self.noise) and self.noise >= 0):
             raise UserError(f"--noise must be >= 0, got {self.noise}")
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 < getattr(self, name) < 1:
-                raise UserError(f"--{flag(name)} must be in (0, 1)")
-        if self.val_fraction + self.test_fraction >= 1:
-            raise UserError("--val-fraction plus --test-fraction must leave data for training")
+        check_split_fractions(self.val_fraction, self.test_fraction)
         if self.column is not None and self.csv is None:
             raise UserError("--column needs --csv")
 
@@ -197,11 +193,7 @@ class CharLMConfig(TrainConfig):
             raise UserError(
                 "--bidirectional does not apply to a language model: it would see the future"
             )
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 < getattr(self, name) < 1:
-                raise UserError(f"--{flag(name)} must be in (0, 1)")
-        if self.val_fraction + self.test_fraction >= 1:
-            raise UserError("--val-fraction plus --test-fraction must leave text for training")
+        check_split_fractions(self.val_fraction, self.test_fraction)
         if self.sample_every < 0:
             raise UserError(f"--sample-every must be >= 0, got {self.sample_every}")
         if not self.sample_prefix:
@@ -231,11 +223,7 @@ class TaggingConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 < getattr(self, name) < 1:
-                raise UserError(f"--{flag(name)} must be in (0, 1)")
-        if self.val_fraction + self.test_fraction >= 1:
-            raise UserError("--val-fraction plus --test-fraction must leave data for training")
+        check_split_fractions(self.val_fraction, self.test_fraction)
 
 
 CONFIGS: dict[str, type[TrainConfig]] = {
@@ -244,6 +232,15 @@ CONFIGS: dict[str, type[TrainConfig]] = {
     "charlm": CharLMConfig,
     "tagging": TaggingConfig,
 }
+
+
+def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Validation and test shares must each be in (0, 1) and leave data for training."""
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 < value < 1:
+            raise UserError(f"--{flag(name)} must be in (0, 1)")
+    if val_fraction + test_fraction >= 1:
+        raise UserError("--val-fraction plus --test-fraction must leave data for training")
 
 
 def config_class(task: str) -> type[TrainConfig]:

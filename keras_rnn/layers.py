@@ -82,3 +82,18 @@ def recurrent_stack(
         if dropout > 0 and not last:
             x = keras.layers.Dropout(dropout, name=f"{name}_{index}_dropout")(x)
     return x
+
+
+def configured_stack(x: keras.KerasTensor, config, **options) -> keras.KerasTensor:
+    """``recurrent_stack`` shaped by a ``TrainConfig`` (cell, units, layers, bidirectional,
+    merge mode, dropout); ``options`` go through (return_sequences, stateful, name)."""
+    return recurrent_stack(
+        x,
+        config.cell,
+        config.units,
+        layers=config.layers,
+        bidirectional=config.bidirectional,
+        merge_mode=config.merge_mode,
+        dropout=config.dropout,
+        **options,
+    )

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from keras_rnn.config import AdditionConfig as Config
 from keras_rnn.graphs import ExportGraph
-from keras_rnn.layers import recurrent_stack
+from keras_rnn.layers import configured_stack
 from keras_rnn.runs import RunDir
 from serving.runtime.addition import (
     CHARACTERS,
@@ -106,16 +106,7 @@ def build_model(config: Config, data: Datasets) -> keras.Model:
     if config.digits:
         return decimal_model(config)
     inputs = keras.Input(shape=(None, 2), name="bits")
-    x = recurrent_stack(
-        inputs,
-        config.cell,
-        config.units,
-        layers=config.layers,
-        bidirectional=config.bidirectional,
-        merge_mode=config.merge_mode,
-        dropout=config.dropout,
-        return_sequences=True,
-    )
+    x = configured_stack(inputs, config, return_sequences=True)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="sum_bits")(x)
     return keras.Model({"bits": inputs}, {"sum_bits": outputs}, name="binary_adder")
 
@@ -125,11 +116,9 @@ def decimal_model(config: Config) -> keras.Model:
     -> repeated N+1 times -> decoder (every step) -> softmax over the characters."""
     query = keras.Input(shape=(2 * config.digits + 1,), dtype="int32", name="query")
     x = keras.layers.Embedding(len(CHARACTERS), 16, name="embedding")(query)
-    x = recurrent_stack(x, config.cell, config.units, layers=config.layers, name="encoder")
+    x = configured_stack(x, config, name="encoder")
     x = keras.layers.RepeatVector(config.digits + 1, name="repeat")(x)
-    x = recurrent_stack(
-        x, config.cell, config.units, layers=config.layers, return_sequences=True, name="decoder"
-    )
+    x = configured_stack(x, config, return_sequences=True, name="decoder")
     answer = keras.layers.Dense(len(CHARACTERS), activation="softmax", name="answer")(x)
     return keras.Model({"query": query}, {"answer": answer}, name="decimal_adder")
 

@@ -26,9 +26,9 @@ import tensorflow_text
 from keras_rnn.config import CharLMConfig as Config
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
-from keras_rnn.layers import recurrent_stack, rnn_layer
+from keras_rnn.layers import configured_stack, rnn_layer
 from keras_rnn.runs import RunDir, atomic_write_bytes
-from serving.runtime.charlm import UNKNOWN, Vocabulary, generate
+from serving.runtime.charlm import UNKNOWN, Vocabulary, generate_text
 
 # Standard-library modules of the embedded corpus, in this order (paths under stdlib).
 CORPUS = (
@@ -203,15 +203,7 @@ def network(config: Config, vocab_size: int, stateful: bool = False) -> keras.Mo
         name="characters",
     )
     x = keras.layers.Embedding(vocab_size, config.embedding_size, name="embedding")(characters)
-    x = recurrent_stack(
-        x,
-        config.cell,
-        config.units,
-        layers=config.layers,
-        dropout=config.dropout,
-        return_sequences=True,
-        stateful=stateful,
-    )
+    x = configured_stack(x, config, return_sequences=True, stateful=stateful)
     logits = keras.layers.Dense(vocab_size, name="logits")(x)
     return keras.Model({"characters": characters}, {"logits": logits}, name="char_lm")
 
@@ -305,11 +297,11 @@ def keras_generate(
 ) -> tuple[str, list[str]]:
     """Text generated after ``prefix`` by the Keras model, and the prefix's unknown
     characters."""
-    prefix_ids, unknown = vocab.encode(prefix)
-    states = [np.zeros((1, config.units), np.float32) for _ in state_names(config)]
     step = keras_step(step_model(model, config), config)
-    ids = generate(step, states, prefix_ids, length, temperature, top_k, seed)
-    return vocab.decode(ids), unknown
+    states = len(state_names(config))
+    return generate_text(
+        step, states, config.units, vocab, prefix, length, temperature, top_k, seed
+    )
 
 
 class SampleEveryEpochs(keras.callbacks.Callback):

@@ -21,7 +21,7 @@ from keras_rnn import plots
 from keras_rnn.config import SineConfig as Config
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
-from keras_rnn.layers import recurrent_stack
+from keras_rnn.layers import configured_stack
 from keras_rnn.runs import RunDir
 from serving.runtime.series import read_csv_series, recursive_forecast
 
@@ -129,15 +129,7 @@ def build_model(config: Config, data: Datasets) -> keras.Model:
     """
     inputs = keras.Input(shape=(None, 1), name="window")
     x = keras.layers.Normalization(mean=data.mean, variance=data.std**2, name="normalize")(inputs)
-    x = recurrent_stack(
-        x,
-        config.cell,
-        config.units,
-        layers=config.layers,
-        bidirectional=config.bidirectional,
-        merge_mode=config.merge_mode,
-        dropout=config.dropout,
-    )
+    x = configured_stack(x, config)
     outputs = {}
     for name, size in (("next_value", 1), ("next_values", config.horizon)):
         scaled = keras.layers.Dense(size, name=f"{name}_normalized")(x)

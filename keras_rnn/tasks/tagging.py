@@ -29,7 +29,7 @@ import tensorflow as tf
 from keras_rnn.config import TaggingConfig as Config
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
-from keras_rnn.layers import recurrent_stack
+from keras_rnn.layers import configured_stack
 from keras_rnn.runs import RunDir, atomic_write_bytes
 from keras_rnn.tasks.charlm import encode, split_characters
 from serving.runtime.charlm import Vocabulary
@@ -205,16 +205,7 @@ def build_model(config: Config, data: Datasets) -> keras.Model:
         data.vocab.size, config.embedding_size, mask_zero=True, name="embedding"
     )
     x = embedding(ids)
-    x = recurrent_stack(
-        x,
-        config.cell,
-        config.units,
-        layers=config.layers,
-        bidirectional=config.bidirectional,
-        merge_mode=config.merge_mode,
-        dropout=config.dropout,
-        return_sequences=True,
-    )
+    x = configured_stack(x, config, return_sequences=True)
     logits = keras.layers.Dense(len(data.tag_names) + 1, name="tag_logits")(x)
     return keras.Model({"ids": ids}, {"tag_logits": logits}, name="tagger")
 

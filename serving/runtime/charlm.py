@@ -160,8 +160,28 @@ def onnx_generate(
     seed: int,
 ) -> tuple[str, list[str]]:
     """Text generated after ``prefix`` by onnxruntime, and the prefix's unknown characters."""
+    states = len(graph.runtime["states"])
+    return generate_text(
+        onnx_step(graph), states, graph.runtime["units"], vocab, prefix, length, temperature,
+        top_k, seed,
+    )  # fmt: skip
+
+
+def generate_text(
+    step: Step,
+    states: int,
+    units: int,
+    vocab: Vocabulary,
+    prefix: str,
+    length: int,
+    temperature: float,
+    top_k: int,
+    seed: int,
+) -> tuple[str, list[str]]:
+    """Text that ``step`` (with ``states`` state tensors of ``units``, starting at zeros)
+    generates after ``prefix``, and the prefix's unknown characters."""
     check_generation(prefix, length, temperature, top_k, vocab.size)
     prefix_ids, unknown = vocab.encode(prefix)
-    states = [np.zeros((1, graph.runtime["units"]), np.float32) for _ in graph.runtime["states"]]
-    ids = generate(onnx_step(graph), states, prefix_ids, length, temperature, top_k, seed)
+    zeros = [np.zeros((1, units), np.float32) for _ in range(states)]
+    ids = generate(step, zeros, prefix_ids, length, temperature, top_k, seed)
     return vocab.decode(ids), unknown
