@@ -1,6 +1,7 @@
 """Tasks: each module provides ``Config`` (its class in ``keras_rnn.config``),
-``make_datasets``, ``build_model``, ``compile_args``, ``evaluate`` and ``format_metrics``
-(DESIGN.md section 4)."""
+``make_datasets``, ``build_model``, ``compile_args``, ``export_graphs``, ``evaluate`` and
+``format_metrics`` (DESIGN.md section 4), and may provide ``callbacks`` (extra Keras
+callbacks for training)."""
 
 from __future__ import annotations
 

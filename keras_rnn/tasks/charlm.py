@@ -246,13 +246,13 @@ def step_model(model: keras.Model, config: Config) -> keras.Model:
     token = keras.Input(shape=(1,), dtype="int32", name="character")
     x = model.get_layer("embedding")(token)
     states_in, states_out = {}, {}
-    state_names = ("h", "c") if config.cell == "lstm" else ("h",)
+    kinds = ("h", "c") if config.cell == "lstm" else ("h",)
     for index in range(config.layers):
         trained = model.get_layer(f"rnn_{index}")
         layer = rnn_layer(config.cell, config.units, return_sequences=True, return_state=True)
         inputs = {
             f"state_{index}_{s}": keras.Input((config.units,), name=f"state_{index}_{s}")
-            for s in state_names
+            for s in kinds
         }
         x, *new_states = layer(x, initial_state=list(inputs.values()))
         layer.set_weights(trained.get_weights())

@@ -60,10 +60,6 @@ class Datasets:
     train: tf.data.Dataset
     val: tf.data.Dataset
 
-    @property
-    def unit(self) -> str:
-        return "token" if self.source["kind"] == "conll" else "character"
-
 
 def character_tags(text: str) -> list[str]:
     """The token type of every character of Python source ``text``."""
