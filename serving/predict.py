@@ -55,7 +55,7 @@ def parse_window(text: str) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="python -m serving.predict", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run directory exported by python -m export")
-    parser.add_argument("--graph", help="graph name (default: the export's only graph)")
+    parser.add_argument("--graph", help="graph name (default: the only one, or lm_step for charlm)")
     parser.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     sine = parser.add_argument_group("sine runs (one of --window and --csv)")

@@ -107,6 +107,7 @@ def test_unknown_prefix_characters_are_reported_not_fatal(lm_run, capsys):
     [
         (["--length", "5"], "--prefix is empty"),
         (["--prefix", ""], "--prefix is empty"),
+        (["--prefix", "d" * 100_001], "--prefix has 100001 characters: at most 100000"),
         (["--prefix", "d", "--length", "-1"], "--length must be in [0, 100000]"),
         (["--prefix", "d", "--length", "100001"], "--length must be in [0, 100000]"),
         (["--prefix", "d", "--temperature", "-1"], "--temperature must be >= 0"),

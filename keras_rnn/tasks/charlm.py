@@ -204,6 +204,8 @@ def network(config: Config, vocab_size: int, stateful: bool = False) -> keras.Mo
     )
     x = keras.layers.Embedding(vocab_size, config.embedding_size, name="embedding")(characters)
     x = configured_stack(x, config, return_sequences=True, stateful=stateful)
+    if config.dropout:  # as in char-rnn: between layers and before the output layer
+        x = keras.layers.Dropout(config.dropout, name="output_dropout")(x)
     logits = keras.layers.Dense(vocab_size, name="logits")(x)
     return keras.Model({"characters": characters}, {"logits": logits}, name="char_lm")
 

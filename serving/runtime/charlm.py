@@ -109,6 +109,8 @@ def check_generation(
 ) -> None:
     if not prefix:
         raise UserError("--prefix is empty: give at least one character to start from")
+    if len(prefix) > MAX_GENERATED:
+        raise UserError(f"--prefix has {len(prefix)} characters: at most {MAX_GENERATED}")
     if not 0 <= length <= MAX_GENERATED:
         raise UserError(f"--length must be in [0, {MAX_GENERATED}], got {length}")
     if not (np.isfinite(temperature) and temperature >= 0):
