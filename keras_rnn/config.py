@@ -132,7 +132,7 @@ class AdditionConfig(TrainConfig):
     digits: int = option(
         0, "0: binary addition; N: decimal addition of numbers of up to N digits, as text"
     )
-    train_pairs: int = option(50000, "decimal mode: operand pairs to train on")
+    train_pairs: int = option(200000, "decimal mode: operand pairs to train on")
 
     def validate(self) -> None:
         super().validate()
