@@ -250,31 +250,27 @@ def evaluate_decimal(
 
 def format_metrics(metrics: dict[str, Any], config: Config) -> str:
     if config.digits:
-        lines = [
-            f"| {config.digits}-digit decimal addition ({metrics['test_pairs']} held-out pairs) "
-            "| value |",
-            "|---|---:|",
-            f"| exact match (whole sum right) | {metrics['exact_match']:.4f} |",
-            f"| digit accuracy | {metrics['digit_accuracy']:.4f} |",
-            f"| exact match before training | {metrics['untrained_exact_match']:.4f} |",
-            "",
+        title = f"{config.digits}-digit decimal addition"
+        rows = [("digit accuracy", "digit_accuracy")]
+    else:
+        title = f"{config.bits}-bit addition"
+        rows = [
+            ("bit accuracy", "bit_accuracy"),
+            ("exact match on training pairs", "train_exact_match"),
         ]
-        for example in metrics["examples"]:
-            a, b, predicted = example["a"], example["b"], example["predicted"]
-            mark = "right" if predicted == str(a + b) else f"wrong, {a + b}"
-            lines.append(f"{a} + {b} = {predicted} ({mark})")
-        return "\n".join(lines)
+    rows = [
+        ("exact match (whole sum right)", "exact_match"),
+        *rows,
+        ("exact match before training", "untrained_exact_match"),
+    ]
     lines = [
-        f"| {config.bits}-bit addition ({metrics['test_pairs']} held-out pairs) | value |",
+        f"| {title} ({metrics['test_pairs']} held-out pairs) | value |",
         "|---|---:|",
-        f"| exact match (whole sum right) | {metrics['exact_match']:.4f} |",
-        f"| bit accuracy | {metrics['bit_accuracy']:.4f} |",
-        f"| exact match on training pairs | {metrics['train_exact_match']:.4f} |",
-        f"| exact match before training | {metrics['untrained_exact_match']:.4f} |",
+        *(f"| {label} | {metrics[key]:.4f} |" for label, key in rows),
         "",
     ]
     for example in metrics["examples"]:
         a, b, predicted = example["a"], example["b"], example["predicted"]
-        mark = "right" if predicted == a + b else f"wrong, {a + b}"
+        mark = "right" if str(predicted) == str(a + b) else f"wrong, {a + b}"
         lines.append(f"{a} + {b} = {predicted} ({mark})")
     return "\n".join(lines)

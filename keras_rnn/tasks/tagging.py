@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import json
 import keyword
 import sysconfig
 import token
@@ -50,7 +49,7 @@ TOKEN_TAGS = {
 
 @dataclasses.dataclass
 class Datasets:
-    sequences: list[list[str]]  # items (characters or tokens) per sequence
+    ids: list[np.ndarray]  # item (character or token) ids per sequence
     tags: list[np.ndarray]  # tag ids (1-based; 0 is padding) per sequence
     val_start: int  # first sequence of the validation split
     test_start: int
@@ -154,10 +153,10 @@ def make_datasets(config: Config) -> Datasets:
     tag_names = TAGS if not config.conll else tuple(sorted({t for row in tags for t in row}))
     tag_ids = {name: index + 1 for index, name in enumerate(tag_names)}
     tags = [np.array([tag_ids[t] for t in row], np.int32) for row in tags]
-    ids = [encode_items(sequence, vocab, config) for sequence in sequences]
+    ids = encode_sequences(sequences, vocab, config)
     source |= {"sequences": count, "vocabulary": vocab.size, "tags": list(tag_names)}
     return Datasets(
-        sequences=sequences,
+        ids=ids,
         tags=tags,
         val_start=val_start,
         test_start=test_start,
@@ -169,11 +168,15 @@ def make_datasets(config: Config) -> Datasets:
     )
 
 
-def encode_items(items: list[str], vocab: Vocabulary, config: Config) -> np.ndarray:
-    """Ids of a sequence: characters through tensorflow-text, CoNLL tokens by lookup."""
+def encode_sequences(
+    sequences: list[list[str]], vocab: Vocabulary, config: Config
+) -> list[np.ndarray]:
+    """Ids of every sequence: CoNLL tokens by lookup; characters through tensorflow-text,
+    all sequences in one pass, then cut back into sequences."""
     if config.conll:
-        return vocab.encode(items)[0]
-    return encode(split_characters("".join(items)), vocab)
+        return [vocab.encode(sequence)[0] for sequence in sequences]
+    ids = encode(split_characters("".join("".join(s) for s in sequences)), vocab)
+    return np.split(ids, np.cumsum([len(s) for s in sequences])[:-1])
 
 
 def padded_batches(
@@ -276,17 +279,12 @@ def tag_report(truth: np.ndarray, predicted: np.ndarray, tag_names) -> dict[str,
 def evaluate(
     model: keras.Model, untrained: keras.Model, data: Datasets, config: Config, run: RunDir
 ) -> dict[str, Any]:
-    atomic_write_bytes(run.path / "vocab" / "vocab.json", tagging_vocab_json(data))
-    ids = [encode_items(s, data.vocab, config) for s in data.sequences[data.test_start :]]
+    # The tag names (id 1 onwards) go beside the items, for the runtimes.
+    vocab_file = data.vocab.to_json(tags=list(data.tag_names))
+    atomic_write_bytes(run.path / "vocab" / "vocab.json", vocab_file)
     truth = np.concatenate(data.tags[data.test_start :])
-    predicted = np.concatenate(predict_tags(model, ids, config))
+    predicted = np.concatenate(predict_tags(model, data.ids[data.test_start :], config))
     return tag_report(truth, predicted, data.tag_names) | {"test_items": len(truth)}
-
-
-def tagging_vocab_json(data: Datasets) -> bytes:
-    """The vocabulary file, with the tag names (id 1 onwards) beside the items."""
-    vocabulary = json.loads(data.vocab.to_json())
-    return json.dumps(vocabulary | {"tags": list(data.tag_names)}, ensure_ascii=False).encode()
 
 
 def format_metrics(metrics: dict[str, Any], config: Config) -> str:

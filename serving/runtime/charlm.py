@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,10 +36,11 @@ class Vocabulary:
             raise UserError(f"{path} is not a vocabulary file (JSON with 'characters')") from None
         return cls(tuple(characters))
 
-    def to_json(self) -> bytes:
-        """The vocabulary file's bytes (the caller writes them atomically)."""
+    def to_json(self, **extra: Any) -> bytes:
+        """The vocabulary file's bytes, with ``extra`` fields (the caller writes them
+        atomically)."""
         return json.dumps(
-            {"pad_id": PAD, "unknown_id": UNKNOWN, "characters": list(self.characters)},
+            {"pad_id": PAD, "unknown_id": UNKNOWN, "characters": list(self.characters), **extra},
             ensure_ascii=False,
             indent=0,
         ).encode("utf-8")
