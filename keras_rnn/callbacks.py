@@ -1,5 +1,6 @@
 """Callbacks that survive ``--resume``: best weights written atomically, and early stopping
-that picks up its count from the run's history instead of starting over."""
+that picks up its count from the run's history instead of starting over; and the learning
+rate in every epoch's logs."""
 
 from __future__ import annotations
 
@@ -41,3 +42,13 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         super().on_train_begin(logs)
         if math.isfinite(self._resume_best):
             self.best, self.wait = self._resume_best, self._resume_wait
+
+
+class LogLearningRate(keras.callbacks.Callback):
+    """Put the optimizer's current rate into each epoch's logs, so that history.csv shows the
+    schedule. Must come before ``CSVLogger`` in the callback list."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            rate = self.model.optimizer.learning_rate
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))

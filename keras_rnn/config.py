@@ -45,6 +45,11 @@ class TrainConfig:
     epochs: int = option(100, "maximum training epochs")
     batch_size: int = option(32, "examples per batch")
     learning_rate: float = option(3e-3, "Adam learning rate")
+    learning_rate_schedule: str = option(
+        "constant",
+        "constant, or cosine: decayed from --learning-rate to zero over --epochs epochs",
+        ("constant", "cosine"),
+    )
     clipnorm: float = option(1.0, "clip gradients to this global norm (0 disables)")
     patience: int = option(
         20, "stop after this many epochs without val_loss improvement (0: never)"

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_rnn import plots
-from keras_rnn.callbacks import BestWeights, ResumableEarlyStopping
+from keras_rnn.callbacks import BestWeights, LogLearningRate, ResumableEarlyStopping
 from keras_rnn.config import TrainConfig
 from keras_rnn.runs import RunDir, atomic_save, atomic_write_bytes, prepare_run_dir, write_json
 from keras_rnn.tasks import load_task
@@ -70,10 +70,25 @@ def _restored_epoch(run: RunDir) -> int:
     return json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
 
 
+def learning_rate(config: TrainConfig, train: tf.data.Dataset) -> float | Any:
+    """Adam's rate: constant, or a cosine decay to zero over ``config.epochs`` passes over
+    ``train``. The decay follows the optimizer's step count, which ``--resume`` restores."""
+    if config.learning_rate_schedule == "constant":
+        return config.learning_rate
+    steps = int(train.cardinality())
+    if steps == tf.data.UNKNOWN_CARDINALITY:
+        steps = int(train.reduce(0, lambda count, _: count + 1))
+    return keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=config.epochs * steps
+    )
+
+
 def train(task: Any, config: TrainConfig, data: Any, run: RunDir, resume: bool) -> dict[str, Any]:
     """Fit on ``data``, evaluate, and write everything into ``run``; return the test metrics."""
     model = task.build_model(config, data)
-    optimizer = keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.clipnorm or None)
+    optimizer = keras.optimizers.Adam(
+        learning_rate(config, data.train), global_clipnorm=config.clipnorm or None
+    )
     model.compile(optimizer=optimizer, **task.compile_args(config, data))
     if not resume:
         write_json(
@@ -86,6 +101,7 @@ def train(task: Any, config: TrainConfig, data: Any, run: RunDir, resume: bool) 
         keras.callbacks.BackupAndRestore(
             run.backup, double_checkpoint=True, delete_checkpoint=False
         ),
+        LogLearningRate(),
         keras.callbacks.CSVLogger(str(run.history_csv), append=resume),
         BestWeights(run.best_weights, best=best),
     ]

@@ -2,6 +2,7 @@
 bad input, and resuming after a SIGKILL."""
 
 import csv
+import itertools
 import json
 import signal
 import subprocess
@@ -150,10 +151,13 @@ def test_help_lists_flags_with_defaults():
 
 
 def test_resume_after_sigkill(tmp_path):
-    """Kill training mid-run with SIGKILL, resume, and finish with every epoch logged once."""
+    """Kill training mid-run with SIGKILL, resume, and finish with every epoch logged once,
+    the learning-rate schedule going on from the step where it stopped."""
     run_dir = tmp_path / "run"
     epochs = 12
     argv = [
+        "--learning-rate-schedule",
+        "cosine",
         "--run-dir",
         run_dir,
         "--units",
@@ -193,9 +197,27 @@ def test_resume_after_sigkill(tmp_path):
     first_epoch = int(resumed.stdout.split("Epoch ")[1].split("/")[0])
     assert first_epoch >= 3  # continued from the backup, not from scratch
     with history.open() as f:
-        assert [int(row["epoch"]) for row in csv.DictReader(f)] == list(range(epochs))
+        rows = list(csv.DictReader(f))
+    assert [int(row["epoch"]) for row in rows] == list(range(epochs))
+    rates = [float(row["learning_rate"]) for row in rows]
+    assert all(a > b for a, b in itertools.pairwise(rates)), rates  # no restart after --resume
+    assert rates[-1] == pytest.approx(0.0, abs=1e-9)  # cosine ends at zero after all epochs
     assert (run_dir / "metrics.json").is_file()
     assert not (run_dir / "checkpoints" / "backup").exists()
+
+
+def test_cosine_schedule_spans_every_epoch_of_the_pipeline():
+    import tensorflow as tf
+
+    from keras_rnn.config import SineConfig
+    from keras_rnn.trainer import learning_rate
+
+    batches = tf.data.Dataset.range(12).filter(lambda x: x % 2 == 0).batch(2)  # 3, not known
+    assert learning_rate(SineConfig(learning_rate=0.1), batches) == 0.1
+    config = SineConfig(learning_rate=0.1, epochs=4, learning_rate_schedule="cosine")
+    schedule = learning_rate(config, batches)
+    rates = [float(schedule(step)) for step in (0, 6, 12)]  # start, half way, the last step
+    assert rates == pytest.approx([0.1, 0.05, 0.0], abs=1e-7)
 
 
 @pytest.mark.slow
