@@ -172,6 +172,38 @@ def test_consecutive_streams_continue_row_by_row():
     np.testing.assert_array_equal(second["characters"][:, 0], first["characters"][:, -1] + 1)
 
 
+@pytest.mark.parametrize(
+    ("length", "vocab_size", "rows", "span", "batches"),
+    [
+        (1001, 100, 1, 1000, 1),  # a short split: one row
+        (4098, 100, 3, 1365, 1),  # as few rows as keep each within MAX_ROW
+        (10_001, 4000, 5, 2000, 3),  # big logits: 2 rows per batch
+    ],
+)
+def test_evaluation_rows_cut_a_split_into_long_rows(length, vocab_size, rows, span, batches):
+    ids = np.arange(length, dtype=np.int32)
+    found = list(charlm.evaluation_rows(ids, vocab_size).as_numpy_iterator())
+    inputs = np.concatenate([b[0]["characters"] for b in found])
+    labels = np.concatenate([b[1] for b in found])
+    assert inputs.shape == (rows, span) and span <= charlm.MAX_ROW and len(found) == batches
+    assert all(b[1].size * vocab_size <= charlm.MAX_LOGITS for b in found)
+    np.testing.assert_array_equal(inputs.ravel(), np.arange(rows * span))
+    np.testing.assert_array_equal(labels, inputs + 1)
+
+
+def test_a_row_read_whole_equals_the_state_carried_window_by_window():
+    """What evaluation_rows relies on: one call over a row gives the logits that a stateful
+    twin gives over the row's windows in turn."""
+    config = CharLMConfig(units=8, batch_size=2, embedding_size=4, dropout=0.0)
+    model = charlm.network(config, vocab_size=12)
+    twin = charlm.network(config, vocab_size=12, stateful=True)
+    twin.set_weights(model.get_weights())
+    rows = np.random.default_rng(0).integers(2, 12, size=(2, 30), dtype=np.int32)
+    whole = model({"characters": rows})["logits"].numpy()
+    windows = [twin({"characters": rows[:, i : i + 10]})["logits"].numpy() for i in (0, 10, 20)]
+    np.testing.assert_allclose(np.concatenate(windows, axis=1), whole, atol=1e-5)
+
+
 def test_consecutive_batching_trains_stateful_and_exports_stateless(tmp_path):
     text_file = tmp_path / "corpus.txt"
     text_file.write_text(TEXT, encoding="utf-8")

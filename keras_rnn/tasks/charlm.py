@@ -6,7 +6,8 @@ text is split by position: training, then validation, then test (the last 5%). C
 are split with tensorflow-text's Unicode tokenizer; the vocabulary (every character of the
 training part, plus reserved padding and unknown ids) is written to ``vocab/vocab.json``.
 Training takes random windows of ``sequence_length`` characters (the state starts from zeros
-in every window).
+in every window) or, with ``--batching consecutive``, carries the state across windows.
+Validation and test read each split as long rows (``evaluation_rows``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import configured_stack, rnn_layer
 from keras_rnn.runs import RunDir, atomic_write_bytes
 from serving.runtime.charlm import UNKNOWN, Vocabulary, generate_text
+
+MAX_ROW = 2048  # characters per evaluation row (the context a character is predicted from)
+MAX_LOGITS = 2**24  # logits per evaluation batch (64 MB of float32)
 
 # Standard-library modules of the embedded corpus, in this order (paths under stdlib).
 CORPUS = (
@@ -121,7 +125,7 @@ def make_datasets(config: Config) -> Datasets:
             .batch(config.batch_size, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE)
         )
-        val = consecutive_windows(ids[val_start:test_start], config)
+        val = evaluation_rows(ids[val_start:test_start], vocab.size)
     return Datasets(
         ids=ids,
         val_start=val_start,
@@ -156,15 +160,19 @@ def streams(ids: np.ndarray, config: Config) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices(({"characters": batched(ids[:-1])}, batched(ids[1:])))
 
 
-def consecutive_windows(ids: np.ndarray, config: Config) -> tf.data.Dataset:
-    """Every whole window of a split, in order (evaluation)."""
-    count = (len(ids) - 1) // config.sequence_length
-    span = count * config.sequence_length
-    inputs = ids[:span].reshape(count, -1)
-    targets = ids[1 : span + 1].reshape(count, -1)
-    return tf.data.Dataset.from_tensor_slices(({"characters": inputs}, targets)).batch(
-        config.batch_size
-    )
+def evaluation_rows(ids: np.ndarray, vocab_size: int) -> tf.data.Dataset:
+    """A split cut into as few rows as keep each within ``MAX_ROW`` characters, every row
+    read whole from a zero state. Each character is then predicted from everything before it
+    in its row, as when the state is carried from window to window; starting every training
+    window from zeros instead would charge the model for what it was never shown. Rows are
+    batched so that a batch's logits stay within ``MAX_LOGITS`` values."""
+    targets = len(ids) - 1
+    rows = math.ceil(targets / MAX_ROW)
+    span = targets // rows
+    inputs = ids[: rows * span].reshape(rows, span)
+    labels = ids[1 : rows * span + 1].reshape(rows, span)
+    per_batch = max(1, MAX_LOGITS // (span * vocab_size))
+    return tf.data.Dataset.from_tensor_slices(({"characters": inputs}, labels)).batch(per_batch)
 
 
 @keras.saving.register_keras_serializable(package="keras_rnn")
@@ -381,10 +389,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Perplexity and bits per character on validation and test; writes the vocabulary."""
     atomic_write_bytes(run.path / "vocab" / "vocab.json", data.vocab.to_json())
-    model = stateless(model, config)  # every window from a zero state, in either batching
+    model = stateless(model, config)
     splits = {
-        "val": consecutive_windows(data.ids[data.val_start : data.test_start], config),
-        "test": consecutive_windows(data.ids[data.test_start :], config),
+        "val": evaluation_rows(data.ids[data.val_start : data.test_start], data.vocab.size),
+        "test": evaluation_rows(data.ids[data.test_start :], data.vocab.size),
     }
     metrics = {}
     for split, dataset in splits.items():
