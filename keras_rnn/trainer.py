@@ -70,7 +70,9 @@ def _restored_epoch(run: RunDir) -> int:
     return json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
 
 
-def learning_rate(config: TrainConfig, train: tf.data.Dataset) -> float | Any:
+def learning_rate(
+    config: TrainConfig, train: tf.data.Dataset
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """Adam's rate: constant, or a cosine decay to zero over ``config.epochs`` passes over
     ``train``. The decay follows the optimizer's step count, which ``--resume`` restores."""
     if config.learning_rate_schedule == "constant":

@@ -146,6 +146,14 @@ def test_bad_text_file_is_one_line(content, fragment, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_test_part_shorter_than_a_window_is_refused(tmp_path, cli_error):
+    text_file = tmp_path / "corpus.txt"
+    text_file.write_text(TEXT, encoding="utf-8")
+    argv = ["--task", "charlm", "--text", text_file, "--test-fraction", "0.001"]
+    cli_error(train.main, [*argv, "--run-dir", tmp_path / "r"], "its test part has 17 characters")
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_language_model_cannot_be_bidirectional(tmp_path, cli_error):
     cli_error(
         train.main,

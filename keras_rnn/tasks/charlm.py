@@ -103,7 +103,12 @@ def make_datasets(config: Config) -> Datasets:
     length = len(codepoints)
     test_start = length - round(length * config.test_fraction)
     val_start = test_start - round(length * config.val_fraction)
-    for split, have in (("training", val_start), ("validation", test_start - val_start)):
+    parts = (
+        ("training", val_start),
+        ("validation", test_start - val_start),
+        ("test", length - test_start),
+    )
+    for split, have in parts:
         if have <= config.sequence_length:
             raise UserError(
                 f"{config.text or 'the corpus'} is too short: its {split} part has {have} "
