@@ -15,9 +15,11 @@ Semantics kept (DESIGN.md section 6):
 - Weights: Keras LSTM gates i, f, c, o become ONNX i, o, f, c. Keras GRU (``reset_after=True``)
   gates z, r, h keep their order, with ``linear_before_reset=1`` and both bias rows.
 - A mask becomes ``sequence_lens`` (the number of valid steps). That is exact for right
-  padding, the only padding used here (cuDNN requires it too).
-- Forward with a mask: at padded steps Keras repeats the last valid output where ONNX writes
-  zeros. ``Where(mask, Y, Y_h)`` restores Keras's values.
+  padding, the padding this project produces. A batch with any other mask (left padding, gaps)
+  has each row's valid steps moved to the front first and its outputs moved back after, so
+  every mask gets Keras's answer (``export/masking.py``).
+- Forward with a mask: at padded steps Keras repeats the last valid output (zeros before the
+  first) where ONNX writes zeros; the outputs are rebuilt with Keras's values.
 - A row with no valid step keeps its initial state in Keras, while onnxruntime returns zeros.
   Returned states are therefore ``Where(length > 0, Y_h, initial)``.
 - ``go_backwards`` with a mask: ONNX ``direction="reverse"`` over the unreversed input. Keras
@@ -31,9 +33,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from onnx import TensorProto
 from tf2onnx.graph import Graph, Node
 from tf2onnx.graph_builder import GraphBuilder
+
+from export import masking
 
 CELLS = ("simple", "lstm", "gru")
 ONNX_OP = {"simple": "RNN", "lstm": "LSTM", "gru": "GRU"}
@@ -321,11 +324,8 @@ def _fuse(g: Graph, loop: Node, body: LoopCell, max_units: int | None) -> str:
     builder = GraphBuilder(g)
     scope = loop.name
     lengths = ""
-    if body.masked:  # valid steps per row; right padding makes them the sequence length
-        as_int = g.make_node("Cast", [mask], attr={"to": TensorProto.INT32}, op_name_scope=scope)
-        lengths = builder.make_reduce_sum(
-            {"data": as_int.output[0], "axes": [0, 2], "keepdims": 0}, op_name_scope=scope
-        )
+    if body.masked:
+        x, lengths, masked_steps = masking.valid_steps_first(g, x, mask, scope)
     states = STATES[body.cell]
     initial = [  # ONNX starts from zeros when no initial state is given
         ""
@@ -356,8 +356,10 @@ def _fuse(g: Graph, loop: Node, body: LoopCell, max_units: int | None) -> str:
         outputs = builder.make_unsqueeze({"data": finals["h"], "axes": [0]})
     else:
         outputs = builder.make_squeeze({"data": fused.output[0], "axes": [1]})
-        if body.masked and not body.zero_fill and direction == "forward":
-            outputs = _node(g, "Where", [mask, outputs, finals["h"]], scope)
+        if body.masked:
+            outputs = masking.steps_in_place(
+                g, outputs, masked_steps, direction, body.zero_fill, finals["h"], scope
+            )
         if direction == "reverse":  # Keras lists the steps in the order it ran them
             outputs = builder.make_slice(
                 {
@@ -373,20 +375,16 @@ def _fuse(g: Graph, loop: Node, body: LoopCell, max_units: int | None) -> str:
     if body.masked:
         g.replace_all_inputs(loop.output[index["previous_output"]], finals["h"])
         zero = g.make_const(f"{scope}/zero", np.array(0, np.int32)).output[0]
-        started = _node(g, "Greater", [lengths, zero], scope)
+        started = masking.node(g, "Greater", [lengths, zero], scope)
         started = builder.make_unsqueeze({"data": started, "axes": [1]})
         for name in states:  # a row without valid steps keeps its initial state
-            finals[name] = _node(
+            finals[name] = masking.node(
                 g, "Where", [started, finals[name], loop.input[index[name]]], scope
             )
     for name in states:
         g.replace_all_inputs(loop.output[index[name]], finals[name])
     padding = ", masked" + (" (zeros at padding)" if body.zero_fill else "") if body.masked else ""
     return f"{ONNX_OP[body.cell]} ({direction}{padding}{', last output' if body.last_only else ''})"
-
-
-def _node(g: Graph, op_type: str, inputs: list[str], scope: str) -> str:
-    return g.make_node(op_type, inputs, op_name_scope=scope).output[0]
 
 
 def _weights(g: Graph, loop: Node, body: LoopCell) -> tuple[dict[str, np.ndarray], int]:

@@ -17,6 +17,9 @@ class ExportGraph:
     ``sample(batch, length, rng)`` returns realistic inputs for parity checks at the given
     batch size and sequence length; ``lengths`` are the sequence lengths parity tries.
     ``runtime`` is what a runtime needs beside the graph (task, sizes, vocab files).
+    ``masked_input`` names the input whose steps equal to ``pad_value`` are masked
+    (``Embedding(mask_zero=True)`` or ``Masking``): parity then also tries rows padded on the
+    left, with gaps, fully masked and fully valid.
     """
 
     name: str
@@ -26,3 +29,5 @@ class ExportGraph:
     sample: Callable[[int, int, np.random.Generator], dict[str, np.ndarray]]
     lengths: tuple[int, ...]
     runtime: dict[str, Any] = field(default_factory=dict)
+    masked_input: str | None = None
+    pad_value: float = 0

@@ -1,5 +1,6 @@
 """Every recurrent stack we can build exports fused and passes parity: {SimpleRNN, LSTM, GRU} x
-{1, 2 layers} x {uni, bidirectional} x {unmasked, right-padded mask}, tiny random models."""
+{1, 2 layers} x {uni, bidirectional} x {unmasked, masked}, tiny random models. Masked cases are
+sampled right-padded, and parity adds left-padded, gapped, fully masked and fully valid rows."""
 
 import itertools
 
@@ -44,6 +45,7 @@ def stack_graph(cell: str, layers: int, bidirectional: bool, masked: bool) -> Ex
         outputs=["scores"],
         sample=sample,
         lengths=(5, 9),
+        masked_input="sequence" if masked else None,
     )
 
 
@@ -60,6 +62,7 @@ def test_stack_exports_with_parity(cell, layers, bidirectional, masked, tmp_path
     entry, manifest = export_graph(graph, tmp_path, parity.ATOL[cell])
     assert entry["ok"], entry
     assert len(entry["shapes_tested"]) == 4
+    assert entry["masks_tested"] == (["as sampled", *parity.MASK_PATTERNS] if masked else [])
     assert manifest["onnx"] == f"onnx/{graph.name}.onnx"
     counts = entry["onnx_op_counts"]
     assert entry["fused"] and not set(UNFUSED_OPS) & set(counts), counts
@@ -76,3 +79,15 @@ def test_masked_samples_are_right_padded():
     assert valid[:, 0].all()  # at least one step
     assert all(np.array_equal(row, np.sort(row)[::-1]) for row in valid)  # no gap before padding
     assert not valid.all()  # some padding happened
+
+
+def test_parity_rewrites_rows_to_every_mask_pattern():
+    graph = stack_graph("gru", 1, False, True)
+    rng = np.random.default_rng(0)
+    sampled = graph.sample(5, 9, rng)
+    values = parity.with_mask_patterns(graph, sampled, rng)["sequence"]
+    valid = np.any(values != 0, axis=-1)
+    assert np.array_equal(values[0], sampled["sequence"][0])  # row 0 keeps its sample
+    for row, masked in enumerate(parity.MASK_PATTERNS.values(), start=1):
+        assert np.array_equal(valid[row], ~masked(9)), row
+    assert not np.array_equal(valid[1], np.sort(valid[1])[::-1])  # not a right-padded prefix

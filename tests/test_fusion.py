@@ -4,6 +4,7 @@ does not recognise stays tf2onnx's Loop, and parity still holds."""
 
 import keras
 import numpy as np
+import onnxruntime
 import pytest
 
 from export import parity
@@ -64,7 +65,9 @@ def layer_graph(
         return feed
 
     model = keras.Model(inputs, outputs, name=name)
-    return ExportGraph(name, model, specs, list(outputs), sample, lengths=(5, 9))
+    return ExportGraph(
+        name, model, specs, list(outputs), sample, (5, 9), masked_input="ids" if masked else None
+    )
 
 
 VARIANTS = {  # name: (masked, initial_state, rnn_layer options)
@@ -157,3 +160,17 @@ def test_report_names_each_fused_layer(tmp_path):
         "GRU (forward, masked (zeros at padding))",
         "GRU (reverse, masked (zeros at padding))",
     ]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_masked_bidirectional_export_loads_without_onnxruntime_warnings(cell, tmp_path, capfd):
+    """What the mask handling adds must not make onnxruntime warn at every session start (it
+    did when a branch of the If read a tensor that onnxruntime's optimiser removes)."""
+    layer = keras.layers.Bidirectional(rnn_layer(cell, UNITS, return_sequences=True))
+    graph = layer_graph(f"{cell}_bidirectional", layer, cell)
+    path = tmp_path / "model.onnx"
+    write_onnx(graph, path, {cell: None})
+    capfd.readouterr()
+    onnx_session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    onnx_session.run(None, graph.sample(5, 9, np.random.default_rng(0)))
+    assert "onnxruntime" not in capfd.readouterr().err

@@ -32,6 +32,7 @@ from keras_rnn.layers import configured_stack
 from keras_rnn.runs import RunDir, atomic_write_bytes
 from keras_rnn.tasks.charlm import encode, split_characters
 from serving.runtime.charlm import Vocabulary
+from serving.runtime.tagging import line_pieces
 
 CORPUS = (
     "argparse.py", "csv.py", "dataclasses.py", "functools.py", "json/decoder.py",
@@ -74,23 +75,6 @@ def character_tags(text: str) -> list[str]:
         end = line_starts[item.end[0] - 1] + item.end[1]
         tags[start:end] = [name] * (end - start)
     return tags
-
-
-def line_pieces(text: str, max_length: int) -> list[tuple[int, int]]:
-    """(start, end) of pieces of whole lines, each at most ``max_length`` long (a longer
-    line is cut), each as long as whole lines allow."""
-    pieces, start, end = [], 0, 0
-    for line in text.splitlines(keepends=True):
-        if end + len(line) - start > max_length and end > start:
-            pieces.append((start, end))
-            start = end
-        end += len(line)
-        while end - start > max_length:
-            pieces.append((start, start + max_length))
-            start += max_length
-    if end > start:
-        pieces.append((start, end))
-    return pieces
 
 
 def source_sequences(config: Config) -> tuple[list[list[str]], list[list[str]], dict]:
@@ -239,6 +223,7 @@ def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
                 "unit": "token" if config.conll else "character",
                 "max_length": config.max_length,
             },
+            masked_input="ids",
         )
     ]
 
