@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import math
 import typing
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from keras_rnn.errors import UserError
@@ -58,12 +59,19 @@ class TrainConfig:
     tensorboard: bool = option(False, "write TensorBoard logs into the run directory")
 
     positive: ClassVar[tuple[str, ...]] = ("units", "layers", "epochs", "batch_size")
+    seeds: ClassVar[tuple[str, ...]] = ("seed",)
+
+    def __post_init__(self) -> None:
+        self.validate()  # a config that exists is valid, whether built by the CLI or in code
 
     def validate(self) -> None:
         """Raise ``UserError`` naming the first field that is out of range."""
         for name in self.positive:
             if getattr(self, name) <= 0:
                 raise UserError(f"--{flag(name)} must be positive, got {getattr(self, name)}")
+        for name in self.seeds:  # what numpy and TensorFlow accept as a seed
+            if not 0 <= getattr(self, name) < 2**32:
+                raise UserError(f"--{flag(name)} must be in [0, 2**32), got {getattr(self, name)}")
         for name in ("learning_rate",):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -82,6 +90,14 @@ class TrainConfig:
                     f"{', '.join(map(str, choices))}"
                 )
 
+    def inapplicable(self) -> dict[str, str]:
+        """Fields that have no effect with the other values, each with why (after "does not
+        apply"); ``check_applicable`` refuses them when they were given."""
+        unused = {} if self.bidirectional else {"merge_mode": "without --bidirectional"}
+        if self.layers == 1:
+            unused["dropout"] = "to one layer: it acts between stacked layers (--layers 2 or more)"
+        return unused
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -92,6 +108,7 @@ class SineConfig(TrainConfig):
 
     task: str = option("sine", "task to train")
     positive: ClassVar[tuple[str, ...]] = (*TrainConfig.positive, "window", "horizon", "points")
+    seeds: ClassVar[tuple[str, ...]] = ("seed", "data_seed")
     # 280 training points: a small network with a gentle rate generalises best (README table).
     units: int = new_default(TrainConfig, "units", 16)
     learning_rate: float = new_default(TrainConfig, "learning_rate", 1e-3)
@@ -115,6 +132,13 @@ class SineConfig(TrainConfig):
         if self.column is not None and self.csv is None:
             raise UserError("--column needs --csv")
 
+    def inapplicable(self) -> dict[str, str]:
+        unused = super().inapplicable()
+        if self.csv is not None:
+            embedded = "with --csv: it shapes the embedded series"
+            unused |= {name: embedded for name in ("points", "noise", "data_seed")}
+        return unused
+
 
 @dataclasses.dataclass
 class AdditionConfig(TrainConfig):
@@ -122,7 +146,14 @@ class AdditionConfig(TrainConfig):
     with ``--digits N``, decimal as sequence to sequence (the Keras example)."""
 
     task: str = option("addition", "task to train")
-    positive: ClassVar[tuple[str, ...]] = (*TrainConfig.positive, "bits", "test_pairs", "val_pairs")
+    positive: ClassVar[tuple[str, ...]] = (
+        *TrainConfig.positive,
+        "bits",
+        "test_pairs",
+        "val_pairs",
+        "train_pairs",
+    )
+    seeds: ClassVar[tuple[str, ...]] = ("seed", "data_seed")
     # The course's adder: a small SimpleRNN learns the carry exactly (held-out bit accuracy
     # reaches 1.0 in the second epoch).
     cell: str = new_default(TrainConfig, "cell", "simple")
@@ -157,6 +188,16 @@ class AdditionConfig(TrainConfig):
                 f"plus --val-pairs {self.val_pairs} must leave some for training"
                 + (f" (--train-pairs {self.train_pairs})" if self.digits else "")
             )
+
+    def inapplicable(self) -> dict[str, str]:
+        unused = super().inapplicable()
+        if self.digits:
+            unused["bits"] = "with --digits: it sets the width of binary addition"
+        else:
+            unused["train_pairs"] = (
+                "without --digits: binary addition trains on every pair not held out"
+            )
+        return unused
 
 
 @dataclasses.dataclass
@@ -209,6 +250,14 @@ class CharLMConfig(TrainConfig):
             raise UserError(f"--sample-every must be >= 0, got {self.sample_every}")
         if not self.sample_prefix:
             raise UserError("--sample-prefix must not be empty")
+
+    def inapplicable(self) -> dict[str, str]:
+        # Dropout also acts before the output layer here, so it applies to one layer too.
+        unused = {"merge_mode": "to a language model: it is never bidirectional"}
+        if self.sample_every == 0:
+            no_samples = "with --sample-every 0: no samples are logged"
+            unused |= {"sample_prefix": no_samples, "sample_length": no_samples}
+        return unused
 
 
 @dataclasses.dataclass
@@ -302,6 +351,12 @@ def config_from_dict(config_class: type[TrainConfig], values: dict[str, Any]) ->
     unknown = sorted(set(values) - names)
     if unknown:
         raise UserError(f"unknown config keys for {config_class.__name__}: {', '.join(unknown)}")
-    config = config_class(**values)
-    config.validate()
-    return config
+    return config_class(**values)  # validated on construction
+
+
+def check_applicable(config: TrainConfig, given: Iterable[str]) -> None:
+    """Refuse the first field of ``given`` (the flags a user typed) that ``config`` ignores."""
+    unused = config.inapplicable()
+    for name in given:
+        if name in unused:
+            raise UserError(f"--{flag(name)} does not apply {unused[name]}")

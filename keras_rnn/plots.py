@@ -29,7 +29,9 @@ def plot_history(history_csv: Path, path: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4))
     for key, style in (("loss", "-"), ("val_loss", "--")):
         if rows and key in rows[0]:
-            axes.plot(epochs, [float(row[key]) for row in rows], style, label=key)
+            values = [float(row[key]) for row in rows]
+            # Markers too: a line through one point (a one-epoch run) draws nothing.
+            axes.plot(epochs, values, style, marker="o", markersize=3, label=key)
     axes.set_yscale("log")
     axes.set_xlabel("epoch")
     axes.set_ylabel("loss")

@@ -17,6 +17,7 @@ from keras_rnn.config import (
     CONFIGS,
     TrainConfig,
     add_config_flags,
+    check_applicable,
     config_class,
     config_from_dict,
     flag,
@@ -64,7 +65,9 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
         values = {**saved, **explicit}
     else:
         values = {**explicit, "task": args.task}
-    return config_from_dict(task_config, values), args
+    config = config_from_dict(task_config, values)
+    check_applicable(config, explicit)  # a typed flag the config ignores is a mistake
+    return config, args
 
 
 def main(argv: list[str] | None = None) -> int:

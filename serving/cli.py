@@ -20,3 +20,23 @@ def report(error: UserError) -> int:
     """Print ``error`` as one line on stderr; return the exit status for user mistakes."""
     print(f"error: {error}", file=sys.stderr)
     return 2
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type`` for counts that must be at least 1 (threads, repeats, ...)."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse ``type`` for values that must be at least 0 (seeds, ...)."""
+    return _int_at_least(text, 0, "an integer >= 0")
+
+
+def _int_at_least(text: str, minimum: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value

@@ -24,7 +24,14 @@ from serving import cli
 from serving.errors import UserError
 from serving.runtime import ExportedGraph, add, forecast, load_graph
 from serving.runtime.addition import add_decimal
-from serving.runtime.charlm import Vocabulary, add_generation_flags, onnx_generate, unknown_note
+from serving.runtime.charlm import (
+    GENERATION_DEFAULTS,
+    Vocabulary,
+    add_generation_flags,
+    fill_generation_defaults,
+    onnx_generate,
+    unknown_note,
+)
 from serving.runtime.series import read_csv_series
 from serving.runtime.tagging import load_tags, tag
 
@@ -56,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="python -m serving.predict", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run directory exported by python -m export")
     parser.add_argument("--graph", help="graph name (default: the only one, or lm_step for charlm)")
-    parser.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    parser.add_argument(
+        "--threads", type=cli.positive_int, help="onnxruntime intra-op threads (at least 1)"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     sine = parser.add_argument_group("sine runs (one of --window and --csv)")
     sine.add_argument("--window", help="comma-separated past values, oldest first")
@@ -65,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     addition = parser.add_argument_group("addition runs")
     addition.add_argument("--a", type=int, help="first operand")
     addition.add_argument("--b", type=int, help="second operand")
-    parser.add_argument_group("tagging runs").add_argument("--text", help="text to tag")
+    parser.add_argument_group("tagging runs").add_argument("--text", help=TEXT_HELP)
     add_generation_flags(
-        parser.add_argument_group("charlm runs (the same flags and text as keras_rnn.generate)")
+        parser.add_argument_group("charlm runs (the same flags and text as keras_rnn.generate)"),
+        defaults=False,  # unset stays None: given to another task's run, they are refused
     )
     try:
         args = parser.parse_args(argv)
@@ -84,17 +94,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+TASK_FLAGS = ("window", "csv", "column", "a", "b", "text", "prefix", *GENERATION_DEFAULTS)
+TEXT_HELP = (
+    "text to tag; text longer than the tagger's max_length (from its export) is tagged in "
+    "pieces of whole lines, a longer line cut after a space, as the tagger was trained"
+)
+
+
 def _only_flags(args: argparse.Namespace, task: str, allowed: set[str]) -> None:
     """Refuse another task's flags, so a typo'd run directory is not silently misread."""
-    given = [
-        name
-        for name in ("window", "csv", "column", "a", "b", "prefix", "text")
-        if getattr(args, name) is not None
-    ]
+    given = [name for name in TASK_FLAGS if getattr(args, name) is not None]
     if stray := [name for name in given if name not in allowed]:
-        raise UserError(
-            f"{', '.join('--' + name for name in stray)}: not an option for {task} runs"
-        )
+        flags = ", ".join("--" + name.replace("_", "-") for name in stray)
+        raise UserError(f"{flags}: not an option for {task} runs")
 
 
 def predict_sine(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
@@ -109,6 +121,12 @@ def predict_sine(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, 
     else:
         window = parse_window(args.window)
         described = f"{len(window)} values"
+    if len(window) and len(window) != graph.runtime["window"]:  # works, but off its training
+        print(
+            f"warning: the window has {len(window)} values; the model was trained on windows "
+            f"of {graph.runtime['window']}: the forecast may be less accurate",
+            file=sys.stderr,
+        )
     result = forecast(graph, window)
     lines = [
         f"input: {described}, last {window[-1]:.4f}",
@@ -144,7 +162,8 @@ def predict_addition(graph: ExportedGraph, args: argparse.Namespace) -> tuple[di
 
 
 def predict_charlm(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
-    _only_flags(args, "charlm", {"prefix"})
+    _only_flags(args, "charlm", {"prefix", *GENERATION_DEFAULTS})
+    fill_generation_defaults(args)
     vocab = Vocabulary.load(args.run_dir / "export" / graph.runtime["vocab"])
     text, unknown = onnx_generate(
         graph, vocab, args.prefix or "", args.length, args.temperature, args.top_k, args.seed

@@ -5,7 +5,15 @@ import dataclasses
 
 import pytest
 
-from keras_rnn.config import SineConfig, TrainConfig, add_config_flags, config_from_dict
+from keras_rnn import train
+from keras_rnn.config import (
+    AdditionConfig,
+    CharLMConfig,
+    SineConfig,
+    TrainConfig,
+    add_config_flags,
+    config_from_dict,
+)
 from keras_rnn.errors import UserError
 
 
@@ -64,3 +72,64 @@ def test_defaults_are_valid_and_round_trip():
     config = config_from_dict(SineConfig, {})
     assert config.task == "sine" and isinstance(config, TrainConfig)
     assert config_from_dict(SineConfig, config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("config_class", "values", "message"),
+    [
+        (SineConfig, {"seed": -1}, "--seed must be in [0, 2**32), got -1"),
+        (SineConfig, {"seed": 2**32}, "--seed must be in [0, 2**32)"),
+        (SineConfig, {"data_seed": -3}, "--data-seed must be in [0, 2**32), got -3"),
+        (AdditionConfig, {"digits": 2, "train_pairs": -5}, "--train-pairs must be positive"),
+        (CharLMConfig, {"sample_every": -1}, "--sample-every must be >= 0"),
+    ],
+)
+def test_negative_counts_and_seeds_are_refused(config_class, values, message):
+    with pytest.raises(UserError) as error:
+        config_from_dict(config_class, values)
+    assert message in str(error.value)
+
+
+def test_a_config_built_in_code_is_validated():
+    with pytest.raises(UserError, match="--units must be positive"):
+        SineConfig(units=0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--merge-mode", "sum"], "--merge-mode does not apply without --bidirectional"),
+        (
+            ["--task", "tagging", "--no-bidirectional", "--merge-mode", "concat"],
+            "--merge-mode does not apply without --bidirectional",
+        ),
+        (["--dropout", "0.2"], "--dropout does not apply to one layer"),
+        (["--csv", "series.csv", "--noise", "0.1"], "--noise does not apply with --csv"),
+        (["--csv", "series.csv", "--data-seed", "0"], "--data-seed does not apply with --csv"),
+        (["--task", "addition", "--digits", "3", "--bits", "8"], "--bits does not apply with"),
+        (["--task", "addition", "--train-pairs", "10"], "--train-pairs does not apply without"),
+        (
+            ["--task", "charlm", "--sample-every", "0", "--sample-prefix", "class "],
+            "--sample-prefix does not apply with --sample-every 0",
+        ),
+        (["--task", "charlm", "--merge-mode", "sum"], "--merge-mode does not apply to a language"),
+    ],
+)
+def test_flags_that_do_not_apply_are_refused(argv, message, tmp_path, cli_error):
+    cli_error(train.main, [*argv, "--run-dir", tmp_path / "run"], message)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--layers", "2", "--dropout", "0.2"],
+        ["--bidirectional", "--merge-mode", "sum"],
+        ["--task", "charlm", "--dropout", "0.5"],  # before the output layer too
+        ["--task", "addition", "--digits", "3", "--train-pairs", "5000"],
+        ["--task", "charlm", "--sample-every", "2", "--sample-length", "50"],
+    ],
+)
+def test_flags_that_apply_are_accepted(argv):
+    config, _ = train.parse_args(argv)
+    assert config.task in {"sine", "charlm", "addition"}

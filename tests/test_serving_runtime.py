@@ -119,3 +119,31 @@ def test_predict_needs_an_export(trained_run, cli_error):
         "manifest.json is missing",
         "python -m export",
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--threads", "-3"], "argument --threads: must be a positive integer, got '-3'"),
+        (["--threads", "0"], "argument --threads: must be a positive integer, got '0'"),
+        (["--temperature", "2"], "--temperature: not an option for sine runs"),
+        (["--top-k", "3", "--seed", "1"], "--top-k, --seed: not an option for sine runs"),
+        (["--seed", "-1"], "argument --seed: must be an integer >= 0, got '-1'"),
+    ],
+)
+def test_predict_refuses_nonsense_and_flags_that_do_not_apply(
+    argv, fragment, exported_run, cli_error
+):
+    cli_error(predict_main, [exported_run("lstm"), "--window", "0.1,0.2", *argv], fragment)
+
+
+def test_predict_warns_when_the_window_is_not_the_training_length(exported_run, capsys):
+    run_dir = exported_run("lstm")  # trained on windows of 10
+    capsys.readouterr()
+    assert predict_main([str(run_dir), "--window", "0.1,0.2,0.3"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: the window has 3 values; the model was trained on windows of 10: the "
+        "forecast may be less accurate"
+    ]
+    assert predict_main([str(run_dir), "--window=" + ",".join(f"{v:.6f}" for v in WINDOW)]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -108,7 +108,6 @@ def test_onnxruntime_tags_like_keras(conll_run):
     ("argv", "fragment"),
     [
         (["--text", "   "], "--text is empty"),
-        (["--text", "a " * 101], "--text has 101 tokens: this tagger takes at most 100"),
         (["--text", "a", "--prefix", "b"], "--prefix: not an option for tagging runs"),
     ],
 )
@@ -123,3 +122,51 @@ def test_default_data_is_tagged_standard_library_source():
     assert all(len(s) == len(t) <= config.max_length for s, t in zip(sequences, tags, strict=True))
     counts = {name: sum(row.count(name) for row in tags) for name in tagging.TAGS}
     assert all(counts.values()), counts  # every tag occurs
+
+
+def test_long_token_text_is_tagged_in_pieces_as_keras_tags_each(conll_run):
+    """354 tokens, over the tagger's 100: pieces of 100 tokens, each tagged as Keras tags it
+    alone."""
+    run, config = finished_run(conll_run)
+    model = load_trained_model(run)
+    vocab_path = conll_run / "export" / "vocab" / "vocab.json"
+    vocab, names = Vocabulary.load(vocab_path), load_tags(vocab_path)
+    text = "\n".join(["the big dog runs the cat"] * 59)
+    items, tags, _ = tag(load_graph(conll_run / "export"), vocab, names, text)
+    assert items == text.split() and len(tags) == 354
+    expected = []
+    for start in range(0, 354, 100):
+        ids = vocab.encode(items[start : start + 100])[0]
+        expected += [names[i - 1] for i in tagging.predict_tags(model, [ids], config)[0]]
+    assert tags == expected
+
+
+def test_long_character_text_gets_a_tag_per_character_piece_by_piece(conll_run):
+    """350 characters, over the tagger's 100: one tag per character, and each piece (whole
+    lines; a longer line cut after a space, or hard without one) tagged as Keras tags it alone.
+    The CoNLL export stands in for a character tagger: the splitting does not depend on what
+    the ids mean, only on the runtime facts."""
+    run, config = finished_run(conll_run)
+    model = load_trained_model(run)
+    vocab_path = conll_run / "export" / "vocab" / "vocab.json"
+    size, names = len(Vocabulary.load(vocab_path).characters), load_tags(vocab_path)
+    vocab = Vocabulary(("", "", *"abcdefghijklmnopqrstuvwxyz"[: size - 2]))
+    graph = load_graph(conll_run / "export")
+    graph.runtime = {**graph.runtime, "unit": "character"}
+    text = "abc de\n" * 5 + "bad cab " * 20 + "\n" + "d" * 120 + "\n" + "ace\n" * 8 + "e"
+    assert len(text) == 350
+    items, tags, _ = tag(graph, vocab, names, text)
+    assert items == list(text) and len(tags) == 350
+    pieces = tagging.line_pieces(text, 100, cut_at_space=True)
+    assert pieces == [(0, 35), (35, 135), (135, 196), (196, 296), (296, 350)]
+    for start, end in pieces:
+        ids = vocab.encode(text[start:end])[0]
+        alone = [names[i - 1] for i in tagging.predict_tags(model, [ids], config)[0]]
+        assert tags[start:end] == alone, (start, end)
+
+
+def test_pieces_cut_a_long_line_after_a_space():
+    text = "aaaa bbbb cccc\n"
+    assert tagging.line_pieces(text, 12) == [(0, 12), (12, 15)]
+    assert tagging.line_pieces(text, 12, cut_at_space=True) == [(0, 10), (10, 15)]
+    assert tagging.line_pieces("x" * 30, 12, cut_at_space=True) == [(0, 12), (12, 24), (24, 30)]

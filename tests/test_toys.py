@@ -29,3 +29,15 @@ def test_n_to_n_needs_equal_lengths():
 def test_encoder_decoder_answers_every_antonym_from_its_own_outputs():
     translate = toys.encoder_decoder()
     assert {word: translate(word) for word, _ in toys.ANTONYMS} == dict(toys.ANTONYMS)
+
+
+def test_help_is_printed_without_training(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        toys.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m keras_rnn.tasks.toys") and "->" not in out
+
+
+def test_unknown_arguments_are_one_line(cli_error):
+    cli_error(toys.main, ["--cell", "gru"], "unrecognized arguments: --cell gru")

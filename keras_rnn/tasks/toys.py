@@ -19,7 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
+from keras_rnn.errors import UserError
 from keras_rnn.layers import recurrent_stack, rnn_layer
+from serving import cli
 
 PAD, START, END = "_", "^", "$"  # reserved tokens of the encoder-decoder; PAD is id 0
 ANTONYMS = (
@@ -163,7 +165,16 @@ def encoder_decoder(
     return Translator(vocab, keras.Model(source, states), step, max_length=length)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.ArgumentParser(
+        prog="python -m keras_rnn.tasks.toys",
+        description="Train the course's three toy problems (seconds each) and print what the "
+        "trained models output; seed 0, nothing is written.",
+    )
+    try:
+        parser.parse_args(argv)  # only --help: the toys take no options
+    except UserError as error:
+        return cli.report(error)
     print(f"我要好好学习 -> {n_to_n('我要好好学习', '我要乖乖躺平')}   (N to N, one LSTM layer)")
     print(f"hello -> {n_to_n('hello', 'ohlol', layers=2)}   (N to N, two stacked LSTM layers)")
     translate = encoder_decoder()

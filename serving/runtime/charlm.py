@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from serving import cli
 from serving.errors import UserError
 from serving.runtime.graph import ExportedGraph
 
@@ -77,22 +78,46 @@ def sample_next(
     return int(rng.choice(len(scores), p=probabilities / probabilities.sum()))
 
 
-def add_generation_flags(parser) -> None:
-    """The generation flags of ``keras_rnn.generate`` and ``serving.predict``."""
+GENERATION_DEFAULTS = {"length": 200, "temperature": 0.5, "top_k": 0, "seed": 0}
+
+
+def add_generation_flags(parser, defaults: bool = True) -> None:
+    """The generation flags of ``keras_rnn.generate`` and ``serving.predict``. With
+    ``defaults=False`` a flag not given stays None, so a caller can tell which were typed;
+    ``fill_generation_defaults`` then sets the rest."""
+    default = GENERATION_DEFAULTS if defaults else dict.fromkeys(GENERATION_DEFAULTS)
     parser.add_argument("--prefix", help="text to continue")
     parser.add_argument(
-        "--length", type=int, default=200, help="characters to generate (default: 200)"
+        "--length",
+        type=int,
+        default=default["length"],
+        help="characters to generate (default: 200)",
     )
     parser.add_argument(
         "--temperature",
         type=float,
-        default=0.5,
+        default=default["temperature"],
         help="sampling temperature, 0: greedy (default: 0.5)",
     )
     parser.add_argument(
-        "--top-k", type=int, default=0, help="sample among the K most likely (default: 0, all)"
+        "--top-k",
+        type=int,
+        default=default["top_k"],
+        help="sample among the K most likely (default: 0, all)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    parser.add_argument(
+        "--seed",
+        type=cli.non_negative_int,
+        default=default["seed"],
+        help="sampling seed (default: 0)",
+    )
+
+
+def fill_generation_defaults(args) -> None:
+    """Set each generation flag that was not given (None) to its default."""
+    for name, value in GENERATION_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
 
 def unknown_note(unknown: list[str], what: str = "prefix character(s)") -> str:

@@ -21,19 +21,57 @@ def load_tags(vocab_path: Path) -> list[str]:
         raise UserError(f"{vocab_path} has no tag names: is this a tagging export?") from None
 
 
+PIECES_PER_CALL = 64  # rows of one onnxruntime call when a long text is tagged in pieces
+
+
+def line_pieces(text: str, max_length: int, cut_at_space: bool = False) -> list[tuple[int, int]]:
+    """(start, end) of pieces of whole lines, each at most ``max_length`` long (a longer
+    line is cut), each as long as whole lines allow. The tagger trains on these pieces; with
+    ``cut_at_space`` a long line is cut after its last space or tab that leaves a piece within
+    the limit, where there is one, rather than inside a word."""
+    pieces, start, end = [], 0, 0
+    for line in text.splitlines(keepends=True):
+        if end + len(line) - start > max_length and end > start:
+            pieces.append((start, end))
+            start = end
+        end += len(line)
+        while end - start > max_length:
+            cut = start + max_length
+            if cut_at_space:
+                space = max(text.rfind(" ", start, cut), text.rfind("\t", start, cut))
+                cut = space + 1 if space > start else cut
+            pieces.append((start, cut))
+            start = cut
+    if end > start:
+        pieces.append((start, end))
+    return pieces
+
+
 def tag(
     graph: ExportedGraph, vocab: Vocabulary, tags: list[str], text: str
 ) -> tuple[list[str], list[str], list[str]]:
-    """The items of ``text``, their tags, and the items outside the vocabulary."""
-    items = text.split() if graph.runtime["unit"] == "token" else list(text)
+    """The items of ``text`` (characters, or whitespace-separated tokens for a CoNLL-trained
+    tagger), their tags, and the items outside the vocabulary. A text longer than the tagger's
+    ``max_length`` is tagged in pieces: of whole lines (``line_pieces``, cut at spaces) for
+    characters, of ``max_length`` tokens for tokens; each piece is tagged as if alone."""
+    by_token = graph.runtime["unit"] == "token"
+    items = text.split() if by_token else list(text)
     if not items:
         raise UserError("--text is empty: give something to tag")
-    if len(items) > graph.runtime["max_length"]:
-        raise UserError(
-            f"--text has {len(items)} {graph.runtime['unit']}s: this tagger takes at most "
-            f"{graph.runtime['max_length']}"
-        )
+    limit = graph.runtime["max_length"]
+    if by_token:
+        pieces = [(start, min(start + limit, len(items))) for start in range(0, len(items), limit)]
+    else:
+        pieces = line_pieces(text, limit, cut_at_space=True)
     ids, unknown = vocab.encode(items)
-    logits = graph(ids=ids[None])["tag_logits"][0]
-    logits[:, PAD] = -np.inf
-    return items, [tags[i - 1] for i in np.argmax(logits, axis=-1)], unknown
+    predicted = np.empty(len(items), np.int64)
+    for first in range(0, len(pieces), PIECES_PER_CALL):
+        batch = pieces[first : first + PIECES_PER_CALL]
+        rows = np.full((len(batch), max(end - start for start, end in batch)), PAD, np.int32)
+        for row, (start, end) in enumerate(batch):  # right padding: masked, as in training
+            rows[row, : end - start] = ids[start:end]
+        logits = graph(ids=rows)["tag_logits"]
+        logits[..., PAD] = -np.inf
+        for row, (start, end) in enumerate(batch):
+            predicted[start:end] = np.argmax(logits[row, : end - start], axis=-1)
+    return items, [tags[i - 1] for i in predicted], unknown
