@@ -3,7 +3,9 @@
 Each is a ``keras.layers.Layer`` cell for ``keras.layers.RNN`` with the same weight names and
 layouts as Keras's own cells (``kernel``, ``recurrent_kernel``, ``bias``; gates i, f, c, o for
 LSTM and z, r, h for GRU), so weights copy across with ``set_weights``. Only ``keras.ops`` is
-used: the cells run on any Keras backend.
+used: the cells run on any Keras backend. They are registered with Keras, so a model built
+with them loads with ``keras.models.load_model`` once this module is imported (Keras imports
+no module of another package while it loads a file).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class _Cell(keras.layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
+@keras.saving.register_keras_serializable(package="keras_rnn")
 class SimpleRNNCell(_Cell):
     """h_t = tanh(x_t W + h_{t-1} U + b)."""
 
@@ -58,6 +61,7 @@ class SimpleRNNCell(_Cell):
         return h, [h]
 
 
+@keras.saving.register_keras_serializable(package="keras_rnn")
 class LSTMCell(_Cell):
     """i, f, o = sigmoid(.), g = tanh(.); c_t = f c_{t-1} + i g; h_t = o tanh(c_t)."""
 
@@ -76,6 +80,7 @@ class LSTMCell(_Cell):
         return h, [h, c]
 
 
+@keras.saving.register_keras_serializable(package="keras_rnn")
 class GRUCell(_Cell):
     """z, r = sigmoid(.); h_t = z h_{t-1} + (1 - z) tanh(x W_h + r * (h U_h + b_rh)).
 

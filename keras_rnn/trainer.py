@@ -104,6 +104,7 @@ def train(task: Any, config: TrainConfig, data: Any, run: RunDir, resume: bool) 
             run.backup, double_checkpoint=True, delete_checkpoint=False
         ),
         LogLearningRate(),
+        *(task.log_callbacks(config) if hasattr(task, "log_callbacks") else []),
         keras.callbacks.CSVLogger(str(run.history_csv), append=resume),
         BestWeights(run.best_weights, best=best),
     ]

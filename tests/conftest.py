@@ -125,3 +125,29 @@ def exported_run(trained_run, tmp_path_factory):
         return runs[cell]
 
     return get
+
+
+def foreign_classes(model_keras: Path) -> list[str]:
+    """Every class a .keras file's config names from outside Keras (layers, metrics, losses,
+    optimizer, ...). Keras imports no other package's module while it loads a file, so any such
+    class makes plain ``keras.models.load_model`` fail unless its module was imported first."""
+    import json
+    import zipfile
+
+    found = set()
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            module = node.get("module")
+            foreign = isinstance(module, str) and module.split(".")[0] != "keras"
+            if foreign and "class_name" in node:
+                found.add(f"{module}.{node['class_name']}")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    with zipfile.ZipFile(model_keras) as archive:
+        walk(json.loads(archive.read("config.json")))
+    return sorted(found)

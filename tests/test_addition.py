@@ -14,7 +14,7 @@ from keras_rnn.tasks.addition import examples, split_pairs
 from serving.predict import main as predict_main
 from serving.runtime import add, load_graph
 from serving.runtime.addition import from_bits, to_bits
-from tests.conftest import run_without_tensorflow
+from tests.conftest import foreign_classes, run_without_tensorflow
 
 
 def test_bits_are_least_significant_first_and_round_trip():
@@ -81,6 +81,11 @@ def test_adder_exports_fused_with_parity(adder):
     (entry,) = report["graphs"]
     assert report["ok"] and entry["name"] == "binary_adder"
     assert entry["fused"] and entry["onnx_op_counts"]["RNN"] == 1  # 16 units: fused
+
+
+def test_model_names_keras_classes_only(adder):
+    """Plain ``keras.models.load_model`` loads it: no class of ours in the file."""
+    assert foreign_classes(adder / "model.keras") == []
 
 
 def test_onnxruntime_adds_like_the_course(adder, tmp_path):
@@ -154,6 +159,7 @@ def test_decimal_adder_trains_exports_and_serves(tmp_path):
     assert train.main([*argv, "--run-dir", str(run_dir)]) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {"exact_match", "digit_accuracy", "untrained_exact_match"} <= set(metrics)
+    assert foreign_classes(run_dir / "model.keras") == []  # plain keras.models.load_model
     assert export_main([str(run_dir)]) == 0
     (entry,) = json.loads((run_dir / "export" / "parity.json").read_text())["graphs"]
     assert entry["ok"] and entry["fused"] and entry["onnx_op_counts"]["GRU"] == 2

@@ -78,3 +78,14 @@ def test_cells_round_trip_through_config():
     cell = cells.GRUCell(5, reset_after=False)
     clone = cells.GRUCell.from_config(cell.get_config())
     assert (clone.units, clone.reset_after) == (5, False)
+
+
+@pytest.mark.parametrize("cell", [cells.SimpleRNNCell(3), cells.LSTMCell(3), cells.GRUCell(3)])
+def test_a_model_with_our_cells_saves_and_loads(cell, tmp_path):
+    inputs = keras.Input((None, 2))
+    model = keras.Model(inputs, keras.layers.RNN(cell, return_sequences=True)(inputs))
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    x = np.random.default_rng(0).normal(size=(2, 4, 2)).astype(np.float32)
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+    assert type(loaded.layers[-1].cell) is type(cell)

@@ -3,6 +3,8 @@ runtime, training metrics, export, and identical generation by Keras and onnxrun
 
 import csv
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,7 +17,12 @@ from keras_rnn.runs import finished_run, load_trained_model
 from keras_rnn.tasks import charlm
 from serving.predict import main as predict_main
 from serving.runtime.charlm import UNKNOWN, Vocabulary, sample_next
-from tests.conftest import assert_user_error, run_module, run_without_tensorflow
+from tests.conftest import (
+    assert_user_error,
+    foreign_classes,
+    run_module,
+    run_without_tensorflow,
+)
 
 TEXT = "".join(f"def f{i}(x):\n    return x + {i}  # 我要好好学习\n" for i in range(400))
 
@@ -226,3 +233,29 @@ def test_consecutive_batching_trains_stateful_and_exports_stateless(tmp_path):
     assert export_main([str(run_dir)]) == 0
     report = json.loads((run_dir / "export" / "parity.json").read_text())
     assert report["ok"] and all(g["fused"] for g in report["graphs"])
+
+
+def test_generate_refuses_a_negative_seed(tmp_path, cli_error):
+    cli_error(generate.main, [tmp_path, "--seed", "-1"], "argument --seed: must be an integer >= 0")
+
+
+def test_model_loads_with_plain_keras_in_a_fresh_process(lm_run, tmp_path):
+    """``import keras; keras.models.load_model(path)``, nothing of ours imported (Keras imports
+    no module of another package while loading): the file names Keras's classes only."""
+    run_dir, _ = lm_run
+    assert foreign_classes(run_dir / "model.keras") == []
+    code = (
+        "import sys, keras\n"
+        "model = keras.models.load_model(sys.argv[1])\n"
+        "assert model.compiled and not [m for m in sys.modules if m.startswith('keras_rnn')]\n"
+        "print(model.name)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(run_dir / "model.keras")],
+        cwd=tmp_path,  # not the repository: our packages are not on the path
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "char_lm"

@@ -14,7 +14,7 @@ from serving.predict import main as predict_main
 from serving.runtime import load_graph
 from serving.runtime.charlm import Vocabulary
 from serving.runtime.tagging import load_tags, tag
-from tests.conftest import run_without_tensorflow
+from tests.conftest import foreign_classes, run_without_tensorflow
 
 
 def test_each_character_gets_its_token_type():
@@ -85,6 +85,11 @@ def test_masked_bidirectional_tagger_exports_as_two_fused_grus(conll_run):
         "GRU (forward, masked (zeros at padding))",
         "GRU (reverse, masked (zeros at padding))",
     ]
+
+
+def test_model_names_keras_classes_only(conll_run):
+    """Plain ``keras.models.load_model`` loads it: no class of ours in the file."""
+    assert foreign_classes(conll_run / "model.keras") == []
 
 
 def test_onnxruntime_tags_like_keras(conll_run):

@@ -183,8 +183,10 @@ def evaluation_rows(ids: np.ndarray, vocab_size: int) -> tf.data.Dataset:
 @keras.saving.register_keras_serializable(package="keras_rnn")
 class Perplexity(keras.metrics.Mean):
     """exp of the mean next-character cross-entropy, from logits (or, with ``bits``, that
-    entropy in bits per character). Written here because keras-hub, which has a Perplexity
-    metric, is not a dependency."""
+    entropy in bits per character); ``evaluate`` uses it. Written here because keras-hub,
+    which has a Perplexity metric, is not a dependency. Registered, so that a model compiled
+    with it loads once this module is imported; the task's own models are not compiled with
+    it (``compile_args``)."""
 
     def __init__(self, name: str = "perplexity", bits: bool = False, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -249,10 +251,28 @@ class ResetStates(keras.callbacks.Callback):
 
 
 def compile_args(config: Config, data: Datasets) -> dict[str, Any]:
-    return {
-        "loss": {"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
-        "metrics": {"logits": [Perplexity(), Perplexity(name="bits_per_char", bits=True)]},
-    }
+    """The loss only: perplexity and bits per character follow from it (``LogPerplexity``).
+    A ``Perplexity`` metric here would be saved in model.keras's compile config, and Keras
+    deserialises a class of another package only when its module was imported first, so
+    plain ``keras.models.load_model`` would fail on it."""
+    return {"loss": {"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}}
+
+
+class LogPerplexity(keras.callbacks.Callback):
+    """Put perplexity and bits per character of training and validation into each epoch's
+    logs, from the loss (the mean next-character cross-entropy, in nats), so that history.csv
+    shows them. Must come before ``CSVLogger``."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        for prefix in ("", "val_"):
+            if logs is not None and f"{prefix}loss" in logs:
+                loss = float(logs[f"{prefix}loss"])
+                logs[f"{prefix}perplexity"] = math.exp(loss)
+                logs[f"{prefix}bits_per_char"] = loss / math.log(2)
+
+
+def log_callbacks(config: Config) -> list[keras.callbacks.Callback]:
+    return [LogPerplexity()]
 
 
 def step_model(model: keras.Model, config: Config) -> keras.Model:
