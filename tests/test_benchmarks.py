@@ -5,6 +5,7 @@ import re
 
 from benchmarks.fusion import HEADER as FUSION_HEADER
 from benchmarks.inference import HEADER
+from benchmarks.masks import HEADER as MASKS_HEADER
 from tests.conftest import assert_user_error, run_module
 
 
@@ -47,3 +48,20 @@ def test_fusion_benchmark_compares_fused_and_loop_for_each_shape():
 def test_fusion_benchmark_rejects_an_unknown_cell():
     result = run_module("benchmarks.fusion", "--cells", "transformer")
     assert_user_error(result.returncode, result.stderr, "unknown cell transformer")
+
+
+def test_masks_benchmark_times_each_padding_after_checking_it_against_keras():
+    result = run_module("benchmarks.masks", "--cells", "lstm", "--units", "4", "--repeats", "2")
+    assert result.returncode == 0, result.stderr
+    assert MASKS_HEADER in result.stdout
+    rows = [line.strip("|").split(" | ") for line in result.stdout.splitlines()]
+    rows = [row for row in rows if row[0].strip() == "lstm"]
+    assert [row[2] for row in rows] == ["batch 1 x 10", "batch 32 x 50"]
+    for row in rows:
+        assert all(float(row[column]) > 0 for column in (3, 4, 6))
+        assert all(re.fullmatch(r"\d+\.\d\dx", row[column].strip()) for column in (5, 7))
+
+
+def test_masks_benchmark_rejects_nonsense_sizes():
+    result = run_module("benchmarks.masks", "--units", "0")
+    assert_user_error(result.returncode, result.stderr, "must be positive")
