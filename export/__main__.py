@@ -19,7 +19,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 from keras_rnn.config import TrainConfig
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
-from keras_rnn.runs import RunDir, finished_run, load_trained_model, write_json
+from keras_rnn.runs import (
+    RunDir,
+    check_export_dir,
+    finished_run,
+    load_trained_model,
+    remove_stale_temporaries,
+    write_json,
+)
 from serving import cli
 
 
@@ -31,6 +38,7 @@ def export_run(run: RunDir, config: TrainConfig) -> dict[str, Any]:
 
     graphs = load_task(config.task).export_graphs(load_trained_model(run), config)
     target = run.path / "export"
+    remove_stale_temporaries(run)  # what a killed export or training left behind
     building = run.path / f".export.tmp-{os.getpid()}"
     retired = run.path / f".export.old-{os.getpid()}"
     try:
@@ -43,7 +51,8 @@ def export_run(run: RunDir, config: TrainConfig) -> dict[str, Any]:
         if not report["ok"]:
             return report
         if (run.path / "vocab").is_dir():  # tokenizer files the runtimes read
-            shutil.copytree(run.path / "vocab", building / "vocab")
+            # copyfile, not copytree's default copy2: a copy gets the mode this umask gives
+            shutil.copytree(run.path / "vocab", building / "vocab", copy_function=shutil.copyfile)
         write_json(
             building / "manifest.json",
             {"task": config.task, "opset": onnx.OPSET, "graphs": manifest_graphs},
@@ -115,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         run, config = finished_run(args.run_dir)
-        if (run.path / "export").exists() and not args.force:
-            raise UserError(f"{run.path / 'export'} exists: pass --force to replace it")
+        check_export_dir(run.path / "export", args.force)  # --force replaces only our export
         report = export_run(run, config)
     except UserError as error:
         return cli.report(error)

@@ -2,7 +2,7 @@
 
 Loads model.keras, rebuilds the task's graphs and checks each exported SavedModel and ONNX
 file against Keras again, without writing anything. Exit 0 when parity holds, 1 when it does
-not, 2 for a user mistake (no export, unfinished run, ...).
+not, 2 for a user mistake (no export, unfinished run, a damaged file, ...).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from export.__main__ import format_report
 from keras_rnn.errors import UserError
 from keras_rnn.runs import finished_run, load_trained_model, read_json
 from serving import cli
+from serving.runtime.graph import open_session
 
 
 def verify(run_dir: Path) -> dict:
@@ -39,11 +40,38 @@ def verify(run_dir: Path) -> dict:
                 raise UserError(
                     f"{path} is missing: re-export with python -m export {run_dir} --force"
                 )
+        check_savedmodel_file(savedmodel_dir)
+        open_session(onnx_path)  # a corrupt file is one line here, not a traceback in parity
         graph = graphs[entry["name"]]
         entries.append(
             parity.check_graph(graph, savedmodel_dir, onnx_path, parity.ATOL[config.cell])
         )
     return {"ok": all(e["ok"] for e in entries), "graphs": entries}
+
+
+def check_savedmodel_file(savedmodel_dir: Path) -> None:
+    """Raise ``UserError`` unless ``savedmodel_dir``'s saved_model.pb parses as a SavedModel
+    with a MetaGraph, which is what ``tf.saved_model.load`` reads first (it answers a damaged
+    file with an OSError or ValueError traceback)."""
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf.saved_model_pb2 import SavedModel
+
+    path = savedmodel_dir / "saved_model.pb"
+    damaged = f"{path} cannot be loaded (corrupt or truncated?)"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(
+            f"{path} is missing: re-export with python -m export RUN_DIR --force"
+        ) from None
+    if not data:
+        raise UserError(f"{damaged}: it is empty (0 bytes)")
+    try:
+        saved = SavedModel.FromString(data)
+    except DecodeError:
+        raise UserError(f"{damaged}: it is not a SavedModel (protobuf parsing failed)") from None
+    if not saved.meta_graphs:
+        raise UserError(f"{damaged}: it holds no MetaGraph")
 
 
 def main(argv: list[str] | None = None) -> int:

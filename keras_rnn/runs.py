@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,37 +68,180 @@ class RunDir:
         return self.metrics_json.is_file()
 
 
+# What --force may delete. A run directory is ours when its config.json is the one
+# keras_rnn.train writes AND every other top-level entry is a name the run layout uses
+# (DESIGN.md section 3); an export when its manifest.json is the one python -m export writes
+# and the same holds for its entries. The config alone is not enough: a user who keeps notes
+# in a run folder, or points --run-dir at a folder that happens to hold some config.json,
+# would lose files. An empty folder holds nothing to lose. Inside our own folders (plots/,
+# checkpoints/, ...) everything is taken to be ours.
+RUN_ENTRIES = frozenset(
+    {"config.json", "vocab", "checkpoints", "model.keras", "history.csv", "metrics.json"}
+    | {"plots", "tensorboard", "export"}
+)
+EXPORT_ENTRIES = frozenset({"manifest.json", "parity.json", "savedmodel", "onnx", "vocab"})
+DESKTOP_FILES = frozenset({".DS_Store", "Thumbs.db"})  # a file browser's, in any folder it shows
+# Temporaries named after the process that writes them: .tmp-PID-... (atomic_save,
+# atomic_write_bytes) and .export.tmp-PID / .export.old-PID (python -m export).
+TEMPORARY = re.compile(r"^\.(?:tmp|export\.tmp|export\.old)-(\d+)(?:-|$)")
+
+
 def _occupied(run: RunDir) -> bool:
-    return run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir()))
+    """Whether something is at ``run.path``: a file, a non-empty folder or a broken link (a
+    link to an empty folder is a place to write, as a folder is)."""
+    path = run.path
+    if not path.exists():
+        return path.is_symlink()
+    return not path.is_dir() or any(path.iterdir())
+
+
+def _read_json_or_none(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8 or not JSON: not ours
+        return None
+
+
+def _is_run_config(value: Any) -> bool:
+    config = value.get("config") if isinstance(value, dict) else None
+    return (
+        isinstance(config, dict)
+        and isinstance(config.get("task"), str)
+        and {"data", "environment"} <= value.keys()
+    )
+
+
+def _is_manifest(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("task"), str)
+        and isinstance(value.get("graphs"), list)
+        and "opset" in value
+    )
+
+
+def _foreign(
+    path: Path, marker: str, is_ours: Callable[[Any], bool], layout: frozenset[str], kind: str
+) -> str | None:
+    """Why the existing ``path`` is not a ``kind`` folder of ours (see RUN_ENTRIES), or None."""
+    if path.is_symlink():
+        return "is a symbolic link"
+    if not path.is_dir():
+        return "is a file"
+    try:
+        names = {entry.name for entry in path.iterdir()}
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
+    if not names:
+        return None
+    if not is_ours(_read_json_or_none(path / marker)):
+        writer = "python -m keras_rnn.train" if kind == "run" else "python -m export"
+        return f"has no {marker} written by {writer}"
+    strangers = sorted(name for name in names - layout - DESKTOP_FILES if not TEMPORARY.match(name))
+    if strangers:
+        shown = ", ".join(strangers[:3]) + (", ..." if len(strangers) > 3 else "")
+        return f"also holds {shown}, which no {kind} writes"
+    return None
+
+
+def not_a_run(path: Path) -> str | None:
+    """Why the existing ``path`` is not a run directory of ours, or None if it is one."""
+    reason = _foreign(path, "config.json", _is_run_config, RUN_ENTRIES, "run")
+    export = path / "export"
+    if reason is None and export.exists() and (export_reason := not_an_export(export)):
+        return f"has an export/ folder that {export_reason}"
+    return reason
+
+
+def not_an_export(path: Path) -> str | None:
+    """Why the existing ``path`` is not an export folder of ours, or None if it is one."""
+    return _foreign(path, "manifest.json", _is_manifest, EXPORT_ENTRIES, "export")
 
 
 def check_run_dir(path: str | Path, force: bool = False, resume: bool = False) -> RunDir:
     """Raise ``UserError`` if ``path`` may not be used as asked; changes nothing.
 
-    An existing non-empty directory is refused unless ``force`` (delete it and start over)
-    or ``resume`` (continue it; it must hold a config.json and be unfinished).
+    An existing non-empty path is refused unless it is a run directory of ours (``not_a_run``)
+    and ``force`` (delete it and start over) or ``resume`` (continue it; it must hold a
+    config.json and be unfinished) is given.
     """
     run = RunDir(Path(path))
     if force and resume:
         raise UserError("--force and --resume contradict each other: pick one")
     if resume:
         check_resumable(run)
-    elif _occupied(run) and not force:
-        hint = "--resume to continue it" if run.config_json.is_file() else "another --run-dir"
-        raise UserError(f"{run.path} exists: pass --force to overwrite it, or {hint}")
+    elif _occupied(run):
+        if reason := not_a_run(run.path):
+            alone = " and --force leaves it alone" if force else ""
+            raise UserError(
+                f"{run.path} {reason}, so it is not a run of this project{alone}: "
+                "pick another --run-dir"
+            )
+        if not force:
+            raise UserError(
+                f"{run.path} exists: pass --force to overwrite it, or --resume to continue it"
+            )
     return run
+
+
+def check_export_dir(path: Path, force: bool) -> None:
+    """Raise ``UserError`` unless an export may be written to ``path``: nothing is there, or
+    (with ``force``) an export of ours, which it replaces (``not_an_export``)."""
+    if not (path.exists() or path.is_symlink()):
+        return
+    if reason := not_an_export(path):
+        alone = " and --force leaves it alone" if force else ""
+        raise UserError(
+            f"{path} {reason}, so it is not an export of this project{alone}: move it away first"
+        )
+    if not force and any(path.iterdir()):
+        raise UserError(f"{path} exists: pass --force to replace it")
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still be running (True when unsure)."""
+    if pid == os.getpid() or os.name == "nt":  # on Windows, os.kill would end the process
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except (OverflowError, ValueError):  # no such process id can exist
+        return False
+    return True
+
+
+def remove_stale_temporaries(run: RunDir) -> None:
+    """Delete the temporaries (TEMPORARY) that a killed training or export left in ``run``.
+
+    Only names of our own pattern whose writer is gone: a live process id may be a second
+    command writing the same run right now (or, after the id was reused, an unrelated process:
+    then the temporary stays until the id is free, which is the safe side). Process ids are
+    per machine: writing one run directory from two machines at once is not supported.
+    """
+    for folder in (run.path, run.checkpoints, run.plots, run.path / "vocab"):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for entry in folder.iterdir():
+            match = TEMPORARY.match(entry.name)
+            if not match or _process_alive(int(match.group(1))):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def prepare_run_dir(path: str | Path, force: bool = False, resume: bool = False) -> RunDir:
     """Check (as ``check_run_dir``), then create the run directory, or reopen it to resume."""
     run = check_run_dir(path, force=force, resume=resume)
     if resume:
+        remove_stale_temporaries(run)
         return run
-    if _occupied(run):
-        if run.path.is_dir():
-            shutil.rmtree(run.path)
-        else:
-            run.path.unlink()
+    if _occupied(run):  # a run of ours (check_run_dir refuses anything else)
+        shutil.rmtree(run.path)
     run.path.mkdir(parents=True, exist_ok=True)
     return run
 
@@ -128,14 +273,25 @@ def atomic_save(path: Path, save: Callable[[Path], Any]) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it to ``path``.
+
+    The file gets the mode the umask gives, as with ``open``. Not ``tempfile.mkstemp`` (or
+    NamedTemporaryFile): it creates the file with mode 0600, which the rename keeps, so others
+    could not read a run or serve an export. Creating the file with mode 0666 lets the kernel
+    apply the umask itself, with no need to read it (``os.umask`` reads only by changing it,
+    for every thread). The name carries our process id for ``remove_stale_temporaries``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".tmp-{path.name}", delete=False
-    ) as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(f.name, path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{path.name}")
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -176,6 +332,13 @@ def finished_run(path: str | Path) -> tuple[RunDir, TrainConfig]:
 def load_trained_model(run: RunDir) -> Any:
     """The run's trained Keras model, uncompiled; TensorFlow starts here, after the cheap
     checks."""
+    # Checked first because Keras reports any file that is not a zip archive (empty, truncated,
+    # garbage) as "File not found", which sends the user looking for the wrong problem.
+    if not _is_keras_archive(run.model_keras):
+        raise UserError(
+            f"{run.model_keras} cannot be loaded: it is not a Keras model file "
+            "(corrupt or truncated?): retrain the run"
+        )
     import keras
 
     try:
@@ -184,3 +347,12 @@ def load_trained_model(run: RunDir) -> Any:
         raise UserError(
             f"{run.model_keras} cannot be loaded: {str(error).splitlines()[0]}"
         ) from None
+
+
+def _is_keras_archive(path: Path) -> bool:
+    """Whether ``path`` is a whole zip archive holding a Keras config (a .keras file)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "config.json" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False

@@ -1,7 +1,9 @@
 """python -m export: SavedModel (TF Serving layout), ONNX, manifest and parity for a run."""
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,8 @@ from export import onnx as onnx_export
 from export import parity
 from export.__main__ import main as export_main
 from export.verify import main as verify_main
+from tests.conftest import TINY_TRAINING
+from tests.test_runs import dead_pid
 
 
 @pytest.fixture
@@ -88,9 +92,58 @@ def test_existing_export_is_kept_without_force(run_copy, cli_error):
     before = (run_dir / "export" / "parity.json").read_bytes()
     cli_error(export_main, [run_dir], "export exists: pass --force")
     assert (run_dir / "export" / "parity.json").read_bytes() == before
-    (run_dir / "export" / "stale").write_text("x")
+    (run_dir / "export" / "onnx" / "stale.onnx").write_text("x")  # inside the export's folder
     assert export_main([str(run_dir), "--force"]) == 0
-    assert not (run_dir / "export" / "stale").exists()
+    assert not (run_dir / "export" / "onnx" / "stale.onnx").exists()
+
+
+def test_force_leaves_a_foreign_export_alone(run_copy, cli_error):
+    run_dir = run_copy("gru")
+    export = run_dir / "export"
+    export.mkdir()
+    (export / "slides.pdf").write_text("mine")
+    cli_error(export_main, [run_dir, "--force"], "has no manifest.json", "leaves it alone")
+    (export / "manifest.json").write_text(json.dumps({"task": "sine", "opset": 17, "graphs": []}))
+    cli_error(export_main, [run_dir, "--force"], "also holds slides.pdf", "leaves it alone")
+    assert sorted(p.name for p in export.iterdir()) == ["manifest.json", "slides.pdf"]
+
+
+def test_export_removes_what_killed_runs_left(run_copy):
+    run_dir = run_copy("gru")
+    dead, live = dead_pid(), os.getppid()  # the process that started the tests: alive
+    stale = [f".export.tmp-{dead}", f".export.old-{dead}", f".tmp-{dead}-model.keras"]
+    for name in [*stale, f".export.tmp-{live}"]:
+        (run_dir / name).mkdir()
+        (run_dir / name / "saved_model.pb").write_text("x")
+    assert export_main([str(run_dir)]) == 0
+    assert not [name for name in stale if (run_dir / name).exists()]
+    assert (run_dir / f".export.tmp-{live}").is_dir()  # a live process's, maybe at work
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_files_get_the_mode_the_umask_gives(umask, tmp_path):
+    """Every file and folder of a trained and exported run: readable by others under umask
+    022 (a service account serves the export), by nobody else under 077."""
+    from keras_rnn import train
+
+    run_dir = tmp_path / "run"
+    old = os.umask(umask)
+    try:
+        assert train.main(["--cell", "gru", "--run-dir", str(run_dir), *TINY_TRAINING]) == 0
+        assert export_main([str(run_dir)]) == 0
+    finally:
+        os.umask(old)
+    paths = list(run_dir.rglob("*"))
+    names = {path.name for path in paths}
+    assert {"config.json", "metrics.json", "manifest.json", "parity.json", "loss.png"} <= names
+    assert {"model.keras", "saved_model.pb", "sine_forecaster.onnx"} <= names
+    for path in paths:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if umask == 0o077:
+            assert mode & 0o077 == 0, (path, oct(mode))
+        else:
+            wanted = 0o055 if path.is_dir() else 0o044
+            assert mode & wanted == wanted and not mode & 0o022, (path, oct(mode))
 
 
 def test_parity_failure_exits_1_and_writes_nothing(run_copy, monkeypatch, capsys):
@@ -120,6 +173,37 @@ def test_corrupt_model_is_a_user_error(run_copy, cli_error):
     run_dir = run_copy("lstm")
     (run_dir / "model.keras").write_bytes(b"PK\x03\x04 truncated")
     cli_error(export_main, [run_dir], "model.keras cannot be loaded")
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "truncated"])
+def test_corrupt_model_says_what_is_wrong(damage, exported_run, tmp_path, cli_error):
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run("lstm"), run_dir)
+    damage_file(run_dir / "model.keras", damage)
+    for main, argv in ((export_main, [run_dir, "--force"]), (verify_main, [run_dir])):
+        message = cli_error(main, argv, "model.keras cannot be loaded", "not a Keras model")
+        assert "File not found" not in message
+
+
+def damage_file(path: Path, damage: str) -> None:
+    """Make ``path`` empty, garbage, or its first third."""
+    data = path.read_bytes()
+    path.write_bytes(
+        {"empty": b"", "garbage": b"not a model file", "truncated": data[: len(data) // 3]}[damage]
+    )
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "truncated"])
+@pytest.mark.parametrize(
+    "name", ["onnx/sine_forecaster.onnx", "savedmodel/sine_forecaster/1/saved_model.pb"]
+)
+def test_verify_names_a_damaged_file_with_status_2(name, damage, exported_run, tmp_path, cli_error):
+    """A damaged export is a user's problem (exit 2, one line naming the file); 1 stays
+    "parity failed"."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run("lstm"), run_dir)
+    damage_file(run_dir / "export" / name, damage)
+    cli_error(verify_main, [run_dir], f"{name} cannot be loaded (corrupt or truncated?)")
 
 
 def test_cpu_twin_disables_cudnn_in_both_directions_and_keeps_weights():

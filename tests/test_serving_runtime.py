@@ -84,15 +84,20 @@ def test_runtime_accepts_float64_and_any_length(exported_run):
     assert graph(window=np.zeros((3, 4, 1)))["next_values"].shape == (3, 10)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
 def test_corrupt_onnx_is_one_line(damage, exported_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(exported_run("lstm") / "export", run_dir / "export")
     onnx_path = run_dir / "export" / "onnx" / "sine_forecaster.onnx"
     data = onnx_path.read_bytes()
-    onnx_path.write_bytes(b"not onnx" if damage == "garbage" else data[: len(data) // 3])
+    damaged = {"garbage": b"not onnx", "truncated": data[: len(data) // 3], "empty": b""}
+    onnx_path.write_bytes(damaged[damage])
     result = run_without_tensorflow("serving.predict", run_dir, "--window", "0.1,0.2")
-    assert_user_error(result.returncode, result.stderr, "cannot be loaded (corrupt or truncated?)")
+    assert_user_error(
+        result.returncode,
+        result.stderr,
+        "sine_forecaster.onnx cannot be loaded (corrupt or truncated?): it is",
+    )
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ bad input, and resuming after a SIGKILL."""
 import csv
 import itertools
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,13 +80,37 @@ def test_existing_run_is_kept_without_force(tiny_run, cli_error):
     assert (tiny_run / "metrics.json").read_bytes() == before
 
 
-def test_force_replaces_a_run(tmp_path):
+def test_force_replaces_a_run(tiny_run, tmp_path):
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "stale.txt").write_text("old")
+    shutil.copytree(tiny_run, run_dir)
+    (run_dir / "checkpoints" / "stale.weights.h5").write_text("old")  # inside a run's folder
     assert train.main(["--run-dir", str(run_dir), "--force", "--tensorboard", *TINY_TRAINING]) == 0
-    assert not (run_dir / "stale.txt").exists() and (run_dir / "metrics.json").is_file()
+    assert not (run_dir / "checkpoints" / "stale.weights.h5").exists()
+    assert json.loads((run_dir / "config.json").read_text())["config"]["cell"] == "lstm"
+    assert (run_dir / "metrics.json").is_file()
     assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_force_leaves_what_is_not_a_run_alone(tiny_run, tmp_path, cli_error):
+    """--force deletes only a run directory of ours: not a folder of the user's files, not a
+    run holding a file of the user's, and not the CSV file being read."""
+    folder = tmp_path / "some_folder"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("keep me")
+    cli_error(train.main, ["--run-dir", folder, "--force"], "has no config.json written by")
+    assert [p.name for p in folder.iterdir()] == ["thesis.tex"]
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    (run_dir / "notes.txt").write_text("keep me")
+    cli_error(train.main, ["--run-dir", run_dir, "--force"], "also holds notes.txt")
+    assert (run_dir / "notes.txt").read_text() == "keep me" and (run_dir / "model.keras").exists()
+
+    series = write_series(tmp_path, [0.1 * i for i in range(100)], name="data.csv")
+    before = series.read_bytes()
+    argv = ["--csv", series, "--run-dir", series, "--force"]
+    cli_error(train.main, argv, "data.csv is a file", "--force leaves it alone")
+    assert series.read_bytes() == before
 
 
 def write_series(tmp_path, values, name="series.csv"):

@@ -10,14 +10,34 @@ import numpy as np
 import onnxruntime
 from onnxruntime.capi.onnxruntime_pybind11_state import (
     Fail,
+    InvalidArgument,
     InvalidGraph,
     InvalidProtobuf,
+    NoModel,
     NoSuchFile,
+    RuntimeException,
+)
+from onnxruntime.capi.onnxruntime_pybind11_state import (
+    NotImplemented as OperatorNotImplemented,  # not the builtin NotImplemented
 )
 
 from serving.errors import UserError
 
-_LOAD_ERRORS = (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile)
+# What onnxruntime raises for a file it cannot load, found by loading damaged exports: an
+# empty file is InvalidArgument ("No graph was found"), garbage and every truncation tried are
+# InvalidProtobuf, and bytes changed inside a valid file give InvalidArgument, InvalidGraph,
+# Fail or (a name that is no longer UTF-8) UnicodeDecodeError. None of them share a base class
+# below Exception.
+_LOAD_ERRORS = (
+    Fail,
+    InvalidArgument,
+    InvalidGraph,
+    InvalidProtobuf,
+    NoModel,
+    NoSuchFile,
+    RuntimeException,
+    UnicodeDecodeError,
+)
 
 
 class ExportedGraph:
@@ -32,16 +52,7 @@ class ExportedGraph:
         self.inputs: list[dict[str, Any]] = entry["inputs"]
         self.outputs: list[dict[str, Any]] = entry["outputs"]
         self.runtime: dict[str, Any] = entry.get("runtime", {})
-        path = export_dir / entry["onnx"]
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = onnxruntime.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except _LOAD_ERRORS as error:
-            raise UserError(f"{path} cannot be loaded (corrupt or truncated?): {error}") from None
+        self.session = open_session(export_dir / entry["onnx"], threads)
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
         expected = {spec["name"]: spec for spec in self.inputs}
@@ -58,6 +69,56 @@ class ExportedGraph:
         feed = {name: _checked(name, value, expected[name]) for name, value in inputs.items()}
         names = [output.name for output in self.session.get_outputs()]
         return dict(zip(names, self.session.run(names, feed), strict=True))
+
+
+def open_session(path: Path, threads: int | None = None) -> onnxruntime.InferenceSession:
+    """An onnxruntime CPU session for the ONNX file ``path``; ``threads`` fixes its intra-op
+    thread count. A missing, empty, corrupt or unloadable file is a ``UserError`` naming it."""
+    if not path.is_file():
+        problem = "is not a file" if path.exists() else "is missing"
+        raise UserError(f"{path} {problem}: re-export the run (python -m export RUN_DIR --force)")
+    damaged = f"{path} cannot be loaded (corrupt or truncated?)"
+    if path.stat().st_size == 0:
+        raise UserError(f"{damaged}: it is empty (0 bytes)")
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except InvalidProtobuf:
+        raise UserError(f"{damaged}: it is not an ONNX model (protobuf parsing failed)") from None
+    except OperatorNotImplemented as error:  # a whole file with an operator this onnxruntime lacks
+        raise UserError(
+            f"{path} cannot be loaded by onnxruntime {onnxruntime.__version__}: {_detail(error)}"
+        ) from None
+    except _LOAD_ERRORS as error:
+        raise UserError(f"{damaged}: {_detail(error)}") from None
+
+
+def _detail(error: Exception) -> str:
+    """onnxruntime's reason without its prefix, which repeats the path."""
+    return str(error).splitlines()[0].split(" failed:", 1)[-1].strip()
+
+
+def _checked(name: str, value: Any, spec: dict[str, Any]) -> np.ndarray:
+    array = np.asarray(value)
+    dtype = np.dtype(spec["dtype"])
+    same_kind = array.dtype.kind == dtype.kind or (dtype.kind == "f" and array.dtype.kind in "iu")
+    if not same_kind:
+        raise UserError(f"input {name} must be {spec['dtype']} numbers, got {array.dtype}")
+    shape = spec["shape"]
+    if array.ndim != len(shape):
+        raise UserError(
+            f"input {name} must have rank {len(shape)} (shape {_shape_text(shape)}), "
+            f"got shape {tuple(array.shape)}"
+        )
+    for axis, (size, want) in enumerate(zip(array.shape, shape, strict=True)):
+        if want is not None and size != want:
+            raise UserError(
+                f"input {name} must have size {want} on axis {axis} (shape {_shape_text(shape)}), "
+                f"got shape {tuple(array.shape)}"
+            )
+    return array.astype(dtype, copy=False)
 
 
 def _checked(name: str, value: Any, spec: dict[str, Any]) -> np.ndarray:
