@@ -6,10 +6,13 @@ DEMO_RUN := runs/demo-sine-lstm
 
 .PHONY: demo test lint format clean
 
-$(VENV)/.installed: requirements.txt
+# The project itself goes in editable (console scripts keras-rnn-train, ... in .venv/bin) with
+# nothing more downloaded: requirements.txt brought setuptools and every dependency.
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install -qq --no-deps --no-build-isolation --no-index --editable .
 	touch $@
 
 # --force: the demo retrains (and re-exports) the same run directory each time it is run.
