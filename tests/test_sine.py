@@ -8,6 +8,7 @@ from keras_rnn.errors import UserError
 from keras_rnn.tasks import sine
 from keras_rnn.tasks.sine import noisy_sine
 from serving.runtime.series import read_csv_series, recursive_forecast
+from tests.conftest import foreign_classes
 
 
 def config(**values):
@@ -127,3 +128,9 @@ def test_model_takes_and_returns_raw_units_at_any_length():
     np.testing.assert_allclose(constant, [[data.mean]], atol=1e-6)  # zero output -> the mean
     weights = sine.compile_args(cfg, data)["loss_weights"]
     assert weights["next_value"] == pytest.approx(1 / data.std**2)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_model_names_keras_classes_only(cell, trained_run):
+    """Plain ``keras.models.load_model`` loads it: no class of ours in the file."""
+    assert foreign_classes(trained_run(cell) / "model.keras") == []
