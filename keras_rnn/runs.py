@@ -310,7 +310,7 @@ def read_json(path: Path) -> Any:
 
 def finished_run(path: str | Path) -> tuple[RunDir, TrainConfig]:
     """The finished run at ``path`` and its config; anything else is a ``UserError``."""
-    run = RunDir(path)
+    run = RunDir(Path(path))
     if not run.path.is_dir():
         raise UserError(f"run directory not found: {path}")
     saved = read_json(run.config_json)
