@@ -10,22 +10,17 @@ measurement behind ``export.onnx.FUSED``.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
 import numpy as np
 
 from benchmarks.inference import median_ms
-from export.onnx import FUSED, op_counts, recurrent_ops, session, write_onnx
+from keras_rnn import quiet
 from keras_rnn.config import CELLS
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
-from keras_rnn.layers import rnn_layer
 from serving import cli
 
 FEATURES = 8
@@ -37,6 +32,10 @@ HEADER = (
 
 
 def layer_graph(cell: str, units: int, masked: bool) -> ExportGraph:
+    import keras  # TensorFlow is imported here, after main's checks started it quietly
+
+    from keras_rnn.layers import rnn_layer
+
     keras.utils.set_random_seed(0)
     inputs = keras.Input((None, FEATURES), name="sequence")
     x = keras.layers.Masking(0.0)(inputs) if masked else inputs
@@ -64,6 +63,10 @@ def sequences(batch: int, steps: int, masked: bool, rng: np.random.Generator) ->
 def benchmark_layer(
     cell: str, units: int, masked: bool, threads: int, repeats: int, folder: Path
 ) -> list[str]:
+    from export.onnx import op_counts, recurrent_ops, session, write_onnx
+
+    mask = "masked" if masked else "unmasked"
+    print(f"exporting and timing {cell}, {units} units, {mask}", flush=True)  # progress
     graph = layer_graph(cell, units, masked)
     paths = {"alone": folder / f"{graph.name}_alone.onnx", "fused": folder / f"{graph.name}.onnx"}
     write_onnx(graph, paths["alone"], fuse={})
@@ -99,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", default=",".join(CELLS), help="comma-separated cells")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default: 1)")
     parser.add_argument("--repeats", type=int, default=200, help="timed calls (default: 200)")
+    quiet.add_verbose_flag(parser)
     try:
         args = parser.parse_args(argv)
         cells = args.cells.split(",")
@@ -112,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             ) from None
         if min(sizes) < 1 or args.threads < 1 or args.repeats < 1:
             raise UserError("--units, --threads and --repeats must be positive")
+        quiet.start_tensorflow(args.verbose)
+        from export.onnx import FUSED
+
         with tempfile.TemporaryDirectory() as folder:
             rows = [
                 row
@@ -124,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             ]
     except UserError as error:
         return cli.report(error)
+    except KeyboardInterrupt:
+        return cli.interrupted("no table was printed")
     print(
         f"onnxruntime median latency in ms, {args.threads} thread(s), {args.repeats} calls "
         f"after 3 warm-up; features {FEATURES}. Shipped fused (cell: up to units): {FUSED}.\n"

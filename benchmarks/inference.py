@@ -8,21 +8,15 @@ come from one run of this command: compare them, not absolute times, across mach
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
 import numpy as np
-import tensorflow as tf
 
-from export.onnx import recurrent_ops
-from export.savedmodel import load_savedmodel
+from keras_rnn import quiet
 from keras_rnn.errors import UserError
 from keras_rnn.runs import read_json
 from serving import cli
@@ -62,6 +56,12 @@ HEADER = (
 
 def benchmark_run(run_dir: Path, threads: int, repeats: int) -> list[str]:
     """One table row per exported graph and input shape."""
+    import keras  # TensorFlow is imported here, after main's checks started it quietly
+    import tensorflow as tf
+
+    from export.onnx import recurrent_ops
+    from export.savedmodel import load_savedmodel
+
     export = run_dir / "export"
     manifest = read_json(export / "manifest.json")
     op_counts = {
@@ -72,6 +72,7 @@ def benchmark_run(run_dir: Path, threads: int, repeats: int) -> list[str]:
     rng = np.random.default_rng(0)
     rows = []
     for entry in manifest["graphs"]:
+        print(f"timing {entry['name']} ({cell}) in {run_dir}", flush=True)  # progress
         specs = {
             spec["name"]: tf.TensorSpec(spec["shape"], spec["dtype"], name=spec["name"])
             for spec in entry["inputs"]
@@ -96,6 +97,8 @@ def benchmark_run(run_dir: Path, threads: int, repeats: int) -> list[str]:
 
 def time_backends(backends: dict, feed: dict[str, np.ndarray], repeats: int) -> dict[str, float]:
     """Median ms per backend on the same inputs (tensors for tf.function, arrays otherwise)."""
+    import tensorflow as tf
+
     tensors = {name: tf.constant(value) for name, value in feed.items()}
     calls = {
         "tf.function": lambda: backends["tf.function"](tensors),
@@ -116,10 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeats", type=int, default=50, help="timed calls per cell (default: 50)"
     )
+    quiet.add_verbose_flag(parser)
     try:
         args = parser.parse_args(argv)
         if args.threads < 1 or args.repeats < 1:
             raise UserError("--threads and --repeats must be positive")
+        for run_dir in args.run_dirs:  # every export is there before TensorFlow starts
+            read_json(run_dir / "export" / "manifest.json")
+        tf = quiet.start_tensorflow(args.verbose)
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         rows = [
@@ -129,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
     except UserError as error:
         return cli.report(error)
+    except KeyboardInterrupt:
+        return cli.interrupted("no table was printed")
     print(
         f"Median latency in ms, {args.threads} thread(s), {args.repeats} calls after 3 warm-up.\n"
     )

@@ -2,7 +2,8 @@
 
 Everything is built in a temporary folder inside the run and renamed to ``RUN_DIR/export``
 only when parity holds; on a parity failure nothing is left behind and the exit status is 1.
-User mistakes print one line and exit with status 2.
+User mistakes print one line and exit with status 2; Ctrl-C prints one line and exits with
+status 130. TensorFlow's start-up lines stay off the terminal unless --verbose asks for them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
-
+from keras_rnn import quiet
 from keras_rnn.config import TrainConfig
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
@@ -44,6 +44,7 @@ def export_run(run: RunDir, config: TrainConfig) -> dict[str, Any]:
     try:
         entries, manifest_graphs = [], []
         for graph in graphs:
+            print(f"exporting {graph.name}: SavedModel, ONNX, parity check", flush=True)
             entry, manifest_entry = export_graph(graph, building, parity.ATOL[config.cell])
             entries.append(entry)
             manifest_graphs.append(manifest_entry)
@@ -62,7 +63,9 @@ def export_run(run: RunDir, config: TrainConfig) -> dict[str, Any]:
             target.rename(retired)
         building.rename(target)
         return report
-    finally:
+    finally:  # also on Ctrl-C: no temporary folder stays, and a replaced export comes back
+        if retired.exists() and not target.exists():
+            retired.rename(target)
         shutil.rmtree(building, ignore_errors=True)
         shutil.rmtree(retired, ignore_errors=True)
 
@@ -121,13 +124,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="python -m export", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a finished run directory")
     parser.add_argument("--force", action="store_true", help="replace an existing export")
+    quiet.add_verbose_flag(parser)
     try:
         args = parser.parse_args(argv)
         run, config = finished_run(args.run_dir)
         check_export_dir(run.path / "export", args.force)  # --force replaces only our export
+        quiet.start_tensorflow(args.verbose)
         report = export_run(run, config)
     except UserError as error:
         return cli.report(error)
+    except KeyboardInterrupt:
+        return cli.interrupted("no new export was written")
     print(format_report(report))
     if not report["ok"]:
         print(json.dumps(report, indent=2), file=sys.stderr)

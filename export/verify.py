@@ -11,17 +11,20 @@ import sys
 from pathlib import Path
 
 from export.__main__ import format_report
+from keras_rnn import quiet
 from keras_rnn.errors import UserError
 from keras_rnn.runs import finished_run, load_trained_model, read_json
 from serving import cli
 from serving.runtime.graph import open_session
 
 
-def verify(run_dir: Path) -> dict:
-    """The parity report of the export in ``run_dir``, computed afresh."""
+def verify(run_dir: Path, verbose: bool = False) -> dict:
+    """The parity report of the export in ``run_dir``, computed afresh; ``verbose`` lets
+    TensorFlow's start-up lines through."""
     run, config = finished_run(run_dir)
     export = run.path / "export"
     manifest = read_json(export / "manifest.json")
+    quiet.start_tensorflow(verbose)
     from export import parity
     from keras_rnn.tasks import load_task
 
@@ -43,6 +46,7 @@ def verify(run_dir: Path) -> dict:
         check_savedmodel_file(savedmodel_dir)
         open_session(onnx_path)  # a corrupt file is one line here, not a traceback in parity
         graph = graphs[entry["name"]]
+        print(f"checking {graph.name}: SavedModel and ONNX against Keras", flush=True)
         entries.append(
             parity.check_graph(graph, savedmodel_dir, onnx_path, parity.ATOL[config.cell])
         )
@@ -77,10 +81,14 @@ def check_savedmodel_file(savedmodel_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="python -m export.verify", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="an exported run directory")
+    quiet.add_verbose_flag(parser)
     try:
-        report = verify(parser.parse_args(argv).run_dir)
+        args = parser.parse_args(argv)
+        report = verify(args.run_dir, args.verbose)
     except UserError as error:
         return cli.report(error)
+    except KeyboardInterrupt:
+        return cli.interrupted("nothing was changed")
     print(format_report(report))
     if not report["ok"]:
         print("error: parity failed", file=sys.stderr)

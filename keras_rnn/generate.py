@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from keras_rnn import quiet
 from keras_rnn.errors import UserError
 from keras_rnn.runs import finished_run, load_trained_model
 from serving import cli
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("run_dir", type=Path, help="a finished charlm run directory")
     add_generation_flags(parser)
+    quiet.add_verbose_flag(parser)
     try:
         args = parser.parse_args(argv)
         run, config = finished_run(args.run_dir)
@@ -36,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{run.path} is a {config.task} run: generate needs a charlm run")
         vocab = Vocabulary.load(run.path / "vocab" / "vocab.json")
         check_generation(args.prefix or "", args.length, args.temperature, args.top_k, vocab.size)
-        from keras_rnn.tasks import charlm  # TensorFlow starts here, after the cheap checks
+        quiet.start_tensorflow(args.verbose)  # after the cheap checks
+        from keras_rnn.tasks import charlm
 
         text, unknown = charlm.keras_generate(
             load_trained_model(run),
@@ -50,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     except UserError as error:
         return cli.report(error)
+    except KeyboardInterrupt:
+        return cli.interrupted("no text was generated")
     if unknown:
         print(unknown_note(unknown), file=sys.stderr)
     print(args.prefix + text)

@@ -5,14 +5,18 @@
 Writes the run directory of DESIGN.md section 3 and prints the test metrics and where
 everything went. User mistakes print one line to stderr and exit with status 2. Arguments and
 the run directory are checked before TensorFlow is imported, so those mistakes answer at once.
+TensorFlow's start-up lines stay off the terminal unless --verbose asks for them. Ctrl-C prints
+one line with the command that continues the run and exits with status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
+from keras_rnn import quiet
 from keras_rnn.config import (
     CONFIGS,
     TrainConfig,
@@ -44,10 +48,11 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     parser.add_argument("--run-dir", help="run directory (default: runs/TASK-CELL)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--force", action="store_true", help="delete an existing run first")
+    quiet.add_verbose_flag(parser)
     add_config_flags(parser, task_config)
     args = parser.parse_args(argv)
 
-    control = {"task", "run_dir", "resume", "force"}
+    control = {"task", "run_dir", "resume", "force", "verbose"}
     explicit = {k: v for k, v in vars(args).items() if k not in control}
     cell = explicit.get("cell", task_config.cell)
     args.run_dir = Path(args.run_dir or f"runs/{args.task}-{cell}")
@@ -70,15 +75,33 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     return config, args
 
 
+def resume_hint(config: TrainConfig, run_dir: Path) -> str:
+    """What to tell a user whose training was interrupted: how to go on, if it can."""
+    run = RunDir(run_dir)
+    if not run.config_json.is_file():
+        return "training had not started: run the same command again"
+    if run.complete:
+        return f"the run had finished: {run.path}"
+    command = ["python", "-m", "keras_rnn.train", "--task", config.task]
+    command += ["--run-dir", str(run.path), "--resume"]
+    return f"continue the run with: {shlex.join(command)}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    config = args = None
     try:
         config, args = parse_args(argv)
         check_run_dir(args.run_dir, force=args.force, resume=args.resume)
-        from keras_rnn.trainer import run_training  # TensorFlow starts here
+        quiet.start_tensorflow(args.verbose)
+        from keras_rnn.trainer import run_training
 
         task, run, metrics = run_training(config, args.run_dir, args.force, args.resume)
     except UserError as error:
         return cli.report(error)
+    except KeyboardInterrupt:  # Ctrl-C: one line instead of Keras's traceback
+        if config is None or args is None:
+            return cli.interrupted("nothing was written")
+        return cli.interrupted(resume_hint(config, args.run_dir))
     print()
     print(task.format_metrics(metrics, config))
     print()

@@ -7,14 +7,11 @@ import csv
 import io
 import json
 import math
-import os
 import platform
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
 import keras
 import numpy as np

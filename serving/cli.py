@@ -4,6 +4,7 @@ Standard library only; it lives here so that serving installs and runs alone."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from serving.errors import UserError
@@ -20,6 +21,20 @@ def report(error: UserError) -> int:
     """Print ``error`` as one line on stderr; return the exit status for user mistakes."""
     print(f"error: {error}", file=sys.stderr)
     return 2
+
+
+INTERRUPTED = 130  # the shell's status for a process ended by SIGINT (128 + 2)
+
+
+def interrupted(note: str) -> int:
+    """Print one line for Ctrl-C (``note`` says what was kept or how to go on); return 130.
+    Logging is switched off: what libraries log about objects the interrupt left half-built,
+    while the process winds down, is noise."""
+    logging.disable(logging.CRITICAL)
+    if sys.stdout.isatty():
+        print(flush=True)  # end a progress bar's line
+    print(f"interrupted: {note}", file=sys.stderr)
+    return INTERRUPTED
 
 
 def positive_int(text: str) -> int:

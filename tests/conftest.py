@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ def run_module(module: str, *args, timeout: float = 300) -> subprocess.Completed
 
 
 def _run_python(arguments: list[str], timeout: float) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, *arguments],
         cwd=REPO,
@@ -31,15 +30,6 @@ def _run_python(arguments: list[str], timeout: float) -> subprocess.CompletedPro
         timeout=timeout,
         env=env,
     )
-
-
-# TensorFlow's own start-up log on a machine without a GPU, written by its C++ runtime before
-# any of our code can configure logging (TF_CPP_MIN_LOG_LEVEL does not reach it). Not ours,
-# not an error: the only lines a user-error check sets aside.
-TENSORFLOW_STARTUP_LOG = re.compile(
-    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|I\d{4} [\d:. ]+\d+ cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine.*)$"
-)
 
 
 # Importing any of these raises in run_without_tensorflow: the serving side installs and runs
@@ -61,11 +51,7 @@ def run_without_tensorflow(module: str, *args, timeout: float = 120) -> subproce
 
 def assert_user_error(status: int, stderr: str, *fragments: str) -> None:
     """Exit status 2, one ``error:`` line on stderr naming the problem, no traceback."""
-    lines = [
-        line
-        for line in stderr.splitlines()
-        if line.strip() and not TENSORFLOW_STARTUP_LOG.match(line)
-    ]
+    lines = [line for line in stderr.splitlines() if line.strip()]
     assert status == 2, stderr
     assert "Traceback" not in stderr, stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr

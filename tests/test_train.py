@@ -253,3 +253,37 @@ def test_default_config_beats_both_baselines(cell, tmp_path):
     metrics = json.loads((tmp_path / cell / "metrics.json").read_text())
     assert metrics["test_rmse"] < metrics["linear_rmse"] < metrics["persistence_rmse"]
     assert metrics["test_rmse"] > metrics["noise_std"]  # nothing beats the noise: a sanity bound
+
+
+def test_ctrl_c_prints_the_resume_command_and_exits_130(tmp_path):
+    """SIGINT during training: status 130, one line on stderr with the exact command that
+    continues the run, no traceback; that command then finishes the run."""
+    run_dir = tmp_path / "run"
+    argv = ["--run-dir", run_dir, "--units", "4", "--batch-size", "64", "--epochs", "1000"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_rnn.train", *map(str, argv), "--patience", "0"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # SIGINT as a terminal delivers it, even where this test runs with it ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    history = run_dir / "history.csv"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if history.is_file() and len(history.read_text().splitlines()) >= 2:  # an epoch done
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    command = f"python -m keras_rnn.train --task sine --run-dir {run_dir} --resume"
+    assert stderr.splitlines() == [f"interrupted: continue the run with: {command}"]
+    assert not (run_dir / "metrics.json").exists()
+
+    with history.open() as f:
+        done = len(list(csv.DictReader(f)))
+    resumed = run_module(*command.split()[2:], "--epochs", done + 2)  # not all 1000 epochs
+    assert resumed.returncode == 0, resumed.stderr
+    assert (run_dir / "metrics.json").is_file()

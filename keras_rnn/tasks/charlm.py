@@ -415,19 +415,18 @@ def evaluate(
     """Perplexity and bits per character on validation and test; writes the vocabulary."""
     atomic_write_bytes(run.path / "vocab" / "vocab.json", data.vocab.to_json())
     model = stateless(model, config)
-    splits = {
-        "val": evaluation_rows(data.ids[data.val_start : data.test_start], data.vocab.size),
-        "test": evaluation_rows(data.ids[data.test_start :], data.vocab.size),
-    }
+    parts = {"val": data.ids[data.val_start : data.test_start], "test": data.ids[data.test_start :]}
     metrics = {}
-    for split, dataset in splits.items():
+    for split, ids in parts.items():
+        print(f"evaluating on {split}: {len(ids):,} characters", flush=True)  # progress
         entropy = Perplexity(bits=True)
-        for inputs, targets in dataset:
+        for inputs, targets in evaluation_rows(ids, data.vocab.size):
             entropy.update_state(targets, model(inputs, training=False)["logits"])
         bits = float(entropy.result())
         metrics[f"{split}_bits_per_char"] = bits
         metrics[f"{split}_perplexity"] = 2.0**bits
     metrics["vocabulary"] = data.vocab.size
+    print("writing a 400-character sample", flush=True)  # progress
     metrics["sample"] = (
         config.sample_prefix
         + keras_generate(model, config, data.vocab, config.sample_prefix, 400, 0.5, 0, config.seed)[

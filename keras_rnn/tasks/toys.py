@@ -11,17 +11,17 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
+from typing import TYPE_CHECKING
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
 import numpy as np
 
+from keras_rnn import quiet
 from keras_rnn.errors import UserError
-from keras_rnn.layers import recurrent_stack, rnn_layer
 from serving import cli
+
+if TYPE_CHECKING:  # imported where used: main starts TensorFlow quietly after --help
+    import keras
 
 PAD, START, END = "_", "^", "$"  # reserved tokens of the encoder-decoder; PAD is id 0
 ANTONYMS = (
@@ -67,6 +67,10 @@ def n_to_n(
     model outputs for ``source`` (the most likely character at each step)."""
     if len(source) != len(target):
         raise ValueError(f"N to N needs equal lengths, got {source!r} and {target!r}")
+    import keras
+
+    from keras_rnn.layers import recurrent_stack
+
     vocab = vocabulary(source, target)
     keras.utils.set_random_seed(seed)
     chars = keras.Input((None,), dtype="int32", name="chars")
@@ -96,6 +100,8 @@ class Translator:
 
     def __call__(self, word: str) -> str:
         """Greedy decoding: each step is fed the previous step's own output."""
+        import keras
+
         states = self.encoder(self.vocab.ids(word)[None])
         states = [
             keras.ops.convert_to_numpy(s)
@@ -123,6 +129,10 @@ def encoder_decoder(
 ) -> Translator:
     """Train a character encoder-decoder on ``pairs`` with teacher forcing; return its greedy
     translator."""
+    import keras
+
+    from keras_rnn.layers import rnn_layer
+
     vocab = vocabulary(*(a + b for a, b in pairs), reserved=(PAD, START, END))
     length = max(len(word) for pair in pairs for word in pair) + 1
 
@@ -165,21 +175,31 @@ def encoder_decoder(
     return Translator(vocab, keras.Model(source, states), step, max_length=length)
 
 
+def print_toys() -> None:
+    """Train the three toys and print what each trained model outputs."""
+    print(f"我要好好学习 -> {n_to_n('我要好好学习', '我要乖乖躺平')}   (N to N, one LSTM layer)")
+    print(f"hello -> {n_to_n('hello', 'ohlol', layers=2)}   (N to N, two stacked LSTM layers)")
+    translate = encoder_decoder()
+    for word, antonym in ANTONYMS:
+        print(f"{word} -> {translate(word)}   (encoder-decoder, greedy; expected {antonym})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m keras_rnn.tasks.toys",
         description="Train the course's three toy problems (seconds each) and print what the "
         "trained models output; seed 0, nothing is written.",
     )
+    quiet.add_verbose_flag(parser)
     try:
-        parser.parse_args(argv)  # only --help: the toys take no options
+        args = parser.parse_args(argv)  # --help and --verbose only: the toys take no options
     except UserError as error:
         return cli.report(error)
-    print(f"我要好好学习 -> {n_to_n('我要好好学习', '我要乖乖躺平')}   (N to N, one LSTM layer)")
-    print(f"hello -> {n_to_n('hello', 'ohlol', layers=2)}   (N to N, two stacked LSTM layers)")
-    translate = encoder_decoder()
-    for word, antonym in ANTONYMS:
-        print(f"{word} -> {translate(word)}   (encoder-decoder, greedy; expected {antonym})")
+    try:
+        quiet.start_tensorflow(args.verbose)
+        print_toys()
+    except KeyboardInterrupt:
+        return cli.interrupted("nothing is kept: the toys train from scratch each time")
     return 0
 
 
