@@ -1,15 +1,81 @@
-"""Callbacks that survive ``--resume``: best weights written atomically, and early stopping
-that picks up its count from the run's history instead of starting over; and the learning
-rate in every epoch's logs."""
+"""Callbacks that survive ``--resume``: a backup that also keeps the random generators, best
+weights written atomically, and early stopping that picks up its count from the run's history
+instead of starting over; and the learning rate in every epoch's logs."""
 
 from __future__ import annotations
 
+import json
 import math
+import random
 from pathlib import Path
+from typing import Any
 
 import keras
+import numpy as np
 
-from keras_rnn.runs import atomic_save
+from keras_rnn.runs import atomic_save, write_json
+
+
+class ExactBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` (weights, optimizer state, epoch) plus the random generators, so
+    that a resumed run repeats the uninterrupted one exactly (same seed, same machine): every
+    seed generator of the model (dropout masks: Keras keeps their counters in variables that
+    the saved weights leave out, so a new process would start them over), and Python's and
+    NumPy's global generators. The data order needs no state (``keras_rnn.epochs``).
+
+    The generators' state goes into ``random_state.json`` before Keras writes its backup, for
+    the current and the previous backup (Keras falls back to the previous one if the current
+    one is corrupt). Put this callback last: at an epoch's end, everything the other callbacks
+    write (history row, best weights) is on disk before the backup says the epoch is done.
+    """
+
+    def __init__(self, backup_dir: Path, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self.random_state_path = Path(backup_dir) / "random_state.json"
+        self.restored = False
+
+    def _seed_states(self) -> list:
+        return [v for v in self.model.variables if v.name == "seed_generator_state"]
+
+    def _random_state(self) -> dict[str, Any]:
+        _, mt_state, position, has_gauss, gauss = np.random.get_state()
+        return {
+            "seed_generators": [
+                keras.ops.convert_to_numpy(v).tolist() for v in self._seed_states()
+            ],
+            "python": random.getstate(),
+            "numpy": [mt_state.tolist(), int(position), int(has_gauss), float(gauss)],
+        }
+
+    def _saved_states(self) -> dict[str, Any]:
+        if not self.random_state_path.is_file():
+            return {}
+        return json.loads(self.random_state_path.read_text())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.restored:
+            return
+        self.restored = True
+        if epoch == 0:
+            return
+        state = self._saved_states().get(str(epoch))
+        if state is None:
+            print(
+                f"note: the backup keeps no random state for epoch {epoch} (an older backup): "
+                "this run does not repeat an uninterrupted one exactly"
+            )
+            return
+        for variable, value in zip(self._seed_states(), state["seed_generators"], strict=True):
+            variable.assign(value)
+        version, internal, gauss_next = state["python"]
+        random.setstate((version, tuple(internal), gauss_next))
+        mt_state, position, has_gauss, gauss = state["numpy"]
+        np.random.set_state(("MT19937", np.array(mt_state, np.uint32), position, has_gauss, gauss))
+
+    def on_epoch_end(self, epoch, logs=None):
+        kept = {k: v for k, v in self._saved_states().items() if k == str(epoch)}
+        write_json(self.random_state_path, {**kept, str(epoch + 1): self._random_state()})
+        super().on_epoch_end(epoch, logs)
 
 
 class BestWeights(keras.callbacks.Callback):

@@ -15,6 +15,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from keras_rnn import quiet
 from keras_rnn.config import (
@@ -33,20 +34,51 @@ from serving import cli
 RESUMABLE_FLAGS = {"epochs", "patience", "tensorboard"}  # what --resume may change
 
 
+def saved_config(run: RunDir, task: str | None) -> dict[str, Any]:
+    """The config of the unfinished run to resume; ``task``, if given, must be the run's."""
+    check_resumable(run)
+    saved = read_json(run.config_json)
+    config = saved.get("config") if isinstance(saved, dict) else None
+    if not isinstance(config, dict) or config.get("task") not in CONFIGS:
+        raise UserError(f"{run.config_json} holds no config of a known task: retrain with --force")
+    if task is not None and task != config["task"]:
+        raise UserError(
+            f"--task {task} differs from the task of {run.path}, {config['task']}: "
+            "a resumed run keeps its task (leave --task out)"
+        )
+    return config
+
+
 def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     """Return the resolved config and the run-control arguments (run_dir, resume, force)."""
     pre = cli.ArgumentParser(add_help=False)
-    pre.add_argument("--task", default="sine")
+    pre.add_argument("--task")
+    pre.add_argument("--run-dir")
+    pre.add_argument("--resume", action="store_true")
     known, _ = pre.parse_known_args(argv)
-    task_config = config_class(known.task)
+    task = known.task or "sine"
+    if known.resume and known.run_dir is not None:  # the run knows its task
+        task = saved_config(RunDir(Path(known.run_dir)), known.task)["task"]
+    task_config = config_class(task)
 
     parser = cli.ArgumentParser(
         prog="python -m keras_rnn.train",
         description="Train a recurrent model; write config, checkpoints, model, metrics, plots.",
     )
-    parser.add_argument("--task", choices=tuple(CONFIGS), default="sine", help="(default: sine)")
+    parser.add_argument(
+        "--task",
+        choices=tuple(CONFIGS),
+        default=task,
+        help="(default: sine; with --resume, the run's own task)",
+    )
     parser.add_argument("--run-dir", help="run directory (default: runs/TASK-CELL)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run: --run-dir DIR --resume is enough, its config.json "
+        "gives the task and config; without --run-dir, the run at runs/TASK-CELL of --task "
+        "and --cell",
+    )
     parser.add_argument("--force", action="store_true", help="delete an existing run first")
     quiet.add_verbose_flag(parser)
     add_config_flags(parser, task_config)
@@ -57,9 +89,7 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     cell = explicit.get("cell", task_config.cell)
     args.run_dir = Path(args.run_dir or f"runs/{args.task}-{cell}")
     if args.resume:
-        run = RunDir(args.run_dir)
-        check_resumable(run)
-        saved = read_json(run.config_json)["config"]
+        saved = saved_config(RunDir(args.run_dir), args.task)
         for name, value in explicit.items():
             if name not in RESUMABLE_FLAGS and saved.get(name) != value:
                 changeable = ", ".join(f"--{flag(name)}" for name in sorted(RESUMABLE_FLAGS))

@@ -18,8 +18,14 @@ import numpy as np
 import tensorflow as tf
 
 from keras_rnn import plots
-from keras_rnn.callbacks import BestWeights, LogLearningRate, ResumableEarlyStopping
+from keras_rnn.callbacks import (
+    BestWeights,
+    ExactBackupAndRestore,
+    LogLearningRate,
+    ResumableEarlyStopping,
+)
 from keras_rnn.config import TrainConfig
+from keras_rnn.epochs import FeedEpoch
 from keras_rnn.runs import RunDir, atomic_save, atomic_write_bytes, prepare_run_dir, write_json
 from keras_rnn.tasks import load_task
 
@@ -95,11 +101,10 @@ def train(task: Any, config: TrainConfig, data: Any, run: RunDir, resume: bool) 
             {"config": config.to_dict(), "data": data.source, "environment": environment()},
         )
         atomic_save(run.initial_weights, model.save_weights)
-    best, wait = _history_state(run, _restored_epoch(run)) if resume else (math.inf, 0)
+    first_epoch = _restored_epoch(run) if resume else 0
+    best, wait = _history_state(run, first_epoch) if resume else (math.inf, 0)
     callbacks = [
-        keras.callbacks.BackupAndRestore(
-            run.backup, double_checkpoint=True, delete_checkpoint=False
-        ),
+        FeedEpoch(),  # each epoch's data order (keras_rnn.epochs)
         LogLearningRate(),
         *(task.log_callbacks(config) if hasattr(task, "log_callbacks") else []),
         keras.callbacks.CSVLogger(str(run.history_csv), append=resume),
@@ -115,12 +120,16 @@ def train(task: Any, config: TrainConfig, data: Any, run: RunDir, resume: bool) 
         callbacks.append(keras.callbacks.TensorBoard(str(run.tensorboard)))
     if hasattr(task, "callbacks"):  # e.g. samples in a language model's log
         callbacks += task.callbacks(config, data)
+    callbacks.append(  # last: an epoch counts as done once the others have written theirs
+        ExactBackupAndRestore(run.backup, double_checkpoint=True, delete_checkpoint=False)
+    )
+    stopped = config.patience and wait >= config.patience  # early stopping had ended the fit
     print(f"data: {json.dumps(data.source)}")
     print(f"model: {model.name}, {model.count_params():,} parameters, run directory {run.path}")
     model.fit(
         data.train,
         validation_data=data.val,
-        epochs=config.epochs,
+        epochs=first_epoch if stopped else config.epochs,
         callbacks=callbacks,
         shuffle=False,  # the tf.data pipeline shuffles (seeded)
         verbose=1 if sys.stdout.isatty() else 2,

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -175,6 +176,58 @@ def test_help_lists_flags_with_defaults():
         assert text in result.stdout
 
 
+def started_run(path, config) -> None:
+    """A run directory as training leaves it before its first epoch ends."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"config": config.to_dict()}))
+
+
+def test_resume_reads_the_task_from_the_run(tmp_path, cli_error, monkeypatch):
+    from keras_rnn.config import CharLMConfig, TaggingConfig
+
+    run_dir = tmp_path / "lm"
+    started_run(run_dir, CharLMConfig(units=16, batching="consecutive"))
+    config, args = train.parse_args(["--run-dir", str(run_dir), "--resume", "--epochs", "5"])
+    assert (config.task, config.units, config.batching, config.epochs) == (
+        "charlm",
+        16,
+        "consecutive",
+        5,
+    )
+    argv = ["--task", "sine", "--run-dir", run_dir, "--resume"]
+    cli_error(train.main, argv, "--task sine differs from the task of", "charlm")
+
+    monkeypatch.chdir(tmp_path)  # no --run-dir: the run that --task and --cell name by default
+    started_run(tmp_path / "runs" / "tagging-gru", TaggingConfig(cell="gru"))
+    config, args = train.parse_args(["--task", "tagging", "--cell", "gru", "--resume"])
+    assert config.task == "tagging" and args.run_dir == Path("runs/tagging-gru")
+    cli_error(train.main, ["--resume"], "cannot resume runs/sine-lstm", "no config.json")
+
+
+def train_until_killed(argv: list, run_dir, epochs_done: int) -> None:
+    """Train in a subprocess and SIGKILL it once the backup holds ``epochs_done`` epochs (the
+    kill lands somewhere in a later epoch; a resumed run must not care where)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_rnn.train", *map(str, argv)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    metadata = run_dir / "checkpoints" / "backup" / "training_metadata.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if json.loads(metadata.read_text())["epoch"] >= epochs_done:
+                break
+        except (OSError, ValueError):  # not written yet, or caught mid-write
+            pass
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    assert not (run_dir / "metrics.json").exists()
+
+
 def test_resume_after_sigkill(tmp_path):
     """Kill training mid-run with SIGKILL, resume, and finish with every epoch logged once,
     the learning-rate schedule going on from the step where it stopped."""
@@ -194,22 +247,8 @@ def test_resume_after_sigkill(tmp_path):
         "--patience",
         "0",
     ]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "keras_rnn.train", *map(str, argv)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    train_until_killed(argv, run_dir, epochs_done=2)
     history = run_dir / "history.csv"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        if history.is_file() and len(history.read_text().splitlines()) >= 3:  # 2 epochs done
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
-    assert not (run_dir / "metrics.json").exists()
 
     refused = run_module("keras_rnn.train", *argv)
     assert_user_error(refused.returncode, refused.stderr, "--resume to continue it")
@@ -229,6 +268,71 @@ def test_resume_after_sigkill(tmp_path):
     assert rates[-1] == pytest.approx(0.0, abs=1e-9)  # cosine ends at zero after all epochs
     assert (run_dir / "metrics.json").is_file()
     assert not (run_dir / "checkpoints" / "backup").exists()
+
+
+CONLL = "".join(
+    f"the DET\n{word} {tag}\nruns VERB\n\n"
+    for word, tag in [("dog", "NOUN"), ("cat", "NOUN"), ("big", "ADJ"), ("old", "ADJ")] * 30
+)
+
+
+@pytest.mark.parametrize("task", ["sine", "tagging"])
+def test_resumed_run_repeats_the_uninterrupted_one(task, tmp_path):
+    """Killed after some epochs and resumed with ``--run-dir R --resume`` alone (the task comes
+    from config.json), a run with shuffling and dropout logs the same numbers as one never
+    interrupted, bit for bit: same machine, same operations in the same order (TensorFlow's op
+    determinism is on), so there is no round-off to allow for. Each row has the learning rate
+    (the optimizer's step count), early stopping's count and the best weights depend on."""
+    conll = tmp_path / "data.conll"
+    conll.write_text(CONLL)
+    data = ["--conll", conll, "--batch-size", "8"] if task == "tagging" else ["--batch-size", "4"]
+    argv = ["--task", task, *data, "--units", "8", "--layers", "2", "--dropout", "0.5"]
+    argv += ["--epochs", "8", "--patience", "3", "--learning-rate-schedule", "cosine"]
+    whole = tmp_path / "whole"
+    reference = run_module("keras_rnn.train", *argv, "--run-dir", whole)
+    assert reference.returncode == 0, reference.stderr
+
+    run_dir = tmp_path / "killed"
+    train_until_killed([*argv, "--run-dir", run_dir], run_dir, epochs_done=2)
+    resumed = run_module("keras_rnn.train", "--run-dir", run_dir, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert int(resumed.stdout.split("Epoch ")[1].split("/")[0]) >= 3  # from the backup
+
+    def history(run):
+        with (run / "history.csv").open() as f:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+    assert history(run_dir) == history(whole)
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in (run_dir, whole)]
+    assert metrics[0] == metrics[1]
+    weights = [
+        keras.models.load_model(run / "model.keras", compile=False).get_weights()
+        for run in (run_dir, whole)
+    ]
+    assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
+
+
+def test_resume_after_early_stopping_trains_no_further(tmp_path, monkeypatch):
+    """Stopped early, then killed before metrics.json (here: evaluation fails), a resumed run
+    goes straight to evaluation instead of training one epoch more."""
+    from keras_rnn.tasks import sine
+
+    argv = ["--units", "4", "--batch-size", "64", "--epochs", "40", "--patience", "1"]
+    argv += ["--learning-rate", "0.2"]  # val_loss soon stops improving
+    assert train.main([*argv, "--run-dir", str(tmp_path / "whole")]) == 0
+
+    class Killed(Exception):
+        pass
+
+    def killed(*args):
+        raise Killed
+
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        patch.setattr(sine, "evaluate", killed)
+        train.main([*argv, "--run-dir", str(tmp_path / "killed")])
+    assert train.main(["--run-dir", str(tmp_path / "killed"), "--resume"]) == 0
+    history = [(tmp_path / run / "history.csv").read_text() for run in ("whole", "killed")]
+    assert history[0] == history[1] and len(history[0].splitlines()) < 1 + 40  # stopped early
 
 
 def test_cosine_schedule_spans_every_epoch_of_the_pipeline():

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_rnn.config import AdditionConfig as Config
+from keras_rnn.epochs import shuffled
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import configured_stack
 from keras_rnn.runs import RunDir
@@ -88,12 +89,11 @@ def make_datasets(config: Config) -> Datasets:
         **{f"{split}_pairs": len(values) for split, values in pairs.items()},
         "test_pairs_sha256": hashlib.sha256(pairs["test"].tobytes()).hexdigest(),
     }
-    train = tf.data.Dataset.from_tensor_slices(examples(pairs["train"], config))
     val = tf.data.Dataset.from_tensor_slices(examples(pairs["val"], config))
     return Datasets(
         pairs=pairs,
         source=source,
-        train=train.shuffle(len(pairs["train"]), seed=config.seed)
+        train=shuffled(examples(pairs["train"], config), config.seed)
         .batch(config.batch_size)
         .prefetch(tf.data.AUTOTUNE),
         val=val.batch(config.batch_size).prefetch(tf.data.AUTOTUNE),

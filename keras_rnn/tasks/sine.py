@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from keras_rnn import plots
 from keras_rnn.config import SineConfig as Config
+from keras_rnn.epochs import shuffled_indices
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import configured_stack
@@ -84,27 +85,27 @@ def make_datasets(config: Config) -> Datasets:
                 f"series of {length} values is too short: its {split} part has {have} values but "
                 f"--window {config.window} and --horizon {config.horizon} need {minimum[split]}"
             )
-    train = window_dataset(series, config.window, config.window, val_start, config.horizon)
+    train = window_dataset(
+        series, config.window, config.window, val_start, config.horizon, seed=config.seed
+    )
     val = window_dataset(series, config.window, val_start, test_start, config.horizon)
     return Datasets(
         series=series,
         val_start=val_start,
         test_start=test_start,
         source=source,
-        train=train.cache()
-        .shuffle(4096, seed=config.seed)
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE),
+        train=train.batch(config.batch_size).prefetch(tf.data.AUTOTUNE),
         val=val.cache().batch(config.batch_size).prefetch(tf.data.AUTOTUNE),
     )
 
 
 def window_dataset(
-    series: np.ndarray, window: int, start: int, stop: int, horizon: int
+    series: np.ndarray, window: int, start: int, stop: int, horizon: int, seed: int | None = None
 ) -> tf.data.Dataset:
     """Examples whose targets ``series[t:t+horizon]`` lie in [start, stop), inputs the
     ``window`` values before t, as dicts: {window: (window, 1)} ->
-    {next_value: (1,), next_values: (horizon,)}."""
+    {next_value: (1,), next_values: (horizon,)}. In order of t, or with ``seed`` shuffled in
+    each epoch's order (``epochs.shuffled_indices``)."""
     values = tf.constant(series)
 
     def example(t):
@@ -112,7 +113,9 @@ def window_dataset(
         inputs = values[t - window : t, tf.newaxis]
         return {"window": inputs}, {"next_value": targets[:1], "next_values": targets}
 
-    return tf.data.Dataset.range(start, stop - horizon + 1).map(example)
+    count = stop - horizon + 1 - start
+    order = tf.data.Dataset.range(count) if seed is None else shuffled_indices(count, seed)
+    return order.map(lambda position: example(start + position))
 
 
 def windows(series: np.ndarray, window: int, start: int, stop: int) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_rnn.config import TaggingConfig as Config
+from keras_rnn.epochs import shuffled
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import configured_stack
@@ -166,7 +167,20 @@ def encode_sequences(
 def padded_batches(
     ids: list[np.ndarray], tags: list[np.ndarray], config: Config, shuffle: bool = False
 ) -> tf.data.Dataset:
-    """Right-padded batches ({ids}, tags), 0 for padding in both."""
+    """Right-padded batches ({ids}, tags), 0 for padding in both; with ``shuffle``, in each
+    epoch's order (``epochs.shuffled``)."""
+    if shuffle:
+        ragged = [
+            tf.RaggedTensor.from_row_lengths(
+                np.concatenate(rows).astype(np.int32), list(map(len, rows))
+            )
+            for rows in (ids, tags)
+        ]
+        return (
+            shuffled(({"ids": ragged[0]}, ragged[1]), config.seed)
+            .padded_batch(config.batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+        )
     signature = (
         {"ids": tf.TensorSpec([None], tf.int32)},
         tf.TensorSpec([None], tf.int32),
@@ -175,8 +189,6 @@ def padded_batches(
         lambda: (({"ids": i}, t) for i, t in zip(ids, tags, strict=True)),
         output_signature=signature,
     ).apply(tf.data.experimental.assert_cardinality(len(ids)))  # so Keras knows an epoch's end
-    if shuffle:
-        dataset = dataset.shuffle(len(ids), seed=config.seed)
     return dataset.padded_batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
 

@@ -1,0 +1,59 @@
+"""Training data in an order that is a pure function of (seed, epoch), so that a run resumed
+at epoch e sees the batches that the uninterrupted run saw in epoch e.
+
+Not ``Dataset.shuffle``: with ``reshuffle_each_iteration`` it draws each order from a generator
+that advances with every iterator opened (Keras opens two per epoch), that tf.data cannot save,
+and that a new process starts over at epoch 0's order. Here the order of epoch e is a seeded,
+stateless permutation of the element indices (``tf.random.experimental.index_shuffle``), read
+from a variable that the ``FeedEpoch`` callback sets at each epoch's start: a ``fit`` on these
+datasets must include that callback, or every epoch has epoch 0's order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+_epoch: tf.Variable | None = None
+
+
+def epoch_variable() -> tf.Variable:
+    """The epoch that ``fit`` is in (0 outside ``fit``), one per process."""
+    global _epoch
+    if _epoch is None:
+        _epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
+    return _epoch
+
+
+def shuffled_indices(count: int, seed: int) -> tf.data.Dataset:
+    """0 .. ``count`` - 1 in the order of the current epoch: each epoch a different
+    permutation, the same one for the same (seed, epoch)."""
+    epoch = epoch_variable()
+
+    def index(position: tf.Tensor) -> tf.Tensor:
+        seeds = tf.stack([tf.constant(seed, tf.int64), epoch.read_value()])
+        return tf.random.experimental.index_shuffle(position, seeds, max_index=count - 1)
+
+    return tf.data.Dataset.range(count).map(index)
+
+
+def shuffled(elements: Any, seed: int) -> tf.data.Dataset:
+    """``Dataset.from_tensor_slices(elements)`` in the order of the current epoch.
+    ``elements`` is a nest of tensors (``tf.RaggedTensor`` too) with the same first size."""
+    tensors = tf.nest.map_structure(
+        lambda x: x if isinstance(x, tf.RaggedTensor) else tf.convert_to_tensor(x), elements
+    )
+    count = int(tf.nest.flatten(tensors)[0].shape[0])
+    return shuffled_indices(count, seed).map(
+        lambda i: tf.nest.map_structure(lambda tensor: tensor[i], tensors)
+    )
+
+
+class FeedEpoch(keras.callbacks.Callback):
+    """Set the epoch that ``shuffled_indices`` orders by, before ``fit`` opens the epoch's
+    iterator (Keras opens it after ``on_epoch_begin``)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        epoch_variable().assign(epoch)
