@@ -102,6 +102,11 @@ def _manifest_entry(
             for name in graph.outputs
         ],
         "runtime": graph.runtime,
+        "masked_input": (
+            {"name": graph.masked_input, "pad_value": graph.pad_value}
+            if graph.masked_input
+            else None
+        ),
     }
 
 

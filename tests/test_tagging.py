@@ -2,6 +2,7 @@
 bidirectional training, fused export with sequence_lens, and the onnxruntime tagger."""
 
 import json
+import warnings
 
 import pytest
 
@@ -107,6 +108,25 @@ def test_onnxruntime_tags_like_keras(conll_run):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith("'the'\t")
     assert "1 token(s) not in the vocabulary" in result.stderr and "zebra" in result.stderr
+
+
+def test_left_padded_ids_get_keras_answer_with_a_warning(conll_run):
+    """A caller's own ids, padded on the left or with a gap, get Keras's logits from the fused
+    export (no silently different numbers), and a warning says what happened."""
+    import numpy as np
+
+    from serving.runtime.graph import PaddingWarning
+
+    model = load_trained_model(finished_run(conll_run)[0])
+    graph = load_graph(conll_run / "export")
+    ids = np.array([[0, 0, 0, 3, 4, 5], [3, 0, 4, 5, 0, 0], [3, 4, 5, 0, 0, 0]], np.int32)
+    with pytest.warns(PaddingWarning, match=r"row\(s\) 0, 1 are not right-padded"):
+        logits = graph(ids=ids)["tag_logits"]
+    expected = np.asarray(model({"ids": ids})["tag_logits"])
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # right padding: no warning
+        graph(ids=ids[2:])
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ class ExportedGraph:
         self.inputs: list[dict[str, Any]] = entry["inputs"]
         self.outputs: list[dict[str, Any]] = entry["outputs"]
         self.runtime: dict[str, Any] = entry.get("runtime", {})
+        self.masked_input: dict[str, Any] | None = entry.get("masked_input")
         self.session = open_session(export_dir / entry["onnx"], threads)
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
@@ -67,6 +69,8 @@ class ExportedGraph:
                 f"graph {self.name} takes inputs {', '.join(expected)}: {'; '.join(problems)}"
             )
         feed = {name: _checked(name, value, expected[name]) for name, value in inputs.items()}
+        if self.masked_input is not None:
+            _warn_unless_right_padded(self.name, self.masked_input, feed)
         names = [output.name for output in self.session.get_outputs()]
         return dict(zip(names, self.session.run(names, feed), strict=True))
 
@@ -121,25 +125,29 @@ def _checked(name: str, value: Any, spec: dict[str, Any]) -> np.ndarray:
     return array.astype(dtype, copy=False)
 
 
-def _checked(name: str, value: Any, spec: dict[str, Any]) -> np.ndarray:
-    array = np.asarray(value)
-    dtype = np.dtype(spec["dtype"])
-    same_kind = array.dtype.kind == dtype.kind or (dtype.kind == "f" and array.dtype.kind in "iu")
-    if not same_kind:
-        raise UserError(f"input {name} must be {spec['dtype']} numbers, got {array.dtype}")
-    shape = spec["shape"]
-    if array.ndim != len(shape):
-        raise UserError(
-            f"input {name} must have rank {len(shape)} (shape {_shape_text(shape)}), "
-            f"got shape {tuple(array.shape)}"
+class PaddingWarning(UserWarning):
+    """Masked steps that are not right padding: computed exactly, on a slower path."""
+
+
+def _warn_unless_right_padded(graph: str, masked: dict[str, Any], feed: dict) -> None:
+    """Warn when a row of the masked input has a valid step after a padded one (left padding,
+    as ``keras.utils.pad_sequences`` gives by default, or gaps). The export gives Keras's
+    answer for such rows too, by moving valid steps first; the caller should know it happened,
+    and that right padding takes the fast path."""
+    values = feed[masked["name"]]
+    padded = values == masked["pad_value"]
+    if padded.ndim == 3:  # Masking: a step is padding when all its features are the pad value
+        padded = padded.all(axis=-1)
+    rows = np.flatnonzero((padded[:, :-1] & ~padded[:, 1:]).any(axis=1))
+    if len(rows):
+        shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+        warnings.warn(
+            f"graph {graph}: {masked['name']} row(s) {shown} are not right-padded (a valid "
+            f"step follows padding {masked['pad_value']!r}); the masked steps are skipped as "
+            "Keras skips them, on a slower path: pad at the end for the fast one",
+            PaddingWarning,
+            stacklevel=3,
         )
-    for axis, (size, want) in enumerate(zip(array.shape, shape, strict=True)):
-        if want is not None and size != want:
-            raise UserError(
-                f"input {name} must have size {want} on axis {axis} (shape {_shape_text(shape)}), "
-                f"got shape {tuple(array.shape)}"
-            )
-    return array.astype(dtype, copy=False)
 
 
 def _shape_text(shape: list[int | None]) -> str:
