@@ -221,7 +221,7 @@ def remove_stale_temporaries(run: RunDir) -> None:
     then the temporary stays until the id is free, which is the safe side). Process ids are
     per machine: writing one run directory from two machines at once is not supported.
     """
-    for folder in (run.path, run.checkpoints, run.plots, run.path / "vocab"):
+    for folder in (run.path, run.checkpoints, run.backup, run.plots, run.path / "vocab"):
         if not folder.is_dir() or folder.is_symlink():
             continue
         for entry in folder.iterdir():

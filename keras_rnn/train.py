@@ -105,15 +105,14 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     return config, args
 
 
-def resume_hint(config: TrainConfig, run_dir: Path) -> str:
+def resume_hint(run_dir: Path) -> str:
     """What to tell a user whose training was interrupted: how to go on, if it can."""
     run = RunDir(run_dir)
     if not run.config_json.is_file():
         return "training had not started: run the same command again"
     if run.complete:
         return f"the run had finished: {run.path}"
-    command = ["python", "-m", "keras_rnn.train", "--task", config.task]
-    command += ["--run-dir", str(run.path), "--resume"]
+    command = ["python", "-m", "keras_rnn.train", "--run-dir", str(run.path), "--resume"]
     return f"continue the run with: {shlex.join(command)}"
 
 
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: one line instead of Keras's traceback
         if config is None or args is None:
             return cli.interrupted("nothing was written")
-        return cli.interrupted(resume_hint(config, args.run_dir))
+        return cli.interrupted(resume_hint(args.run_dir))
     print()
     print(task.format_metrics(metrics, config))
     print()

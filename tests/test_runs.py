@@ -234,9 +234,13 @@ def test_stale_temporaries_go_and_the_rest_stays(tmp_path):
 
 def test_resume_removes_stale_temporaries(tmp_path):
     dead = dead_pid()
-    run = make_run(tmp_path / "run", f"checkpoints/.tmp-{dead}-best.weights.h5", "history.csv")
+    leftovers = [
+        f"checkpoints/.tmp-{dead}-best.weights.h5",
+        f"checkpoints/backup/.tmp-{dead}-random_state.json",
+    ]
+    run = make_run(tmp_path / "run", *leftovers, "history.csv")
     prepare_run_dir(run, resume=True)
-    assert not (run / "checkpoints" / f".tmp-{dead}-best.weights.h5").exists()
+    assert not any((run / leftover).exists() for leftover in leftovers)
     assert (run / "history.csv").exists()
 
 

@@ -382,7 +382,7 @@ def test_ctrl_c_prints_the_resume_command_and_exits_130(tmp_path):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
-    command = f"python -m keras_rnn.train --task sine --run-dir {run_dir} --resume"
+    command = f"python -m keras_rnn.train --run-dir {run_dir} --resume"
     assert stderr.splitlines() == [f"interrupted: continue the run with: {command}"]
     assert not (run_dir / "metrics.json").exists()
 
