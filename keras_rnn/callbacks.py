@@ -13,7 +13,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_rnn.runs import atomic_save, write_json
+from keras_rnn.runs import atomic_save, atomic_write_bytes, write_json
 
 
 class ExactBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -76,6 +76,23 @@ class ExactBackupAndRestore(keras.callbacks.BackupAndRestore):
         kept = {k: v for k, v in self._saved_states().items() if k == str(epoch)}
         write_json(self.random_state_path, {**kept, str(epoch + 1): self._random_state()})
         super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        """Keras's own backup, each file written whole and renamed into place. Keras writes
+        ``latest.weights.h5`` in place, so Ctrl-C or a kill in the middle left a file that
+        ``--resume`` could not load: Keras falls back to the previous backup on ``OSError``
+        only, and a half-written file raises ``ValueError``."""
+        weights, metadata = Path(self._weights_path), Path(self._training_metadata_path)
+        if self.double_checkpoint:
+            for path, previous in (
+                (weights, self._prev_weights_path),
+                (metadata, self._prev_training_metadata_path),
+            ):
+                if path.is_file():
+                    atomic_write_bytes(Path(previous), path.read_bytes())
+        atomic_save(weights, self.model.save_weights)
+        state = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        atomic_write_bytes(metadata, json.dumps(state).encode())
 
 
 class BestWeights(keras.callbacks.Callback):

@@ -6,7 +6,7 @@ import math
 import keras
 import pytest
 
-from keras_rnn.callbacks import BestWeights, ResumableEarlyStopping
+from keras_rnn.callbacks import BestWeights, ExactBackupAndRestore, ResumableEarlyStopping
 from keras_rnn.runs import RunDir
 from keras_rnn.trainer import _history_state
 
@@ -71,3 +71,31 @@ def test_fresh_early_stopping_is_plain_keras():
     callback.set_model(tiny_model())
     callback.on_train_begin()
     assert callback.wait == 0 and callback.best is None
+
+
+def test_a_backup_interrupted_mid_write_still_resumes(tmp_path):
+    """Ctrl-C (or a kill) while the backup's weights are being written: the next run restores
+    the previous, whole backup instead of failing on a half-written file."""
+    import h5py
+
+    backup = tmp_path / "backup"
+    model = tiny_model()
+    callback = ExactBackupAndRestore(backup, double_checkpoint=True, delete_checkpoint=False)
+    callback.set_model(model)
+    callback.on_epoch_end(0)  # a whole backup after epoch 0
+    saved = [weights.copy() for weights in model.get_weights()]
+
+    def interrupted_write(filepath, overwrite=True):  # the file exists, its layers do not yet
+        h5py.File(filepath, "w").close()
+        raise KeyboardInterrupt
+
+    model.save_weights = interrupted_write
+    with pytest.raises(KeyboardInterrupt):
+        callback.on_epoch_end(1)
+
+    resumed = tiny_model()
+    restore = ExactBackupAndRestore(backup, double_checkpoint=True, delete_checkpoint=False)
+    restore.set_model(resumed)
+    restore.on_train_begin()
+    assert resumed._initial_epoch == 1
+    assert all((a == b).all() for a, b in zip(resumed.get_weights(), saved, strict=True))
