@@ -131,8 +131,6 @@ def main(argv: list[str] | None = None) -> int:
             ]
     except UserError as error:
         return cli.report(error)
-    except KeyboardInterrupt:
-        return cli.interrupted("no table was printed")
     print(
         f"onnxruntime median latency in ms, {args.threads} thread(s), {args.repeats} calls "
         f"after 3 warm-up; features {FEATURES}. Shipped fused (cell: up to units): {FUSED}.\n"
@@ -143,4 +141,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with cli.exit_on_interrupt(lambda: "no table was printed"):
+        sys.exit(main())

@@ -136,8 +136,6 @@ def main(argv: list[str] | None = None) -> int:
         ]
     except UserError as error:
         return cli.report(error)
-    except KeyboardInterrupt:
-        return cli.interrupted("no table was printed")
     print(
         f"Median latency in ms, {args.threads} thread(s), {args.repeats} calls after 3 warm-up.\n"
     )
@@ -147,4 +145,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with cli.exit_on_interrupt(lambda: "no table was printed"):
+        sys.exit(main())

@@ -119,4 +119,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with cli.exit_on_interrupt(lambda: "no table was printed"):
+        sys.exit(main())

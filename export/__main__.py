@@ -41,33 +41,42 @@ def export_run(run: RunDir, config: TrainConfig) -> dict[str, Any]:
     remove_stale_temporaries(run)  # what a killed export or training left behind
     building = run.path / f".export.tmp-{os.getpid()}"
     retired = run.path / f".export.old-{os.getpid()}"
-    try:
-        entries, manifest_graphs = [], []
-        for graph in graphs:
-            print(f"exporting {graph.name}: SavedModel, ONNX, parity check", flush=True)
-            entry, manifest_entry = export_graph(graph, building, parity.ATOL[config.cell])
-            entries.append(entry)
-            manifest_graphs.append(manifest_entry)
-        report = {"ok": all(entry["ok"] for entry in entries), "graphs": entries}
-        if not report["ok"]:
-            return report
-        if (run.path / "vocab").is_dir():  # tokenizer files the runtimes read
-            # copyfile, not copytree's default copy2: a copy gets the mode this umask gives
-            shutil.copytree(run.path / "vocab", building / "vocab", copy_function=shutil.copyfile)
-        write_json(
-            building / "manifest.json",
-            {"task": config.task, "opset": onnx.OPSET, "graphs": manifest_graphs},
-        )
-        write_json(building / "parity.json", report)
-        if target.exists():
-            target.rename(retired)
-        building.rename(target)
-        return report
-    finally:  # also on Ctrl-C: no temporary folder stays, and a replaced export comes back
+
+    def tidy() -> None:
+        """No temporary folder stays, and a replaced export comes back if the new one did
+        not take its place (also on Ctrl-C)."""
         if retired.exists() and not target.exists():
             retired.rename(target)
         shutil.rmtree(building, ignore_errors=True)
         shutil.rmtree(retired, ignore_errors=True)
+
+    with cli.on_interrupt(tidy):
+        try:
+            entries, manifest_graphs = [], []
+            for graph in graphs:
+                print(f"exporting {graph.name}: SavedModel, ONNX, parity check", flush=True)
+                entry, manifest_entry = export_graph(graph, building, parity.ATOL[config.cell])
+                entries.append(entry)
+                manifest_graphs.append(manifest_entry)
+            report = {"ok": all(entry["ok"] for entry in entries), "graphs": entries}
+            if not report["ok"]:
+                return report
+            if (run.path / "vocab").is_dir():  # tokenizer files the runtimes read
+                # copyfile, not copytree's default copy2: a copy gets the mode this umask gives
+                shutil.copytree(
+                    run.path / "vocab", building / "vocab", copy_function=shutil.copyfile
+                )
+            write_json(
+                building / "manifest.json",
+                {"task": config.task, "opset": onnx.OPSET, "graphs": manifest_graphs},
+            )
+            write_json(building / "parity.json", report)
+            if target.exists():
+                target.rename(retired)
+            building.rename(target)
+            return report
+        finally:
+            tidy()
 
 
 def export_graph(graph: ExportGraph, root: Path, atol: float) -> tuple[dict, dict]:
@@ -134,12 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         run, config = finished_run(args.run_dir)
         check_export_dir(run.path / "export", args.force)  # --force replaces only our export
-        quiet.start_tensorflow(args.verbose)
-        report = export_run(run, config)
+        with cli.exit_on_interrupt(lambda: "no new export was written"):
+            quiet.start_tensorflow(args.verbose)
+            report = export_run(run, config)
     except UserError as error:
         return cli.report(error)
-    except KeyboardInterrupt:
-        return cli.interrupted("no new export was written")
     print(format_report(report))
     if not report["ok"]:
         print(json.dumps(report, indent=2), file=sys.stderr)

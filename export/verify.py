@@ -84,11 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     quiet.add_verbose_flag(parser)
     try:
         args = parser.parse_args(argv)
-        report = verify(args.run_dir, args.verbose)
+        with cli.exit_on_interrupt(lambda: "nothing was changed"):
+            report = verify(args.run_dir, args.verbose)
     except UserError as error:
         return cli.report(error)
-    except KeyboardInterrupt:
-        return cli.interrupted("nothing was changed")
     print(format_report(report))
     if not report["ok"]:
         print("error: parity failed", file=sys.stderr)

@@ -38,23 +38,22 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{run.path} is a {config.task} run: generate needs a charlm run")
         vocab = Vocabulary.load(run.path / "vocab" / "vocab.json")
         check_generation(args.prefix or "", args.length, args.temperature, args.top_k, vocab.size)
-        quiet.start_tensorflow(args.verbose)  # after the cheap checks
-        from keras_rnn.tasks import charlm
+        with cli.exit_on_interrupt(lambda: "no text was generated"):
+            quiet.start_tensorflow(args.verbose)  # after the cheap checks
+            from keras_rnn.tasks import charlm
 
-        text, unknown = charlm.keras_generate(
-            load_trained_model(run),
-            config,
-            vocab,
-            args.prefix,
-            args.length,
-            args.temperature,
-            args.top_k,
-            args.seed,
-        )
+            text, unknown = charlm.keras_generate(
+                load_trained_model(run),
+                config,
+                vocab,
+                args.prefix,
+                args.length,
+                args.temperature,
+                args.top_k,
+                args.seed,
+            )
     except UserError as error:
         return cli.report(error)
-    except KeyboardInterrupt:
-        return cli.interrupted("no text was generated")
     if unknown:
         print(unknown_note(unknown), file=sys.stderr)
     print(args.prefix + text)

@@ -1,5 +1,5 @@
-"""Start TensorFlow for a CLI: without its start-up output on the terminal unless the user
-asks for it, and with a Ctrl-C that its finalizers cannot swallow.
+"""Start TensorFlow for a CLI without its start-up output on the terminal, unless the user
+asks for it.
 
 While its shared libraries load, TensorFlow's C++ runtime writes lines to file descriptor 2
 (absl's "All log messages before absl::InitializeLog()", oneDNN on AVX-512 processors, "Could
@@ -10,12 +10,6 @@ install. ``start_tensorflow`` therefore imports TensorFlow and Keras, and looks 
 once, with descriptor 2 pointing at a temporary file. What was captured is shown when the
 import fails (a real TensorFlow error reaches the user) or when the user asked for it with
 ``--verbose`` or KERAS_RNN_VERBOSE=1.
-
-Ctrl-C raises ``KeyboardInterrupt`` wherever the main thread is. When that is a finalizer
-(TensorFlow objects' ``__del__`` run all the time during an export), Python prints "Exception
-ignored in ..." and drops it, and the command goes on as if nothing was pressed. Once
-TensorFlow is started, such a dropped interrupt is raised again a moment later, until it lands
-where it propagates to the CLI's one-line handler.
 """
 
 from __future__ import annotations
@@ -24,10 +18,8 @@ import argparse
 import contextlib
 import logging
 import os
-import signal
 import sys
 import tempfile
-import threading
 import warnings
 from collections.abc import Iterator
 from types import ModuleType
@@ -72,7 +64,6 @@ def start_tensorflow(verbose: bool = False) -> ModuleType:
         tensorflow.config.list_physical_devices()
     if not verbose:
         _quiet_python_logs()
-    _redeliver_dropped_interrupts()
     return tensorflow
 
 
@@ -109,27 +100,3 @@ def _quiet_python_logs() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     for module in ("tensorflow", "keras", "tf2onnx", "absl"):
         warnings.filterwarnings("ignore", module=rf"{module}(\.|$)")
-
-
-def _redeliver_dropped_interrupts() -> None:
-    """Let a ``KeyboardInterrupt`` dropped in a finalizer be raised again 10 ms later (by
-    SIGALRM, in the main thread), instead of printed and lost."""
-    if (
-        not hasattr(signal, "setitimer")
-        or threading.current_thread() is not threading.main_thread()
-    ):
-        return  # Windows, or not a CLI's main thread: Ctrl-C keeps Python's behaviour
-    previous = sys.unraisablehook
-
-    def hook(unraisable: sys.UnraisableHookArgs) -> None:
-        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
-            signal.setitimer(signal.ITIMER_REAL, 0.01)
-        else:
-            previous(unraisable)
-
-    signal.signal(signal.SIGALRM, _raise_interrupt)
-    sys.unraisablehook = hook
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt

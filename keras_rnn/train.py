@@ -117,20 +117,16 @@ def resume_hint(run_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = args = None
     try:
         config, args = parse_args(argv)
         check_run_dir(args.run_dir, force=args.force, resume=args.resume)
-        quiet.start_tensorflow(args.verbose)
-        from keras_rnn.trainer import run_training
+        with cli.exit_on_interrupt(lambda: resume_hint(args.run_dir)):
+            quiet.start_tensorflow(args.verbose)
+            from keras_rnn.trainer import run_training
 
-        task, run, metrics = run_training(config, args.run_dir, args.force, args.resume)
+            task, run, metrics = run_training(config, args.run_dir, args.force, args.resume)
     except UserError as error:
         return cli.report(error)
-    except KeyboardInterrupt:  # Ctrl-C: one line instead of Keras's traceback
-        if config is None or args is None:
-            return cli.interrupted("nothing was written")
-        return cli.interrupted(resume_hint(args.run_dir))
     print()
     print(task.format_metrics(metrics, config))
     print()

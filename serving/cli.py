@@ -4,8 +4,12 @@ Standard library only; it lives here so that serving installs and runs alone."""
 from __future__ import annotations
 
 import argparse
-import logging
+import contextlib
+import os
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
 
 from serving.errors import UserError
 
@@ -24,17 +28,51 @@ def report(error: UserError) -> int:
 
 
 INTERRUPTED = 130  # the shell's status for a process ended by SIGINT (128 + 2)
+_cleanups: list[Callable[[], None]] = []
 
 
-def interrupted(note: str) -> int:
-    """Print one line for Ctrl-C (``note`` says what was kept or how to go on); return 130.
-    Logging is switched off: what libraries log about objects the interrupt left half-built,
-    while the process winds down, is noise."""
-    logging.disable(logging.CRITICAL)
-    if sys.stdout.isatty():
-        print(flush=True)  # end a progress bar's line
-    print(f"interrupted: {note}", file=sys.stderr)
-    return INTERRUPTED
+@contextlib.contextmanager
+def exit_on_interrupt(note: Callable[[], str]) -> Iterator[None]:
+    """Within the block, Ctrl-C ends the command at once: the clean-ups registered with
+    ``on_interrupt`` run, one ``interrupted: NOTE`` line is printed (``note()`` says what was
+    kept or how to go on), and the process exits with status 130.
+
+    Python's default raises ``KeyboardInterrupt`` wherever the main thread is. Inside
+    TensorFlow's C++ calls it surfaces as a ``SystemError`` traceback, and in an object's
+    finalizer Python prints and drops it and the command goes on. Ending the process is what
+    SIGKILL does too, which every writer here survives (atomic renames; --resume continues from
+    the last backup), so nothing is lost that an orderly unwinding would have kept.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; elsewhere Python's default stays
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        for cleanup in reversed(_cleanups):
+            with contextlib.suppress(Exception):  # a clean-up that fails must not hide the line
+                cleanup()
+        sys.stdout.flush()
+        if sys.stdout.isatty():
+            print(flush=True)  # end a progress bar's line
+        print(f"interrupted: {note()}", file=sys.stderr, flush=True)
+        os._exit(INTERRUPTED)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def on_interrupt(cleanup: Callable[[], None]) -> Iterator[None]:
+    """Within the block, a Ctrl-C that ends the command (``exit_on_interrupt``) runs
+    ``cleanup`` first, e.g. to remove a half-built folder."""
+    _cleanups.append(cleanup)
+    try:
+        yield
+    finally:
+        _cleanups.remove(cleanup)
 
 
 def positive_int(text: str) -> int:

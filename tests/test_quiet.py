@@ -82,24 +82,3 @@ def test_a_failed_start_shows_what_tensorflow_wrote_and_its_error(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("I0000 stand-in start-up line\n")
     assert "ImportError: stand-in TensorFlow is broken" in result.stderr
-
-
-def test_ctrl_c_in_a_finalizer_is_not_lost(tmp_path):
-    """Python drops a KeyboardInterrupt raised in ``__del__`` ("Exception ignored in ...");
-    after start_tensorflow it comes back where the program can act on it."""
-    code = (
-        "import signal, time\n"
-        "from keras_rnn.quiet import start_tensorflow\n"
-        "start_tensorflow()\n"
-        "class Finalized:\n"
-        "    def __del__(self):\n"
-        "        signal.raise_signal(signal.SIGINT)  # Ctrl-C while a finalizer runs\n"
-        "try:\n"
-        "    Finalized()\n"
-        "    time.sleep(5)\n"
-        "    print('went on')\n"
-        "except KeyboardInterrupt:\n"
-        "    print('interrupted')\n"
-    )
-    result = run_with_stand_ins(tmp_path, code)
-    assert (result.stdout, result.stderr) == ("interrupted\n", "")

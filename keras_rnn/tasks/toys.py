@@ -195,11 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)  # --help and --verbose only: the toys take no options
     except UserError as error:
         return cli.report(error)
-    try:
+    with cli.exit_on_interrupt(lambda: "nothing is kept: the toys train from scratch each time"):
         quiet.start_tensorflow(args.verbose)
         print_toys()
-    except KeyboardInterrupt:
-        return cli.interrupted("nothing is kept: the toys train from scratch each time")
     return 0
 
 
