@@ -10,6 +10,7 @@ measurement behind ``export.onnx.FUSED``.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -119,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         quiet.start_tensorflow(args.verbose)
         from export.onnx import FUSED
 
-        with tempfile.TemporaryDirectory() as folder:
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            cli.on_interrupt(lambda: shutil.rmtree(folder, ignore_errors=True)),
+        ):
             rows = [
                 row
                 for cell in cells

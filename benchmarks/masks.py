@@ -10,6 +10,7 @@ checked against Keras first.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -99,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         if min(args.units, args.threads, args.repeats) < 1:
             raise UserError("--units, --threads and --repeats must be positive")
         quiet.start_tensorflow(args.verbose)
-        with tempfile.TemporaryDirectory() as folder:
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            cli.on_interrupt(lambda: shutil.rmtree(folder, ignore_errors=True)),
+        ):
             rows = [
                 row
                 for cell in cells

@@ -30,15 +30,16 @@ from keras_rnn.runs import (
 from serving import cli
 
 
-def export_run(run: RunDir, config: TrainConfig) -> dict[str, Any]:
-    """Build the export in a temporary folder; move it into place if parity holds.
-    Returns the parity report."""
+def export_run(run: RunDir, config: TrainConfig, force: bool = False) -> dict[str, Any]:
+    """Build the export in a temporary folder; move it into place if parity holds, replacing
+    an export of ours only with ``force`` (``check_export_dir``). Returns the parity report."""
     from export import onnx, parity
     from keras_rnn.tasks import load_task
 
-    graphs = load_task(config.task).export_graphs(load_trained_model(run), config)
     target = run.path / "export"
     remove_stale_temporaries(run)  # what a killed export or training left behind
+    check_export_dir(target, force)
+    graphs = load_task(config.task).export_graphs(load_trained_model(run), config)
     building = run.path / f".export.tmp-{os.getpid()}"
     retired = run.path / f".export.old-{os.getpid()}"
 
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         check_export_dir(run.path / "export", args.force)  # --force replaces only our export
         with cli.exit_on_interrupt(lambda: "no new export was written"):
             quiet.start_tensorflow(args.verbose)
-            report = export_run(run, config)
+            report = export_run(run, config, args.force)
     except UserError as error:
         return cli.report(error)
     print(format_report(report))

@@ -71,7 +71,8 @@ def start_tensorflow(verbose: bool = False) -> ModuleType:
 def _descriptor_2_held() -> Iterator[None]:
     """Point file descriptor 2 at a temporary file while the block runs, then restore it; if
     the block raised, write what was captured to stderr first, so that the error comes with
-    what TensorFlow said before it. (Ctrl-C is not an error: nothing is shown.)"""
+    what TensorFlow said before it. (Ctrl-C ends the process in serving.cli's handler, which
+    writes its line to the descriptor saved before this redirection.)"""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:

@@ -132,8 +132,8 @@ def _foreign(
         names = {entry.name for entry in path.iterdir()}
     except OSError as error:
         return f"cannot be read ({error.strerror})"
-    if not names:
-        return None
+    if not {name for name in names - DESKTOP_FILES if not TEMPORARY.match(name)}:
+        return None  # empty, or only what a writer killed before its first file left
     if not is_ours(_read_json_or_none(path / marker)):
         writer = "python -m keras_rnn.train" if kind == "run" else "python -m export"
         return f"has no {marker} written by {writer}"
@@ -228,7 +228,12 @@ def remove_stale_temporaries(run: RunDir) -> None:
             match = TEMPORARY.match(entry.name)
             if not match or _process_alive(int(match.group(1))):
                 continue
-            if entry.is_dir() and not entry.is_symlink():
+            export = folder / "export"
+            if entry.name.startswith(".export.old-") and not (
+                export.exists() or export.is_symlink()
+            ):
+                entry.rename(export)  # killed between its two renames: the replaced export is back
+            elif entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
@@ -241,9 +246,26 @@ def prepare_run_dir(path: str | Path, force: bool = False, resume: bool = False)
         remove_stale_temporaries(run)
         return run
     if _occupied(run):  # a run of ours (check_run_dir refuses anything else)
-        shutil.rmtree(run.path)
+        _delete_keeping_marker_last(run.path, "config.json")
     run.path.mkdir(parents=True, exist_ok=True)
     return run
+
+
+def _delete_keeping_marker_last(path: Path, marker: str) -> None:
+    """Delete the folder ``path`` of ours, its ``marker`` file (and export/'s manifest.json)
+    last: a delete that is killed half-way leaves a folder that is still recognisably ours, so
+    that --force can finish it."""
+    for entry in path.iterdir():
+        if entry.name == marker:
+            continue
+        if entry.name == "export" and entry.is_dir() and not entry.is_symlink():
+            _delete_keeping_marker_last(entry, "manifest.json")
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    (path / marker).unlink(missing_ok=True)
+    path.rmdir()
 
 
 def check_resumable(run: RunDir) -> None:

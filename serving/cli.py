@@ -43,18 +43,26 @@ def exit_on_interrupt(note: Callable[[], str]) -> Iterator[None]:
     SIGKILL does too, which every writer here survives (atomic renames; --resume continues from
     the last backup), so nothing is lost that an orderly unwinding would have kept.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # nohup, `cmd &`: keep ignoring
+    ):
         yield  # signal handlers belong to the main thread; elsewhere Python's default stays
         return
+    # The line goes to the terminal's stderr as it was on entry: while TensorFlow starts,
+    # descriptor 2 points at a capture file (keras_rnn.quiet). os.write, not print: the handler
+    # may interrupt a buffered write to the same stream.
+    terminal = os.dup(2)
 
     def handler(signum: int, frame: object) -> None:
         for cleanup in reversed(_cleanups):
             with contextlib.suppress(Exception):  # a clean-up that fails must not hide the line
                 cleanup()
-        sys.stdout.flush()
-        if sys.stdout.isatty():
-            print(flush=True)  # end a progress bar's line
-        print(f"interrupted: {note()}", file=sys.stderr, flush=True)
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            if sys.stdout.isatty():
+                os.write(sys.stdout.fileno(), b"\n")  # end a progress bar's line
+        os.write(terminal, f"interrupted: {note()}\n".encode())
         os._exit(INTERRUPTED)
 
     previous = signal.signal(signal.SIGINT, handler)
@@ -62,6 +70,7 @@ def exit_on_interrupt(note: Callable[[], str]) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        os.close(terminal)
 
 
 @contextlib.contextmanager

@@ -81,13 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         args = parser.parse_args(argv)
-        graph = load_graph(args.run_dir / "export", args.graph, args.threads)
-        task = graph.runtime.get("task")
-        if task not in PREDICTORS:
-            raise UserError(
-                f"graph {graph.name} is from task {task!r}, which predict does not serve"
-            )
-        result, text = PREDICTORS[task](graph, args)
+        with cli.exit_on_interrupt(lambda: "nothing was predicted"):
+            graph = load_graph(args.run_dir / "export", args.graph, args.threads)
+            task = graph.runtime.get("task")
+            if task not in PREDICTORS:
+                raise UserError(
+                    f"graph {graph.name} is from task {task!r}, which predict does not serve"
+                )
+            result, text = PREDICTORS[task](graph, args)
     except UserError as error:
         return cli.report(error)
     print(json.dumps(result) if args.json else text)

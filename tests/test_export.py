@@ -113,7 +113,8 @@ def test_force_leaves_a_foreign_export_alone(run_copy, cli_error):
 def test_export_removes_what_killed_runs_left(run_copy):
     run_dir = run_copy("gru")
     dead, live = dead_pid(), os.getppid()  # the process that started the tests: alive
-    stale = [f".export.tmp-{dead}", f".export.old-{dead}", f".tmp-{dead}-model.keras"]
+    # (a dead .export.old-PID is an export to put back: tests/test_runs.py)
+    stale = [f".export.tmp-{dead}", f".tmp-{dead}-model.keras"]
     for name in [*stale, f".export.tmp-{live}"]:
         (run_dir / name).mkdir()
         (run_dir / name / "saved_model.pb").write_text("x")
@@ -260,3 +261,19 @@ def test_ctrl_c_during_an_export_leaves_nothing_behind(run_copy):
     assert process.returncode == 130, stderr
     assert stderr.splitlines() == ["interrupted: no new export was written"]
     assert not list(run_dir.glob(".export*")) and not (run_dir / "export").exists()
+
+
+def test_export_run_replaces_an_export_only_when_forced(run_copy):
+    """The library function follows the CLI's --force rule."""
+    from export.__main__ import export_run
+    from keras_rnn.errors import UserError
+    from keras_rnn.runs import finished_run
+
+    run, config = finished_run(run_copy("lstm"))
+    assert export_run(run, config)["ok"]
+    with pytest.raises(UserError, match="exists: pass --force to replace it"):
+        export_run(run, config)
+    (run.path / "export" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"notes\.txt"):
+        export_run(run, config, force=True)
+    assert (run.path / "export" / "notes.txt").read_text() == "mine"

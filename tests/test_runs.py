@@ -16,6 +16,7 @@ from keras_rnn.runs import (
     atomic_write_bytes,
     check_export_dir,
     check_run_dir,
+    not_a_run,
     prepare_run_dir,
     read_json,
     remove_stale_temporaries,
@@ -255,3 +256,85 @@ def test_atomic_writes_get_the_mode_the_umask_gives(umask, mode, tmp_path):
     for path in (tmp_path / "a.json", tmp_path / "plots" / "b.png"):
         assert stat.S_IMODE(path.stat().st_mode) == mode, oct(path.stat().st_mode)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.json", "b.png", "plots"]
+
+
+def test_a_replaced_export_comes_back_when_its_replacement_never_arrived(tmp_path):
+    """An export killed between moving the old export/ aside and moving the new one in."""
+    dead = dead_pid()
+    run = make_run(tmp_path / "run", f".export.old-{dead}/manifest.json")
+    remove_stale_temporaries(RunDir(run))
+    assert (run / "export" / "manifest.json").exists()
+    assert not (run / f".export.old-{dead}").exists()
+
+
+def test_a_force_delete_killed_at_any_step_leaves_a_run_that_force_still_takes(
+    tmp_path, monkeypatch
+):
+    """Ctrl-C or a kill can end --force's delete after any file: what is left must still be
+    a run of ours, or the next --force would refuse it and the user would delete by hand."""
+    files = ["history.csv", "model.keras", "plots/loss.png", "checkpoints/best.weights.h5"]
+    markers_first(monkeypatch)  # the worst order a file system may list them in
+    for step in range(100):
+        run = make_run(tmp_path / f"run-{step}", *files, "export/onnx/m.onnx")
+        write_json(run / "export" / "manifest.json", {"task": "sine", "opset": 17, "graphs": []})
+        done = 0
+
+        def dying(real, step=step):
+            def call(*args, **kwargs):
+                nonlocal done
+                if done == step:
+                    raise KeyboardInterrupt  # the process ends here
+                done += 1
+                return real(*args, **kwargs)
+
+            return call
+
+        with monkeypatch.context() as killing:
+            killing.setattr(os, "unlink", dying(os.unlink))
+            killing.setattr(os, "rmdir", dying(os.rmdir))
+            try:
+                prepare_run_dir(run, force=True)
+                finished = True
+            except KeyboardInterrupt:
+                finished = False
+        if not finished:
+            assert not_a_run(run) is None, (step, sorted(p.name for p in run.rglob("*")))
+            continue
+        assert list(run.iterdir()) == []
+        break
+    assert step > 5  # every file and folder was a place to be killed
+
+
+def markers_first(monkeypatch) -> None:
+    """Make directory listings put config.json and manifest.json first."""
+
+    def later(name: str) -> bool:
+        return name not in ("config.json", "manifest.json")
+
+    class Listing(list):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    listdir, scandir = os.listdir, os.scandir
+
+    def ordered_scandir(*args, **kwargs):
+        with scandir(*args, **kwargs) as entries:
+            return Listing(sorted(entries, key=lambda entry: later(entry.name)))
+
+    monkeypatch.setattr(
+        os, "listdir", lambda *args, **kwargs: sorted(listdir(*args, **kwargs), key=later)
+    )
+    monkeypatch.setattr(os, "scandir", ordered_scandir)
+
+
+def test_a_folder_holding_only_our_temporaries_is_ours(tmp_path):
+    """A run killed while writing its first file (config.json) leaves only a temporary."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / f".tmp-{dead_pid()}-0f0f0f0f-config.json").write_text("{")
+    assert not_a_run(run) is None
+    prepare_run_dir(run, force=True)
+    assert list(run.iterdir()) == []
