@@ -8,10 +8,10 @@ front in order, so that the fused node runs the same steps in the same order as 
 output is moved back to the step where Keras writes it.
 
 An ``If`` on ``has_gaps`` takes those moves only for a batch that needs them. The moves cost
-two gathers around the node (up to 1.9x the node's time at batch 32 x 50); the check costs a few
-small ops (about 5 microseconds a call, measured in the README). The other design, an ``If``
-falling back to tf2onnx's Loop, would carry a second, slower copy of every layer; moving steps
-keeps one fused node, exact for every mask.
+two gathers around the node (1.3-1.5x the layer's time); the check costs two ``If`` nodes and
+six small ops, about 6 microseconds a call (``python -m benchmarks.masks``). The other design,
+an ``If`` falling back to tf2onnx's Loop, would carry a second, slower copy of every layer;
+moving steps keeps one fused node, exact for every mask.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,39 +12,50 @@ import numpy as np
 from export.onnx import UNFUSED_OPS, op_counts, session
 from export.savedmodel import load_savedmodel
 from keras_rnn.graphs import ExportGraph
+from serving.runtime.graph import padded_steps
 
 # DESIGN.md section 5: float32 recurrences drift more through GRU's extra matmul.
 ATOL = {"simple": 1e-5, "lstm": 1e-5, "gru": 1e-4}
-BATCH_SIZES = (1, 5)  # 5 rows: one sampled and each of MASK_PATTERNS
+BATCH_SIZES = (1, 5)
+
+
+def samples(graph: ExportGraph, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
+    """The inputs parity tries: the task's samples at every batch size x sequence length and,
+    for a graph that masks, one batch per length for each of MASK_BATCHES."""
+    batches = [
+        graph.sample(batch, length, rng) for batch in BATCH_SIZES for length in graph.lengths
+    ]
+    if graph.masked_input is not None:
+        for patterns in MASK_BATCHES.values():
+            for length in graph.lengths:
+                sampled = graph.sample(len(patterns) + 1, length, rng)
+                batches.append(with_mask_patterns(graph, sampled, patterns, rng))
+    return batches
 
 
 def check_graph(
     graph: ExportGraph, savedmodel_dir: Path, onnx_path: Path, atol: float, seed: int = 0
 ) -> dict[str, Any]:
-    """Run all three on every batch size x sequence length; the ``parity.json`` entry."""
+    """Run all three on every sample (``samples``); the ``parity.json`` entry."""
     rng = np.random.default_rng(seed)
     savedmodel = load_savedmodel(savedmodel_dir)
     onnx_session = session(onnx_path)
     onnx_outputs = [output.name for output in onnx_session.get_outputs()]
     worst_savedmodel = worst_onnx = 0.0
     shapes = []
-    for batch in BATCH_SIZES:
-        for length in graph.lengths:
-            inputs = graph.sample(batch, length, rng)
-            if graph.masked_input is not None and batch >= len(MASK_PATTERNS) + 1:
-                inputs = with_mask_patterns(graph, inputs, rng)
-            expected = {
-                name: keras.ops.convert_to_numpy(value)
-                for name, value in graph.model(inputs, training=False).items()
-            }
-            from_savedmodel = savedmodel(inputs)
-            from_onnx = dict(zip(onnx_outputs, onnx_session.run(None, inputs), strict=True))
-            for name in graph.outputs:
-                worst_savedmodel = max(
-                    worst_savedmodel, _max_diff(from_savedmodel[name], expected[name])
-                )
-                worst_onnx = max(worst_onnx, _max_diff(from_onnx[name], expected[name]))
-            shapes.append({name: list(value.shape) for name, value in inputs.items()})
+    for inputs in samples(graph, rng):
+        expected = {
+            name: keras.ops.convert_to_numpy(value)
+            for name, value in graph.model(inputs, training=False).items()
+        }
+        from_savedmodel = savedmodel(inputs)
+        from_onnx = dict(zip(onnx_outputs, onnx_session.run(None, inputs), strict=True))
+        for name in graph.outputs:
+            worst_savedmodel = max(
+                worst_savedmodel, _max_diff(from_savedmodel[name], expected[name])
+            )
+            worst_onnx = max(worst_onnx, _max_diff(from_onnx[name], expected[name]))
+        shapes.append({name: list(value.shape) for name, value in inputs.items()})
     counts = op_counts(onnx_path)
     return {
         "name": graph.name,
@@ -54,37 +66,52 @@ def check_graph(
         "shapes_tested": shapes,
         "onnx_op_counts": counts,
         "fused": not any(op in counts for op in UNFUSED_OPS),
-        "masks_tested": ["as sampled", *MASK_PATTERNS] if graph.masked_input else [],
+        "masks_tested": (
+            ["as sampled"] + [f"{batch}: {', '.join(rows)}" for batch, rows in MASK_BATCHES.items()]
+            if graph.masked_input
+            else []
+        ),
     }
 
 
 def with_mask_patterns(
-    graph: ExportGraph, inputs: dict[str, np.ndarray], rng: np.random.Generator
+    graph: ExportGraph,
+    inputs: dict[str, np.ndarray],
+    patterns: dict[str, Callable[[int], np.ndarray]],
+    rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
-    """``inputs`` whose rows 1 to 4 of ``graph.masked_input`` are rewritten to the masks of
-    ``MASK_PATTERNS`` (row 0 keeps the sampled one): a fused node must give Keras's answer for
+    """``inputs`` whose rows 1, 2, ... of ``graph.masked_input`` are rewritten to the masks of
+    ``patterns`` (row 0 keeps the sampled one): a fused node must give Keras's answer for
     every mask, not only for the right padding that our own pipelines produce."""
     values = inputs[graph.masked_input].copy()
+    if len(values) != len(patterns) + 1:
+        raise ValueError(f"{len(patterns)} mask patterns need {len(patterns) + 1} rows")
     length = values.shape[1]
-    padded = values == graph.pad_value
-    if values.ndim == 3:  # Masking: a step is masked when all its features are the pad value
-        padded = padded.all(axis=-1)
+    padded = padded_steps(values, graph.pad_value)
     fillers = values[~padded]  # valid steps to fill masked ones with
     if len(fillers) == 0:
         raise ValueError(f"{graph.name}: the parity sample has no valid step")
-    for row, pattern in enumerate(MASK_PATTERNS, start=1):
+    for row, masked in enumerate(patterns.values(), start=1):
         unmasked = np.where(padded[row])[0]
         values[row, unmasked] = fillers[rng.integers(len(fillers), size=len(unmasked))]
-        values[row, MASK_PATTERNS[pattern](length)] = graph.pad_value
+        values[row, masked(length)] = graph.pad_value
     return inputs | {graph.masked_input: values}
 
 
-# Masked steps of each pattern (at least 3 steps): masks our pipelines never produce included.
-MASK_PATTERNS = {
-    "left-padded": lambda length: np.arange(length) < length // 2,
-    "gaps": lambda length: np.arange(length) % 3 == 1,
+# The masked steps of rows our pipelines never produce, in two batches: one whose rows are all
+# right-padded prefixes (a fused node's fast path) and one with a left-padded row and gaps
+# (where valid steps are moved first, export/masking.py). Each masks at least 3 steps.
+FULLY_MASKED = {
     "fully masked": lambda length: np.ones(length, bool),
     "fully valid": lambda length: np.zeros(length, bool),
+}
+MASK_BATCHES = {
+    "right-padded batch": FULLY_MASKED,
+    "gapped batch": {
+        "left-padded": lambda length: np.arange(length) < length // 2,
+        "gaps": lambda length: np.arange(length) % 3 == 1,
+        **FULLY_MASKED,
+    },
 }
 
 

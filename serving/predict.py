@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 TASK_FLAGS = ("window", "csv", "column", "a", "b", "text", "prefix", *GENERATION_DEFAULTS)
 TEXT_HELP = (
     "text to tag; text longer than the tagger's max_length (from its export) is tagged in "
-    "pieces of whole lines, a longer line cut after a space, as the tagger was trained"
+    "pieces of whole lines, as the tagger was trained; a longer line is cut after a space "
+    "(training cuts it at max_length)"
 )
 
 

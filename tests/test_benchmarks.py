@@ -50,7 +50,7 @@ def test_fusion_benchmark_rejects_an_unknown_cell():
     assert_user_error(result.returncode, result.stderr, "unknown cell transformer")
 
 
-def test_masks_benchmark_times_each_padding_after_checking_it_against_keras():
+def test_masks_benchmark_times_the_check_and_each_padding_after_checking_keras():
     result = run_module("benchmarks.masks", "--cells", "lstm", "--units", "4", "--repeats", "2")
     assert result.returncode == 0, result.stderr
     assert MASKS_HEADER in result.stdout
@@ -59,9 +59,10 @@ def test_masks_benchmark_times_each_padding_after_checking_it_against_keras():
     assert [row[2] for row in rows] == ["batch 1 x 10", "batch 32 x 50"]
     for row in rows:
         assert all(float(row[column]) > 0 for column in (3, 4, 6))
-        assert all(re.fullmatch(r"\d+\.\d\dx", row[column].strip()) for column in (5, 7))
+        assert re.fullmatch(r"\d+\.\d\dx \([+-]\d+\.\d µs\)", row[5].strip()), row[5]
+        assert re.fullmatch(r"\d+\.\d\dx", row[7].strip()), row[7]
 
 
 def test_masks_benchmark_rejects_nonsense_sizes():
     result = run_module("benchmarks.masks", "--units", "0")
-    assert_user_error(result.returncode, result.stderr, "must be positive")
+    assert_user_error(result.returncode, result.stderr, "--units: must be a positive integer")

@@ -61,8 +61,9 @@ def test_stack_exports_with_parity(cell, layers, bidirectional, masked, tmp_path
     graph = stack_graph(cell, layers, bidirectional, masked)
     entry, manifest = export_graph(graph, tmp_path, parity.ATOL[cell])
     assert entry["ok"], entry
-    assert len(entry["shapes_tested"]) == 4
-    assert entry["masks_tested"] == (["as sampled", *parity.MASK_PATTERNS] if masked else [])
+    # batch 1 and 5 x lengths 5 and 9; masked: a right-padded and a gapped batch per length
+    assert len(entry["shapes_tested"]) == (8 if masked else 4)
+    assert len(entry["masks_tested"]) == (3 if masked else 0)
     assert manifest["onnx"] == f"onnx/{graph.name}.onnx"
     counts = entry["onnx_op_counts"]
     assert entry["fused"] and not set(UNFUSED_OPS) & set(counts), counts
@@ -81,13 +82,17 @@ def test_masked_samples_are_right_padded():
     assert not valid.all()  # some padding happened
 
 
-def test_parity_rewrites_rows_to_every_mask_pattern():
+def test_parity_adds_a_right_padded_and_a_gapped_batch_of_edge_rows():
     graph = stack_graph("gru", 1, False, True)
-    rng = np.random.default_rng(0)
-    sampled = graph.sample(5, 9, rng)
-    values = parity.with_mask_patterns(graph, sampled, rng)["sequence"]
-    valid = np.any(values != 0, axis=-1)
-    assert np.array_equal(values[0], sampled["sequence"][0])  # row 0 keeps its sample
-    for row, masked in enumerate(parity.MASK_PATTERNS.values(), start=1):
-        assert np.array_equal(valid[row], ~masked(9)), row
-    assert not np.array_equal(valid[1], np.sort(valid[1])[::-1])  # not a right-padded prefix
+    batches = parity.samples(graph, np.random.default_rng(0))[len(parity.BATCH_SIZES) * 2 :]
+    assert len(batches) == len(parity.MASK_BATCHES) * len(graph.lengths)
+    for values, patterns in zip(
+        (batch["sequence"] for batch in batches),
+        (patterns for patterns in parity.MASK_BATCHES.values() for _ in graph.lengths),
+        strict=True,
+    ):
+        valid = np.any(values != 0, axis=-1)
+        for row, masked in enumerate(patterns.values(), start=1):
+            assert np.array_equal(valid[row], ~masked(values.shape[1]))
+        right_padded = [np.array_equal(row, np.sort(row)[::-1]) for row in valid]
+        assert all(right_padded) == ("left-padded" not in patterns)  # the If takes each branch

@@ -125,6 +125,14 @@ def _checked(name: str, value: Any, spec: dict[str, Any]) -> np.ndarray:
     return array.astype(dtype, copy=False)
 
 
+def padded_steps(values: np.ndarray, pad_value: float) -> np.ndarray:
+    """Which steps of ``values`` (batch, time[, features]) are padding, as Keras masks them:
+    ids equal to ``pad_value`` (``Embedding(mask_zero=True)`` for 0), or steps whose features
+    all equal it (``Masking``)."""
+    padded = np.asarray(values) == pad_value
+    return padded.all(axis=-1) if padded.ndim == 3 else padded
+
+
 class PaddingWarning(UserWarning):
     """Masked steps that are not right padding: computed exactly, on a slower path."""
 
@@ -134,10 +142,7 @@ def _warn_unless_right_padded(graph: str, masked: dict[str, Any], feed: dict) ->
     as ``keras.utils.pad_sequences`` gives by default, or gaps). The export gives Keras's
     answer for such rows too, by moving valid steps first; the caller should know it happened,
     and that right padding takes the fast path."""
-    values = feed[masked["name"]]
-    padded = values == masked["pad_value"]
-    if padded.ndim == 3:  # Masking: a step is padding when all its features are the pad value
-        padded = padded.all(axis=-1)
+    padded = padded_steps(feed[masked["name"]], masked["pad_value"])
     rows = np.flatnonzero((padded[:, :-1] & ~padded[:, 1:]).any(axis=1))
     if len(rows):
         shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
