@@ -352,8 +352,8 @@ def finished_run(path: str | Path) -> tuple[RunDir, TrainConfig]:
 
 
 def load_trained_model(run: RunDir) -> Any:
-    """The run's trained Keras model, uncompiled; TensorFlow starts here, after the cheap
-    checks."""
+    """The run's trained Keras model, uncompiled. Keras is imported here, after the cheap
+    checks (a CLI has started TensorFlow quietly by then, ``keras_rnn.quiet``)."""
     # Checked first because Keras reports any file that is not a zip archive (empty, truncated,
     # garbage) as "File not found", which sends the user looking for the wrong problem.
     if not _is_keras_archive(run.model_keras):
