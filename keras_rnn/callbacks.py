@@ -13,7 +13,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_rnn.runs import atomic_save, atomic_write_bytes, write_json
+from keras_rnn.errors import UserError
+from keras_rnn.runs import atomic_save, atomic_write_bytes, read_json, write_json
 
 
 class ExactBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -50,7 +51,10 @@ class ExactBackupAndRestore(keras.callbacks.BackupAndRestore):
     def _saved_states(self) -> dict[str, Any]:
         if not self.random_state_path.is_file():
             return {}
-        return json.loads(self.random_state_path.read_text())
+        states = read_json(self.random_state_path)  # damaged: one line naming the file
+        if not isinstance(states, dict):
+            raise UserError(f"{self.random_state_path} is not a backup's random state")
+        return states
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.restored:

@@ -26,7 +26,15 @@ from keras_rnn.callbacks import (
 )
 from keras_rnn.config import TrainConfig
 from keras_rnn.epochs import FeedEpoch
-from keras_rnn.runs import RunDir, atomic_save, atomic_write_bytes, prepare_run_dir, write_json
+from keras_rnn.errors import UserError
+from keras_rnn.runs import (
+    RunDir,
+    atomic_save,
+    atomic_write_bytes,
+    prepare_run_dir,
+    read_json,
+    write_json,
+)
 from keras_rnn.tasks import load_task
 
 
@@ -51,8 +59,15 @@ def _history_state(run: RunDir, first_epoch: int) -> tuple[float, int]:
     val_loss so far and the epochs since it, for the resumed callbacks."""
     if not run.history_csv.is_file():
         return math.inf, 0
-    with run.history_csv.open(newline="") as f:
-        rows = [row for row in csv.DictReader(f) if int(row["epoch"]) < first_epoch]
+    try:
+        with run.history_csv.open(newline="", encoding="utf-8") as f:
+            rows = [row for row in csv.DictReader(f) if int(row["epoch"]) < first_epoch]
+        losses = [float(row["val_loss"]) for row in rows if row.get("val_loss")]
+    except (KeyError, TypeError, ValueError, csv.Error) as error:  # UnicodeDecodeError too
+        raise UserError(
+            f"{run.history_csv} is damaged ({error}): the run cannot be resumed; retrain it "
+            "with --force"
+        ) from None
     if rows:
         text = io.StringIO()
         writer = csv.DictWriter(text, list(rows[0]))
@@ -61,7 +76,6 @@ def _history_state(run: RunDir, first_epoch: int) -> tuple[float, int]:
         atomic_write_bytes(run.history_csv, text.getvalue().encode())
     else:
         run.history_csv.unlink()
-    losses = [float(row["val_loss"]) for row in rows if row.get("val_loss")]
     if not losses:
         return math.inf, 0
     best_index = int(np.argmin(losses))
@@ -70,7 +84,13 @@ def _history_state(run: RunDir, first_epoch: int) -> tuple[float, int]:
 
 def _restored_epoch(run: RunDir) -> int:
     metadata = run.backup / "training_metadata.json"
-    return json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
+    if not metadata.is_file():
+        return 0
+    saved = read_json(metadata)  # damaged: one line naming the file
+    epoch = saved.get("epoch") if isinstance(saved, dict) else None
+    if not isinstance(epoch, int):
+        raise UserError(f"{metadata} holds no epoch number: the run cannot be resumed")
+    return epoch
 
 
 def learning_rate(

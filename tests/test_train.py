@@ -391,3 +391,22 @@ def test_ctrl_c_prints_the_resume_command_and_exits_130(tmp_path):
     resumed = run_module(*command.split()[2:], "--epochs", done + 2)  # not all 1000 epochs
     assert resumed.returncode == 0, resumed.stderr
     assert (run_dir / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("damaged", "content", "fragment"),
+    [
+        ("history.csv", "epoch,loss,val_loss\nthree,0.5,0.4\n", "history.csv is damaged"),
+        ("checkpoints/backup/training_metadata.json", "{", "is not valid JSON"),
+        ("checkpoints/backup/training_metadata.json", "{}", "holds no epoch number"),
+        ("checkpoints/backup/random_state.json", "[1, 2", "is not valid JSON"),
+    ],
+)
+def test_a_damaged_backup_is_one_line_on_resume(damaged, content, fragment, tmp_path):
+    """A file --resume reads that is damaged is named in one error line, exit 2."""
+    run_dir = tmp_path / "run"
+    argv = ["--run-dir", run_dir, "--units", "4", "--batch-size", "8", "--epochs", "40"]
+    train_until_killed([*argv, "--patience", "0"], run_dir, epochs_done=1)
+    (run_dir / damaged).write_text(content)
+    result = run_module("keras_rnn.train", "--run-dir", run_dir, "--resume")
+    assert_user_error(result.returncode, result.stderr, Path(damaged).name, fragment)
