@@ -23,6 +23,7 @@ from keras_rnn.config import CELLS
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
 from serving import cli
+from serving.runtime.graph import open_session
 
 FEATURES = 8
 SHAPES = {"batch 1 x 10": (1, 10), "batch 32 x 50": (32, 50)}  # (batch, steps)
@@ -64,7 +65,7 @@ def sequences(batch: int, steps: int, masked: bool, rng: np.random.Generator) ->
 def benchmark_layer(
     cell: str, units: int, masked: bool, threads: int, repeats: int, folder: Path
 ) -> list[str]:
-    from export.onnx import op_counts, recurrent_ops, session, write_onnx
+    from export.onnx import op_counts, recurrent_ops, write_onnx
 
     mask = "masked" if masked else "unmasked"
     print(f"exporting and timing {cell}, {units} units, {mask}", flush=True)  # progress
@@ -72,7 +73,7 @@ def benchmark_layer(
     paths = {"alone": folder / f"{graph.name}_alone.onnx", "fused": folder / f"{graph.name}.onnx"}
     write_onnx(graph, paths["alone"], fuse={})
     write_onnx(graph, paths["fused"], fuse={cell: None})
-    sessions = {form: session(path, threads) for form, path in paths.items()}
+    sessions = {form: open_session(path, threads) for form, path in paths.items()}
     rng = np.random.default_rng(0)
     rows = []
     for label, (batch, steps) in SHAPES.items():

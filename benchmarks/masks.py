@@ -25,7 +25,7 @@ from keras_rnn import quiet
 from keras_rnn.config import CELLS
 from keras_rnn.errors import UserError
 from serving import cli
-from serving.runtime.graph import padded_steps
+from serving.runtime.graph import open_session, padded_steps
 
 SHAPES = {"batch 1 x 10": (1, 10), "batch 32 x 50": (32, 50)}  # (batch, steps)
 HEADER = (
@@ -71,7 +71,7 @@ def benchmark_cell(cell: str, units: int, threads: int, repeats: int, folder: Pa
     import keras
 
     from benchmarks.fusion import layer_graph, sequences
-    from export.onnx import session, write_onnx
+    from export.onnx import write_onnx
 
     print(f"exporting and timing {cell}, {units} units", flush=True)  # progress
     graph = layer_graph(cell, units, masked=True)
@@ -79,7 +79,10 @@ def benchmark_cell(cell: str, units: int, threads: int, repeats: int, folder: Pa
     write_onnx(graph, path, fuse={cell: None})
     unchecked = folder / f"{graph.name}_unchecked.onnx"
     onnx.save(without_gap_check(onnx.load(str(path))), str(unchecked))
-    sessions = {"checked": session(path, threads), "unchecked": session(unchecked, threads)}
+    sessions = {
+        "checked": open_session(path, threads),
+        "unchecked": open_session(unchecked, threads),
+    }
     rng = np.random.default_rng(0)
     rows = []
     for label, (batch, steps) in SHAPES.items():

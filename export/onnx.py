@@ -7,12 +7,12 @@ from pathlib import Path
 
 import keras
 import onnx
-import onnxruntime
 import tf2onnx
 
 from export.fusion import FusionRewriter
 from export.savedmodel import input_specs
 from keras_rnn.graphs import ExportGraph
+from serving.runtime.graph import open_session
 
 OPSET = 17
 UNFUSED_OPS = ("Loop", "Scan")  # a recurrent layer tf2onnx could not turn into LSTM/GRU/RNN
@@ -59,7 +59,7 @@ def write_onnx(graph: ExportGraph, path: Path, fuse: dict[str, int | None] = FUS
         custom_rewriter=[rewriter],
         output_path=str(path),
     )
-    session(path)
+    open_session(path)
     return rewriter.report
 
 
@@ -77,14 +77,6 @@ def _positional(model: keras.Model) -> keras.Model:
 def op_counts(path: Path) -> dict[str, int]:
     """How many nodes of each op type the top-level graph has."""
     return dict(sorted(Counter(node.op_type for node in onnx.load(str(path)).graph.node).items()))
-
-
-def session(path: Path, threads: int | None = None) -> onnxruntime.InferenceSession:
-    """An onnxruntime CPU session; ``threads`` fixes its intra-op thread count."""
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def recurrent_ops(counts: dict[str, int]) -> str:

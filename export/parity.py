@@ -9,10 +9,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from export.onnx import UNFUSED_OPS, op_counts, session
+from export.onnx import UNFUSED_OPS, op_counts
 from export.savedmodel import load_savedmodel
 from keras_rnn.graphs import ExportGraph
-from serving.runtime.graph import padded_steps
+from serving.runtime.graph import open_session, padded_steps
 
 # DESIGN.md section 5: float32 recurrences drift more through GRU's extra matmul.
 ATOL = {"simple": 1e-5, "lstm": 1e-5, "gru": 1e-4}
@@ -39,7 +39,7 @@ def check_graph(
     """Run all three on every sample (``samples``); the ``parity.json`` entry."""
     rng = np.random.default_rng(seed)
     savedmodel = load_savedmodel(savedmodel_dir)
-    onnx_session = session(onnx_path)
+    onnx_session = open_session(onnx_path)
     onnx_outputs = [output.name for output in onnx_session.get_outputs()]
     worst_savedmodel = worst_onnx = 0.0
     shapes = []

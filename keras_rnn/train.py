@@ -105,6 +105,20 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     return config, args
 
 
+INPUT_FILES = ("csv", "text", "conll")  # config fields that name a file the task reads
+
+
+def check_inputs_outside(config: TrainConfig, run_dir: Path) -> None:
+    """Refuse an input file inside the run directory that --force is about to delete."""
+    for name in INPUT_FILES:
+        value = getattr(config, name, None)
+        if value and Path(value).resolve().is_relative_to(run_dir.resolve()):
+            raise UserError(
+                f"--{flag(name)} {value} is inside --run-dir {run_dir}, which --force deletes: "
+                "move the file out first"
+            )
+
+
 def resume_hint(run_dir: Path) -> str:
     """What to tell a user whose training was interrupted: how to go on, if it can."""
     run = RunDir(run_dir)
@@ -120,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, args = parse_args(argv)
         check_run_dir(args.run_dir, force=args.force, resume=args.resume)
+        if args.force:
+            check_inputs_outside(config, args.run_dir)
         with cli.exit_on_interrupt(lambda: resume_hint(args.run_dir)):
             quiet.start_tensorflow(args.verbose)
             from keras_rnn.trainer import run_training

@@ -10,10 +10,11 @@ import pytest
 from export import parity
 from export.__main__ import export_graph
 from export.fusion import ONNX_OP
-from export.onnx import UNFUSED_OPS, session, write_onnx
+from export.onnx import UNFUSED_OPS, write_onnx
 from keras_rnn.config import CELLS
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import rnn_layer
+from serving.runtime.graph import open_session
 
 UNITS = 4
 VOCAB = 7
@@ -106,7 +107,7 @@ def test_padded_steps_hold_the_values_keras_defines(cell, tmp_path):
     for name, layer in layers.items():
         graph = layer_graph(name, layer, cell)
         write_onnx(graph, tmp_path / f"{name}.onnx")
-        (outputs,) = session(tmp_path / f"{name}.onnx").run(None, {"ids": ids})
+        (outputs,) = open_session(tmp_path / f"{name}.onnx").run(None, {"ids": ids})
         expected = keras.ops.convert_to_numpy(graph.model({"ids": ids})["outputs"])
         np.testing.assert_allclose(outputs, expected, atol=parity.ATOL[cell])
         for row, length in enumerate(lengths):

@@ -113,6 +113,13 @@ def test_force_leaves_what_is_not_a_run_alone(tiny_run, tmp_path, cli_error):
     cli_error(train.main, argv, "data.csv is a file", "--force leaves it alone")
     assert series.read_bytes() == before
 
+    inside = run_dir / "plots" / "data.csv"  # inside a folder of ours, which --force deletes
+    shutil.copy(series, inside)
+    (run_dir / "notes.txt").unlink()
+    argv = ["--csv", inside, "--run-dir", run_dir, "--force"]
+    cli_error(train.main, argv, "is inside --run-dir", "move the file out first")
+    assert inside.read_bytes() == before
+
 
 def write_series(tmp_path, values, name="series.csv"):
     path = tmp_path / name
