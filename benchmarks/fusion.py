@@ -10,9 +10,11 @@ measurement behind ``export.onnx.FUSED``.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +96,24 @@ def benchmark_layer(
     return rows
 
 
+def parse_cells(text: str) -> list[str]:
+    """Comma-separated cell names; an unknown one is a ``UserError``."""
+    cells = text.split(",")
+    if unknown := sorted(set(cells) - set(CELLS)):
+        raise UserError(f"unknown cell {', '.join(unknown)}: choose from {', '.join(CELLS)}")
+    return cells
+
+
+@contextlib.contextmanager
+def scratch_folder() -> Iterator[Path]:
+    """A temporary folder for exports, removed afterwards, and on Ctrl-C too."""
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        cli.on_interrupt(lambda: shutil.rmtree(folder, ignore_errors=True)),
+    ):
+        yield Path(folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m benchmarks.fusion", description=__doc__.splitlines()[0]
@@ -107,9 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet.add_verbose_flag(parser)
     try:
         args = parser.parse_args(argv)
-        cells = args.cells.split(",")
-        if unknown := sorted(set(cells) - set(CELLS)):
-            raise UserError(f"unknown cell {', '.join(unknown)}: choose from {', '.join(CELLS)}")
+        cells = parse_cells(args.cells)
         try:
             sizes = [int(size) for size in args.units.split(",")]
         except ValueError:
@@ -121,18 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         quiet.start_tensorflow(args.verbose)
         from export.onnx import FUSED
 
-        with (
-            tempfile.TemporaryDirectory() as folder,
-            cli.on_interrupt(lambda: shutil.rmtree(folder, ignore_errors=True)),
-        ):
+        with scratch_folder() as folder:
             rows = [
                 row
                 for cell in cells
                 for units in sizes
                 for masked in (False, True)
-                for row in benchmark_layer(
-                    cell, units, masked, args.threads, args.repeats, Path(folder)
-                )
+                for row in benchmark_layer(cell, units, masked, args.threads, args.repeats, folder)
             ]
     except UserError as error:
         return cli.report(error)

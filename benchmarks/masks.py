@@ -12,14 +12,13 @@ Every result is checked against Keras first.
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from benchmarks.fusion import parse_cells, scratch_folder
 from benchmarks.inference import median_ms
 from keras_rnn import quiet
 from keras_rnn.config import CELLS
@@ -126,20 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     quiet.add_verbose_flag(parser)
     try:
         args = parser.parse_args(argv)
-        cells = args.cells.split(",")
-        if unknown := sorted(set(cells) - set(CELLS)):
-            raise UserError(f"unknown cell {', '.join(unknown)}: choose from {', '.join(CELLS)}")
+        cells = parse_cells(args.cells)
         quiet.start_tensorflow(args.verbose)
-        with (
-            tempfile.TemporaryDirectory() as folder,
-            cli.on_interrupt(lambda: shutil.rmtree(folder, ignore_errors=True)),
-        ):
+        with scratch_folder() as folder:
             rows = [
                 row
                 for cell in cells
-                for row in benchmark_cell(
-                    cell, args.units, args.threads, args.repeats, Path(folder)
-                )
+                for row in benchmark_cell(cell, args.units, args.threads, args.repeats, folder)
             ]
     except UserError as error:
         return cli.report(error)

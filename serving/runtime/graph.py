@@ -9,18 +9,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime
-from onnxruntime.capi.onnxruntime_pybind11_state import (
-    Fail,
-    InvalidArgument,
-    InvalidGraph,
-    InvalidProtobuf,
-    NoModel,
-    NoSuchFile,
-    RuntimeException,
-)
-from onnxruntime.capi.onnxruntime_pybind11_state import (
-    NotImplemented as OperatorNotImplemented,  # not the builtin NotImplemented
-)
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from serving.errors import UserError
 
@@ -30,13 +19,13 @@ from serving.errors import UserError
 # Fail or (a name that is no longer UTF-8) UnicodeDecodeError. None of them share a base class
 # below Exception.
 _LOAD_ERRORS = (
-    Fail,
-    InvalidArgument,
-    InvalidGraph,
-    InvalidProtobuf,
-    NoModel,
-    NoSuchFile,
-    RuntimeException,
+    ort_state.Fail,
+    ort_state.InvalidArgument,
+    ort_state.InvalidGraph,
+    ort_state.InvalidProtobuf,
+    ort_state.NoModel,
+    ort_state.NoSuchFile,
+    ort_state.RuntimeException,
     UnicodeDecodeError,
 )
 
@@ -89,9 +78,11 @@ def open_session(path: Path, threads: int | None = None) -> onnxruntime.Inferenc
         options.intra_op_num_threads = threads
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except InvalidProtobuf:
+    except ort_state.InvalidProtobuf:
         raise UserError(f"{damaged}: it is not an ONNX model (protobuf parsing failed)") from None
-    except OperatorNotImplemented as error:  # a whole file with an operator this onnxruntime lacks
+    except (
+        ort_state.NotImplemented
+    ) as error:  # a whole file with an operator this onnxruntime lacks
         raise UserError(
             f"{path} cannot be loaded by onnxruntime {onnxruntime.__version__}: {_detail(error)}"
         ) from None
