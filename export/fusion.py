@@ -10,7 +10,7 @@ recognised ``While`` for one fused node. Whatever it does not recognise exactly 
 
 The patterns are the graphs Keras 3.15's TensorFlow backend emits (``use_cudnn=False``), with
 operands in Keras's order: a Keras release that reorders them loses fusion, not correctness.
-Semantics kept (DESIGN.md section 6):
+Semantics kept:
 
 - Weights: Keras LSTM gates i, f, c, o become ONNX i, o, f, c. Keras GRU (``reset_after=True``)
   gates z, r, h keep their order, with ``linear_before_reset=1`` and both bias rows.

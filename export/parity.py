@@ -14,7 +14,7 @@ from export.savedmodel import load_savedmodel
 from keras_rnn.graphs import ExportGraph
 from serving.runtime.graph import open_session, padded_steps
 
-# DESIGN.md section 5: float32 recurrences drift more through GRU's extra matmul.
+# float32 recurrences drift more through GRU's extra matmul.
 ATOL = {"simple": 1e-5, "lstm": 1e-5, "gru": 1e-4}
 BATCH_SIZES = (1, 5)
 

@@ -51,7 +51,7 @@ def layer_graph(
         inputs |= states
         specs |= {name: ((None, UNITS), "float32") for name in states}
         kwargs["initial_state"] = list(states.values())
-        if masked:  # Keras drops the mask when initial_state is given (DESIGN.md section 6)
+        if masked:  # Keras drops the mask when initial_state is given (Keras 3.15)
             kwargs["mask"] = embedding.compute_mask(ids)
     result = layer(embedding(ids), **kwargs)
     if initial_state:
