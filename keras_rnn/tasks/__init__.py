@@ -1,6 +1,6 @@
 """Tasks: each module provides ``Config`` (its class in ``keras_rnn.config``),
 ``make_datasets``, ``build_model``, ``compile_args``, ``export_graphs``, ``evaluate`` and
-``format_metrics`` (DESIGN.md section 4), and may provide ``callbacks`` (extra Keras
+``format_metrics``, and may provide ``callbacks`` (extra Keras
 callbacks for training) and ``log_callbacks`` (callbacks that add entries to each epoch's logs;
 they run before history.csv is written)."""
 

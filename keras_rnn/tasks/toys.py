@@ -149,7 +149,7 @@ def encoder_decoder(
     embed = keras.layers.Embedding(size, 16, mask_zero=True)
     decoder = rnn_layer(cell, units, return_sequences=True, return_state=True, name="decoder")
     scores = keras.layers.Dense(size, name="next_token")
-    # Keras drops the padding mask when initial_state is given (DESIGN.md section 6): pass it.
+    # Keras drops the padding mask when initial_state is given (Keras 3.15): pass it.
     sequence, *_ = decoder(
         embed(target_in), initial_state=states, mask=embed.compute_mask(target_in)
     )
