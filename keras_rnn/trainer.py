@@ -146,6 +146,8 @@ def train(task: Any, config: TrainConfig, data: Any, run: RunDir, resume: bool) 
     stopped = config.patience and wait >= config.patience  # early stopping had ended the fit
     print(f"data: {json.dumps(data.source)}")
     print(f"model: {model.name}, {model.count_params():,} parameters, run directory {run.path}")
+    if resume:
+        print(f"resuming: {first_epoch} of {config.epochs} epochs were done")
     model.fit(
         data.train,
         validation_data=data.val,
