@@ -40,7 +40,6 @@ from tf2onnx.graph_builder import GraphBuilder
 from export import masking
 from export.fusion_cells import GATES, STATES, LoopCell, NotFused, recognise_body
 
-CELLS = ("simple", "lstm", "gru")
 ONNX_OP = {"simple": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 

@@ -4,7 +4,9 @@ run the same loop over a step function, so the same seed gives the same text."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,3 +216,24 @@ def generate_text(
     zeros = [np.zeros((1, units), np.float32) for _ in range(states)]
     ids = generate(step, zeros, prefix_ids, length, temperature, top_k, seed)
     return vocab.decode(ids), unknown
+
+
+# python -m serving.predict on a charlm run (serving/predict.py dispatches on the task).
+TITLE = "charlm runs (the same flags and text as keras_rnn.generate)"
+
+
+def add_arguments(group: argparse._ArgumentGroup) -> None:
+    """The flags of ``predict``; each stays None when not given (``predict`` fills defaults)."""
+    add_generation_flags(group, defaults=False)
+
+
+def predict(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
+    """Text generated from ``--prefix`` with the exported ``lm_step`` graph."""
+    fill_generation_defaults(args)
+    vocab = Vocabulary.load(graph.export_dir / graph.runtime["vocab"])
+    text, unknown = onnx_generate(
+        graph, vocab, args.prefix or "", args.length, args.temperature, args.top_k, args.seed
+    )
+    if unknown:
+        print(unknown_note(unknown), file=sys.stderr)
+    return {"prefix": args.prefix, "generated": text, "unknown": unknown}, args.prefix + text

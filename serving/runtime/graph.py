@@ -39,6 +39,7 @@ class ExportedGraph:
 
     def __init__(self, export_dir: Path, entry: dict[str, Any], threads: int | None = None):
         self.name: str = entry["name"]
+        self.export_dir = export_dir  # where the files the runtime facts name lie (vocab/)
         self.inputs: list[dict[str, Any]] = entry["inputs"]
         self.outputs: list[dict[str, Any]] = entry["outputs"]
         self.runtime: dict[str, Any] = entry.get("runtime", {})
