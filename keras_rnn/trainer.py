@@ -35,7 +35,7 @@ from keras_rnn.runs import (
     read_json,
     write_json,
 )
-from keras_rnn.tasks import load_task
+from keras_rnn.tasks import Task, TaskData, load_task
 
 
 def environment() -> dict[str, Any]:
@@ -108,7 +108,9 @@ def learning_rate(
     )
 
 
-def train(task: Any, config: TrainConfig, data: Any, run: RunDir, resume: bool) -> dict[str, Any]:
+def train(
+    task: Task, config: TrainConfig, data: TaskData, run: RunDir, resume: bool
+) -> dict[str, Any]:
     """Fit on ``data``, evaluate, and write everything into ``run``; return the test metrics."""
     model = task.build_model(config, data)
     optimizer = keras.optimizers.Adam(
@@ -126,7 +128,7 @@ def train(task: Any, config: TrainConfig, data: Any, run: RunDir, resume: bool) 
     callbacks = [
         FeedEpoch(),  # each epoch's data order (keras_rnn.epochs)
         LogLearningRate(),
-        *(task.log_callbacks(config) if hasattr(task, "log_callbacks") else []),
+        *task.log_callbacks(config),
         keras.callbacks.CSVLogger(str(run.history_csv), append=resume),
         BestWeights(run.best_weights, best=best),
     ]
@@ -138,8 +140,7 @@ def train(task: Any, config: TrainConfig, data: Any, run: RunDir, resume: bool) 
         )
     if config.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run.tensorboard)))
-    if hasattr(task, "callbacks"):  # e.g. samples in a language model's log
-        callbacks += task.callbacks(config, data)
+    callbacks += task.callbacks(config, data)  # e.g. samples in a language model's log
     callbacks.append(  # last: an epoch counts as done once the others have written theirs
         ExactBackupAndRestore(run.backup, double_checkpoint=True, delete_checkpoint=False)
     )
@@ -170,7 +171,7 @@ def train(task: Any, config: TrainConfig, data: Any, run: RunDir, resume: bool) 
 
 def run_training(
     config: TrainConfig, run_path: Path, force: bool, resume: bool
-) -> tuple[Any, RunDir, dict]:
+) -> tuple[Task, RunDir, dict]:
     """Seed, load the data (before touching the run directory: bad data changes no file),
     prepare the run directory and train. Returns the task module, the run and its metrics."""
     task = load_task(config.task)

@@ -1,18 +1,88 @@
-"""Tasks: each module provides ``Config`` (its class in ``keras_rnn.config``),
-``make_datasets``, ``build_model``, ``compile_args``, ``export_graphs``, ``evaluate`` and
-``format_metrics``, and may provide ``callbacks`` (extra Keras
-callbacks for training) and ``log_callbacks`` (callbacks that add entries to each epoch's logs;
-they run before history.csv is written)."""
+"""The task contract: what every task module (``keras_rnn/tasks/<name>.py``, or a package of
+that name) provides, and ``load_task``, which checks it.
+
+The trainer (``keras_rnn/trainer.py``) calls, in this order: ``make_datasets`` (before the
+run directory is touched, so bad data changes no file), ``build_model``, ``compile_args``,
+``log_callbacks`` and ``callbacks`` for ``fit``, then ``evaluate`` (which writes the task's
+plots into the run) and ``format_metrics`` for the terminal. ``python -m export`` and
+``export.verify`` call ``export_graphs`` on the trained model. A new task is one module here,
+its ``Config`` registered in ``keras_rnn.config.CONFIGS``, one runtime module in
+``serving/runtime`` (``serving.predict`` finds it) and one test file.
+"""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from keras_rnn.config import config_class
+from keras_rnn.config import TrainConfig, config_class
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from keras_rnn.graphs import ExportGraph
+    from keras_rnn.runs import RunDir
 
 
-def load_task(name: str) -> ModuleType:
-    """The task module for ``name``; an unknown name is a ``UserError``."""
+class TaskData(Protocol):
+    """What ``make_datasets`` returns: the task's own dataclass, with at least these."""
+
+    train: tf.data.Dataset  # batches of (inputs, targets) for fit
+    val: tf.data.Dataset  # the same for validation (early stopping, best weights)
+    source: dict[str, Any]  # where the data came from (files, sha256); config.json records it
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A task module. Every function takes the task's ``Config`` (a ``TrainConfig``)."""
+
+    Config: type[TrainConfig]
+
+    def make_datasets(self, config: TrainConfig) -> TaskData:
+        """The data, read and checked before the run directory is touched."""
+
+    def build_model(self, config: TrainConfig, data: TaskData) -> keras.Model:
+        """A Keras Functional model with named inputs and outputs."""
+
+    def compile_args(self, config: TrainConfig, data: TaskData) -> dict[str, Any]:
+        """``model.compile`` keywords besides the optimizer (loss, metrics)."""
+
+    def log_callbacks(self, config: TrainConfig) -> list[keras.callbacks.Callback]:
+        """Callbacks that add entries to each epoch's logs; they run before history.csv is
+        written, so their entries are in it."""
+
+    def callbacks(self, config: TrainConfig, data: TaskData) -> list[keras.callbacks.Callback]:
+        """Any other callbacks for ``fit`` (e.g. samples in a language model's log)."""
+
+    def evaluate(
+        self,
+        model: keras.Model,
+        untrained: keras.Model,
+        data: TaskData,
+        config: TrainConfig,
+        run: RunDir,
+    ) -> dict[str, Any]:
+        """The test metrics (metrics.json) of the trained model, with the untrained one as a
+        baseline; writes the task's plots into ``run``."""
+
+    def format_metrics(self, metrics: dict[str, Any], config: TrainConfig) -> str:
+        """The metrics as the markdown tables the CLI prints."""
+
+    def export_graphs(self, model: keras.Model, config: TrainConfig) -> list[ExportGraph]:
+        """The graphs to export, each with its names, input specs and parity samples."""
+
+
+def load_task(name: str) -> Task:
+    """The task module for ``name``; an unknown name is a ``UserError``, a module that does not
+    provide the whole contract a ``TypeError`` naming what it lacks."""
     config_class(name)
-    return importlib.import_module(f"keras_rnn.tasks.{name}")
+    module: ModuleType = importlib.import_module(f"keras_rnn.tasks.{name}")
+    if not isinstance(module, Task):
+        missing = [member for member in _MEMBERS if not hasattr(module, member)]
+        raise TypeError(f"task module {module.__name__} lacks {', '.join(missing)}")
+    return module
+
+
+_MEMBERS = ("Config", *(name for name in vars(Task) if not name.startswith("_")))

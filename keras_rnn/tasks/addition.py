@@ -171,6 +171,14 @@ def decimal_graph(model: keras.Model, config: Config) -> ExportGraph:
     )
 
 
+def log_callbacks(config: Config) -> list[keras.callbacks.Callback]:
+    return []  # nothing to add to the epoch logs
+
+
+def callbacks(config: Config, data: Datasets) -> list[keras.callbacks.Callback]:
+    return []
+
+
 def decimal_answers(model: keras.Model, pairs: np.ndarray, config: Config) -> list[str]:
     inputs, _ = examples(pairs, config)
     answers = []

@@ -172,6 +172,14 @@ def compile_args(config: Config, data: Datasets) -> dict[str, Any]:
     }
 
 
+def log_callbacks(config: Config) -> list[keras.callbacks.Callback]:
+    return []  # nothing to add to the epoch logs
+
+
+def callbacks(config: Config, data: Datasets) -> list[keras.callbacks.Callback]:
+    return []
+
+
 def rmse(predicted: np.ndarray, target: np.ndarray, axis: int | None = None) -> np.ndarray:
     return np.sqrt(np.mean((np.asarray(predicted) - np.asarray(target)) ** 2, axis=axis))
 

@@ -240,6 +240,14 @@ def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
     ]
 
 
+def log_callbacks(config: Config) -> list[keras.callbacks.Callback]:
+    return []  # nothing to add to the epoch logs
+
+
+def callbacks(config: Config, data: Datasets) -> list[keras.callbacks.Callback]:
+    return []
+
+
 def predict_tags(model: keras.Model, ids: list[np.ndarray], config: Config) -> list[np.ndarray]:
     """The most likely tag id of every item (never padding)."""
     predictions = []
