@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from export.__main__ import format_report
+from export.exporting import FORMAT_NAMES, format_report
 from keras_rnn import quiet
 from keras_rnn.errors import UserError
 from keras_rnn.runs import finished_run, load_trained_model, read_json
@@ -37,19 +37,25 @@ def verify(run_dir: Path, verbose: bool = False) -> dict:
             raise UserError(
                 f"{export}/manifest.json names graph {entry['name']!r}, which the run lacks"
             )
-        savedmodel_dir, onnx_path = export / entry["savedmodel"], export / entry["onnx"]
-        for path in (savedmodel_dir, onnx_path):
-            if not path.exists():
-                raise UserError(
-                    f"{path} is missing: re-export with python -m export {run_dir} --force"
-                )
-        check_savedmodel_file(savedmodel_dir)
-        open_session(onnx_path)  # a corrupt file is one line here, not a traceback in parity
         graph = graphs[entry["name"]]
-        print(f"checking {graph.name}: SavedModel and ONNX against Keras", flush=True)
-        entries.append(
-            parity.check_graph(graph, savedmodel_dir, onnx_path, parity.ATOL[config.cell])
-        )
+        again = f"re-export with python -m export {run_dir} --force"
+        for form in graph.formats:
+            if form not in entry:
+                raise UserError(
+                    f"{export}/manifest.json gives {graph.name!r} no {form} file: {again}"
+                )
+        paths = {form: export / entry[form] for form in graph.formats}
+        for path in paths.values():
+            if not path.exists():
+                raise UserError(f"{path} is missing: {again}")
+        if "savedmodel" in paths:
+            check_savedmodel_file(paths["savedmodel"])
+        if "onnx" in paths:  # a corrupt file is one line here, not a traceback in parity
+            open_session(paths["onnx"])
+        atol = parity.ATOL[config.cell] if graph.atol is None else graph.atol
+        formats = " and ".join(FORMAT_NAMES[form] for form in graph.formats)
+        print(f"checking {graph.name}: {formats} against Keras", flush=True)
+        entries.append(parity.check_graph(graph, paths.get("savedmodel"), paths.get("onnx"), atol))
     return {"ok": all(e["ok"] for e in entries), "graphs": entries}
 
 

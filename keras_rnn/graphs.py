@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+FORMATS = ("savedmodel", "onnx")
+
 
 @dataclass
 class ExportGraph:
@@ -20,6 +22,9 @@ class ExportGraph:
     ``masked_input`` names the input whose steps equal to ``pad_value`` are masked
     (``Embedding(mask_zero=True)`` or ``Masking``): parity then also tries rows padded on the
     left, with gaps, fully masked and fully valid.
+    ``atol`` is the parity tolerance (None: the cell's, ``export.parity.ATOL``); ``formats``
+    are the files the graph is written to, a subset of FORMATS (a SavedModel signature taking
+    strings, say, cannot go to ONNX).
     """
 
     name: str
@@ -31,3 +36,10 @@ class ExportGraph:
     runtime: dict[str, Any] = field(default_factory=dict)
     masked_input: str | None = None
     pad_value: float = 0
+    atol: float | None = None
+    formats: tuple[str, ...] = FORMATS
+
+    def __post_init__(self) -> None:
+        unknown = set(self.formats) - set(FORMATS)
+        if not self.formats or unknown:
+            raise ValueError(f"{self.name}: formats must be some of {FORMATS}, not {self.formats}")

@@ -265,7 +265,7 @@ def test_ctrl_c_during_an_export_leaves_nothing_behind(run_copy):
 
 def test_export_run_replaces_an_export_only_when_forced(run_copy):
     """The library function follows the CLI's --force rule."""
-    from export.__main__ import export_run
+    from export.exporting import export_run
     from keras_rnn.errors import UserError
     from keras_rnn.runs import finished_run
 
@@ -277,3 +277,30 @@ def test_export_run_replaces_an_export_only_when_forced(run_copy):
     with pytest.raises(UserError, match=r"notes\.txt"):
         export_run(run, config, force=True)
     assert (run.path / "export" / "notes.txt").read_text() == "mine"
+
+
+def test_a_savedmodel_only_graph_through_export_and_verify(run_copy, monkeypatch, capsys):
+    """A graph that does not go to ONNX gets no ONNX file, a manifest and a parity.json that
+    say so, and verify checks what was written, with the graph's own tolerance."""
+    from dataclasses import replace
+
+    from keras_rnn.tasks import sine
+
+    run_dir = run_copy("lstm")
+    task_graphs = sine.export_graphs
+    settings = {"formats": ("savedmodel",)}
+    monkeypatch.setattr(
+        sine, "export_graphs", lambda *args: [replace(g, **settings) for g in task_graphs(*args)]
+    )
+    assert export_main([str(run_dir)]) == 0
+    export = run_dir / "export"
+    assert not (export / "onnx").exists()
+    (graph,) = json.loads((export / "manifest.json").read_text())["graphs"]
+    assert graph["formats"] == ["savedmodel"] and "onnx" not in graph
+    (entry,) = json.loads((export / "parity.json").read_text())["graphs"]
+    assert entry["formats"] == ["savedmodel"] and entry["max_abs_diff_onnx"] is None
+    assert entry["max_abs_diff_savedmodel"] <= entry["atol"] == parity.ATOL["lstm"]
+    assert verify_main([str(run_dir)]) == 0
+    settings["atol"] = -1.0  # no difference can pass
+    assert verify_main([str(run_dir)]) == 1
+    assert "parity failed" in capsys.readouterr().err

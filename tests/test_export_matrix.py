@@ -3,13 +3,14 @@
 sampled right-padded, and parity adds left-padded, gapped, fully masked and fully valid rows."""
 
 import itertools
+from dataclasses import replace
 
 import keras
 import numpy as np
 import pytest
 
 from export import parity
-from export.__main__ import export_graph
+from export.exporting import export_graph, format_report
 from export.fusion import ONNX_OP
 from export.onnx import UNFUSED_OPS
 from keras_rnn.config import CELLS
@@ -96,3 +97,28 @@ def test_parity_adds_a_right_padded_and_a_gapped_batch_of_edge_rows():
             assert np.array_equal(valid[row], ~masked(values.shape[1]))
         right_padded = [np.array_equal(row, np.sort(row)[::-1]) for row in valid]
         assert all(right_padded) == ("left-padded" not in patterns)  # the If takes each branch
+
+
+def test_a_savedmodel_only_graph_gets_no_onnx_file_and_says_so(tmp_path):
+    graph = replace(stack_graph("gru", 1, False, False), formats=("savedmodel",))
+    entry, manifest = export_graph(graph, tmp_path, parity.ATOL["gru"])
+    assert entry["ok"], entry
+    assert not (tmp_path / "onnx").exists()
+    assert (tmp_path / "savedmodel" / graph.name / "1" / "saved_model.pb").is_file()
+    assert manifest["formats"] == entry["formats"] == ["savedmodel"] and "onnx" not in manifest
+    assert entry["max_abs_diff_onnx"] is None and entry["onnx_op_counts"] is None
+    assert entry["max_abs_diff_savedmodel"] <= parity.ATOL["gru"]
+    row = format_report({"ok": True, "graphs": [entry]}).splitlines()[-1]
+    assert row.startswith(f"| {graph.name} | ") and "| - |" in row
+
+
+def test_a_graph_tolerance_replaces_the_cells(tmp_path):
+    graph = replace(stack_graph("lstm", 1, False, False), atol=-1.0)  # no difference can pass
+    entry, _ = export_graph(graph, tmp_path, parity.ATOL["lstm"])
+    assert entry["atol"] == -1.0 and not entry["ok"]
+    assert entry["formats"] == ["savedmodel", "onnx"]
+
+
+def test_unknown_formats_are_refused():
+    with pytest.raises(ValueError, match="formats must be some of"):
+        replace(stack_graph("gru", 1, False, False), formats=("tflite",))

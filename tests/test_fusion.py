@@ -8,7 +8,7 @@ import onnxruntime
 import pytest
 
 from export import parity
-from export.__main__ import export_graph
+from export.exporting import export_graph
 from export.fusion import ONNX_OP
 from export.onnx import UNFUSED_OPS, write_onnx
 from keras_rnn.config import CELLS

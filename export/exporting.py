@@ -1,0 +1,149 @@
+"""The export library behind ``python -m export``: write each graph in the formats it lists,
+check parity, write ``manifest.json`` and ``parity.json``, and format the report.
+
+Everything is built in a temporary folder inside the run and renamed to ``RUN_DIR/export``
+only when parity holds; on a parity failure nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from keras_rnn.config import TrainConfig
+from keras_rnn.graphs import ExportGraph
+from keras_rnn.runs import (
+    RunDir,
+    check_export_dir,
+    load_trained_model,
+    remove_stale_temporaries,
+    write_json,
+)
+from serving import cli
+
+FORMAT_NAMES = {"savedmodel": "SavedModel", "onnx": "ONNX"}
+
+
+def export_run(run: RunDir, config: TrainConfig, force: bool = False) -> dict[str, Any]:
+    """Build the export in a temporary folder; move it into place if parity holds, replacing
+    an export of ours only with ``force`` (``check_export_dir``). Returns the parity report."""
+    from export import onnx, parity
+    from keras_rnn.tasks import load_task
+
+    target = run.path / "export"
+    remove_stale_temporaries(run)  # what a killed export or training left behind
+    check_export_dir(target, force)
+    graphs = load_task(config.task).export_graphs(load_trained_model(run), config)
+    building = run.path / f".export.tmp-{os.getpid()}"
+    retired = run.path / f".export.old-{os.getpid()}"
+
+    def tidy() -> None:
+        """No temporary folder stays, and a replaced export comes back if the new one did
+        not take its place (also on Ctrl-C)."""
+        if retired.exists() and not target.exists():
+            retired.rename(target)
+        shutil.rmtree(building, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+
+    with cli.on_interrupt(tidy):
+        try:
+            entries, manifest_graphs = [], []
+            for graph in graphs:
+                formats = ", ".join(FORMAT_NAMES[name] for name in graph.formats)
+                print(f"exporting {graph.name}: {formats}, parity check", flush=True)
+                entry, manifest_entry = export_graph(graph, building, parity.ATOL[config.cell])
+                entries.append(entry)
+                manifest_graphs.append(manifest_entry)
+            report = {"ok": all(entry["ok"] for entry in entries), "graphs": entries}
+            if not report["ok"]:
+                return report
+            if (run.path / "vocab").is_dir():  # tokenizer files the runtimes read
+                # copyfile, not copytree's default copy2: a copy gets the mode this umask gives
+                shutil.copytree(
+                    run.path / "vocab", building / "vocab", copy_function=shutil.copyfile
+                )
+            write_json(
+                building / "manifest.json",
+                {"task": config.task, "opset": onnx.OPSET, "graphs": manifest_graphs},
+            )
+            write_json(building / "parity.json", report)
+            if target.exists():
+                target.rename(retired)
+            building.rename(target)
+            return report
+        finally:
+            tidy()
+
+
+def export_graph(graph: ExportGraph, root: Path, default_atol: float) -> tuple[dict, dict]:
+    """Write one graph in each of ``graph.formats`` under ``root`` and check parity against
+    ``graph.atol``, or ``default_atol`` when it sets none; return its parity.json entry and
+    its manifest.json entry. Shared by the CLI and the tests."""
+    from export import onnx, parity, savedmodel
+
+    atol = default_atol if graph.atol is None else graph.atol
+    savedmodel_dir = onnx_path = None
+    layers: list[str] = []
+    if "savedmodel" in graph.formats:
+        savedmodel_dir = root / "savedmodel" / graph.name / "1"
+        savedmodel.write_savedmodel(graph, savedmodel_dir)
+    if "onnx" in graph.formats:
+        onnx_path = root / "onnx" / f"{graph.name}.onnx"
+        onnx_path.parent.mkdir(parents=True, exist_ok=True)
+        layers = onnx.write_onnx(graph, onnx_path)
+    entry = parity.check_graph(graph, savedmodel_dir, onnx_path, atol)
+    entry["recurrent_layers"] = layers
+    return entry, _manifest_entry(graph, savedmodel_dir, onnx_path, root)
+
+
+def _manifest_entry(
+    graph: ExportGraph, savedmodel_dir: Path | None, onnx_path: Path | None, root: Path
+) -> dict[str, Any]:
+    """The graph's manifest.json entry: a path for each format it was written in, none other."""
+    outputs = graph.model.output
+    paths = {
+        name: str(path.relative_to(root))
+        for name, path in (("savedmodel", savedmodel_dir), ("onnx", onnx_path))
+        if path is not None
+    }
+    return {
+        "name": graph.name,
+        "formats": list(graph.formats),
+        **paths,
+        "inputs": [
+            {"name": name, "dtype": dtype, "shape": list(shape)}
+            for name, (shape, dtype) in graph.inputs.items()
+        ],
+        "outputs": [
+            {"name": name, "dtype": str(outputs[name].dtype), "shape": list(outputs[name].shape)}
+            for name in graph.outputs
+        ],
+        "runtime": graph.runtime,
+        "masked_input": (
+            {"name": graph.masked_input, "pad_value": graph.pad_value}
+            if graph.masked_input
+            else None
+        ),
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The parity report as a Markdown table; a format a graph does not go to shows ``-``."""
+    from export.onnx import recurrent_ops
+
+    lines = [
+        "| graph | max diff SavedModel | max diff ONNX | atol | ONNX recurrent ops | ok |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for entry in report["graphs"]:
+        counts = entry["onnx_op_counts"]
+        ops = "-" if counts is None else recurrent_ops(counts)
+        diffs = " | ".join(
+            "-" if entry[key] is None else f"{entry[key]:.2e}"
+            for key in ("max_abs_diff_savedmodel", "max_abs_diff_onnx")
+        )
+        ok = "yes" if entry["ok"] else "NO"
+        lines.append(f"| {entry['name']} | {diffs} | {entry['atol']:.0e} | {ops} | {ok} |")
+    return "\n".join(lines)
