@@ -18,7 +18,7 @@ from export import onnx as onnx_export
 from export import parity
 from export.__main__ import main as export_main
 from export.verify import main as verify_main
-from tests.conftest import REPO, TINY_TRAINING
+from tests.conftest import REPO, TINY_TRAINING, assert_user_error
 from tests.test_runs import dead_pid
 
 
@@ -304,3 +304,7 @@ def test_a_savedmodel_only_graph_through_export_and_verify(run_copy, monkeypatch
     settings["atol"] = -1.0  # no difference can pass
     assert verify_main([str(run_dir)]) == 1
     assert "parity failed" in capsys.readouterr().err
+    from serving.predict import main as predict_main
+
+    status = predict_main([str(run_dir), "--window", "0.1,0.2,0.3"])
+    assert_user_error(status, capsys.readouterr().err, "exported as a SavedModel only")

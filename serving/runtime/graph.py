@@ -175,4 +175,6 @@ def load_graph(
         name = next(iter(entries))
     if name not in entries:
         raise UserError(f"the export has no graph {name!r} (graphs: {', '.join(entries)})")
+    if "onnx" not in entries[name]:
+        raise UserError(f"graph {name} was exported as a SavedModel only: serve it with TF Serving")
     return ExportedGraph(export_dir, entries[name], threads)
