@@ -16,12 +16,8 @@ from keras_rnn import quiet
 from keras_rnn.errors import UserError
 from keras_rnn.runs import finished_run, load_trained_model
 from serving import cli
-from serving.runtime.charlm import (
-    Vocabulary,
-    add_generation_flags,
-    check_generation,
-    unknown_note,
-)
+from serving.runtime.charlm import add_generation_flags, check_generation
+from serving.runtime.vocab import Vocabulary, unknown_note
 
 
 def main(argv: list[str] | None = None) -> int:

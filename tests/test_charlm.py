@@ -12,11 +12,13 @@ import pytest
 from export.__main__ import main as export_main
 from export.fusion import ONNX_OP
 from keras_rnn import generate, train
+from keras_rnn import text as text_module
 from keras_rnn.config import CharLMConfig
 from keras_rnn.runs import finished_run, load_trained_model
 from keras_rnn.tasks import charlm
 from serving.predict import main as predict_main
-from serving.runtime.charlm import UNKNOWN, Vocabulary, sample_next
+from serving.runtime.charlm import sample_next
+from serving.runtime.vocab import UNKNOWN, Vocabulary
 from tests.conftest import (
     assert_user_error,
     foreign_classes,
@@ -32,7 +34,7 @@ TEXT = "".join(f"def f{i}(x):\n    return x + {i}  # 我要好好学习\n" for i
 )
 def test_runtime_tokenizer_gives_the_tensorflow_text_ids(text):
     vocab = Vocabulary(("", "", *sorted(set("def f(x): return 我要好学习"))))
-    expected = charlm.encode(charlm.split_characters(text), vocab)
+    expected = text_module.encode(text_module.split_characters(text), vocab)
     ids, unknown = vocab.encode(text)
     np.testing.assert_array_equal(ids, expected)
     assert unknown == sorted({c for c in text if c not in vocab.characters[2:]})

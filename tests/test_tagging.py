@@ -13,8 +13,8 @@ from keras_rnn.runs import finished_run, load_trained_model
 from keras_rnn.tasks import tagging
 from serving.predict import main as predict_main
 from serving.runtime import load_graph
-from serving.runtime.charlm import Vocabulary
 from serving.runtime.tagging import load_tags, tag
+from serving.runtime.vocab import Vocabulary
 from tests.conftest import foreign_classes, run_without_tensorflow
 
 

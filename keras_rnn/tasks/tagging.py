@@ -31,9 +31,9 @@ from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import configured_stack
 from keras_rnn.runs import RunDir, atomic_write_bytes
-from keras_rnn.tasks.charlm import encode, split_characters
-from serving.runtime.charlm import Vocabulary
+from keras_rnn.text import encode, split_characters
 from serving.runtime.tagging import line_pieces
+from serving.runtime.vocab import Vocabulary
 
 CORPUS = (
     "argparse.py", "csv.py", "dataclasses.py", "functools.py", "json/decoder.py",

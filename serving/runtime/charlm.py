@@ -1,66 +1,22 @@
-"""Character language models: the vocabulary, sampling and generation, shared by the Keras
-path (``python -m keras_rnn.generate``) and the onnxruntime path (``serving.predict``). Both
-run the same loop over a step function, so the same seed gives the same text."""
+"""Character language models: sampling and generation, shared by the Keras path
+(``python -m keras_rnn.generate``) and the onnxruntime path (``serving.predict``). Both run
+the same loop over a step function, so the same seed gives the same text. The vocabulary is
+in ``serving.runtime.vocab``."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from serving import cli
 from serving.errors import UserError
 from serving.runtime.graph import ExportedGraph
+from serving.runtime.vocab import PAD, UNKNOWN, Vocabulary, unknown_note
 
-PAD, UNKNOWN = 0, 1  # reserved ids: padding, and any character outside the vocabulary
 MAX_GENERATED = 100_000  # characters one call may generate
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """Characters by id; ids 0 and 1 are reserved (padding, unknown)."""
-
-    characters: tuple[str, ...]  # characters[id] for ids >= 2; ids 0 and 1 map to ""
-
-    @classmethod
-    def load(cls, path: Path) -> Vocabulary:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            characters = data["characters"]
-        except FileNotFoundError:
-            raise UserError(f"vocabulary not found: {path}") from None
-        except (ValueError, KeyError, TypeError):
-            raise UserError(f"{path} is not a vocabulary file (JSON with 'characters')") from None
-        return cls(tuple(characters))
-
-    def to_json(self, **extra: Any) -> bytes:
-        """The vocabulary file's bytes, with ``extra`` fields (the caller writes them
-        atomically)."""
-        return json.dumps(
-            {"pad_id": PAD, "unknown_id": UNKNOWN, "characters": list(self.characters), **extra},
-            ensure_ascii=False,
-            indent=0,
-        ).encode("utf-8")
-
-    @property
-    def size(self) -> int:
-        return len(self.characters)
-
-    def encode(self, text: str) -> tuple[np.ndarray, list[str]]:
-        """Ids of ``text`` (int32) and the distinct characters that became UNKNOWN."""
-        index = {char: i for i, char in enumerate(self.characters) if i >= 2}
-        ids = np.array([index.get(char, UNKNOWN) for char in text], dtype=np.int32)
-        unknown = sorted({char for char in text if char not in index})
-        return ids, unknown
-
-    def decode(self, ids) -> str:
-        return "".join(self.characters[i] for i in ids)
 
 
 def sample_next(
@@ -120,13 +76,6 @@ def fill_generation_defaults(args) -> None:
     for name, value in GENERATION_DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-
-
-def unknown_note(unknown: list[str], what: str = "prefix character(s)") -> str:
-    """The stderr note for input items outside the vocabulary (read as the unknown id)."""
-    return (
-        f"note: {len(unknown)} {what} not in the vocabulary, read as unknown: {' '.join(unknown)!r}"
-    )
 
 
 # step(token ids (1, 1), states) -> (logits (1, vocab), new states)

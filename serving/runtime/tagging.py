@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from serving.errors import UserError
-from serving.runtime.charlm import PAD, Vocabulary, unknown_note
 from serving.runtime.graph import ExportedGraph
+from serving.runtime.vocab import PAD, Vocabulary, unknown_note
 
 
 def load_tags(vocab_path: Path) -> list[str]:

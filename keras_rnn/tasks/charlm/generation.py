@@ -1,0 +1,99 @@
+"""The charlm task's generation: the one-step model (``lm_step``), the Keras step the shared
+loop of ``serving.runtime.charlm`` runs, and the sample printed during training."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_rnn.config import CharLMConfig as Config
+from keras_rnn.layers import rnn_layer
+from serving.runtime.charlm import generate_text
+from serving.runtime.vocab import Vocabulary
+
+
+def step_model(model: keras.Model, config: Config) -> keras.Model:
+    """``lm_step``: one character and every layer's states in, next-character logits and
+    the new states out, with the trained weights. Generation runs it step by step."""
+    token = keras.Input(shape=(1,), dtype="int32", name="character")
+    x = model.get_layer("embedding")(token)
+    states_in, states_out = {}, {}
+    kinds = ("h", "c") if config.cell == "lstm" else ("h",)
+    for index in range(config.layers):
+        trained = model.get_layer(f"rnn_{index}")
+        layer = rnn_layer(config.cell, config.units, return_sequences=True, return_state=True)
+        inputs = {
+            f"state_{index}_{s}": keras.Input((config.units,), name=f"state_{index}_{s}")
+            for s in kinds
+        }
+        x, *new_states = layer(x, initial_state=list(inputs.values()))
+        layer.set_weights(trained.get_weights())
+        states_in |= inputs
+        states_out |= dict(zip(inputs, new_states, strict=True))
+    logits = keras.layers.Reshape((model.get_layer("logits").units,))(model.get_layer("logits")(x))
+    outputs = {"logits": logits, **{f"next_{name}": t for name, t in states_out.items()}}
+    return keras.Model({"character": token, **states_in}, outputs, name="lm_step")
+
+
+def state_names(config: Config) -> list[str]:
+    """The step graph's state inputs, in order; each has an output named ``next_<name>``."""
+    kinds = ("h", "c") if config.cell == "lstm" else ("h",)
+    return [f"state_{index}_{kind}" for index in range(config.layers) for kind in kinds]
+
+
+def keras_step(step: keras.Model, config: Config):
+    """``step`` as the generation loop calls it: numpy in, numpy out."""
+    names = state_names(config)
+
+    @tf.function(reduce_retracing=True)
+    def call(inputs):
+        return step(inputs, training=False)
+
+    def run(token: np.ndarray, states: list[np.ndarray]):
+        outputs = call({"character": token, **dict(zip(names, states, strict=True))})
+        logits = keras.ops.convert_to_numpy(outputs["logits"])
+        return logits, [keras.ops.convert_to_numpy(outputs[f"next_{n}"]) for n in names]
+
+    return run
+
+
+def keras_generate(
+    model: keras.Model,
+    config: Config,
+    vocab: Vocabulary,
+    prefix: str,
+    length: int,
+    temperature: float,
+    top_k: int,
+    seed: int,
+) -> tuple[str, list[str]]:
+    """Text generated after ``prefix`` by the Keras model, and the prefix's unknown
+    characters."""
+    step = keras_step(step_model(model, config), config)
+    states = len(state_names(config))
+    return generate_text(
+        step, states, config.units, vocab, prefix, length, temperature, top_k, seed
+    )
+
+
+class SampleEveryEpochs(keras.callbacks.Callback):
+    """Print a sample from a fixed prefix every ``every`` epochs (temperature 0.5, seeded)."""
+
+    def __init__(self, config: Config, vocab: Vocabulary):
+        super().__init__()
+        self.config, self.vocab = config, vocab
+
+    def on_epoch_end(self, epoch: int, logs=None):
+        if self.config.sample_every and (epoch + 1) % self.config.sample_every == 0:
+            text, _ = keras_generate(
+                self.model,
+                self.config,
+                self.vocab,
+                self.config.sample_prefix,
+                self.config.sample_length,
+                temperature=0.5,
+                top_k=0,
+                seed=self.config.seed,
+            )
+            print(f"sample after epoch {epoch + 1}: {self.config.sample_prefix + text!r}")
