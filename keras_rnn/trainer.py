@@ -123,6 +123,8 @@ def train(
             {"config": config.to_dict(), "data": data.source, "environment": environment()},
         )
         atomic_save(run.initial_weights, model.save_weights)
+    for name, content in data.assets.items():  # vocabularies: the same bytes on --resume
+        atomic_write_bytes(run.path / name, content)
     first_epoch = _restored_epoch(run) if resume else 0
     best, wait = _history_state(run, first_epoch) if resume else (math.inf, 0)
     callbacks = [

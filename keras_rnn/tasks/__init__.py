@@ -3,7 +3,8 @@ that name) provides, and ``load_task``, which checks it.
 
 The trainer (``keras_rnn/trainer.py``) calls, in this order: ``make_datasets`` (before the
 run directory is touched, so bad data changes no file), ``build_model``, ``compile_args``,
-``log_callbacks`` and ``callbacks`` for ``fit``, then ``evaluate`` (which writes the task's
+``log_callbacks`` and ``callbacks`` for ``fit`` (having written the data's ``assets``, such as
+vocabularies, into the run), then ``evaluate`` (which writes the task's
 plots into the run) and ``format_metrics`` for the terminal. ``python -m export`` and
 ``export.verify`` call ``export_graphs`` on the trained model. A new task is one module here,
 its ``Config`` registered in ``keras_rnn.config.CONFIGS``, one runtime module in
@@ -32,6 +33,7 @@ class TaskData(Protocol):
     train: tf.data.Dataset  # batches of (inputs, targets) for fit
     val: tf.data.Dataset  # the same for validation (early stopping, best weights)
     source: dict[str, Any]  # where the data came from (files, sha256); config.json records it
+    assets: dict[str, bytes]  # files for the run directory (vocabularies), by relative path
 
 
 @runtime_checkable

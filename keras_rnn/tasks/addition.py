@@ -48,6 +48,10 @@ class Datasets:
     train: tf.data.Dataset
     val: tf.data.Dataset
 
+    @property
+    def assets(self) -> dict[str, bytes]:
+        return {}  # no files beside the model
+
 
 def split_pairs(config: Config) -> dict[str, np.ndarray]:
     """Operand pairs, shuffled with ``data_seed`` and cut into test, val and train: every

@@ -39,6 +39,10 @@ class Datasets:
     val: tf.data.Dataset
 
     @property
+    def assets(self) -> dict[str, bytes]:
+        return {}  # no files beside the model
+
+    @property
     def mean(self) -> float:
         return float(self.series[: self.val_start].mean())
 

@@ -30,7 +30,7 @@ from keras_rnn.epochs import shuffled
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import configured_stack
-from keras_rnn.runs import RunDir, atomic_write_bytes
+from keras_rnn.runs import RunDir
 from keras_rnn.text import encode, split_characters
 from serving.runtime.tagging import line_pieces
 from serving.runtime.vocab import Vocabulary
@@ -60,6 +60,11 @@ class Datasets:
     source: dict[str, Any]
     train: tf.data.Dataset
     val: tf.data.Dataset
+
+    @property
+    def assets(self) -> dict[str, bytes]:
+        """The vocabulary, with the tag names (id 1 onwards) beside the items, for runtimes."""
+        return {"vocab/vocab.json": self.vocab.to_json(tags=list(self.tag_names))}
 
 
 def character_tags(text: str) -> list[str]:
@@ -284,9 +289,6 @@ def tag_report(truth: np.ndarray, predicted: np.ndarray, tag_names) -> dict[str,
 def evaluate(
     model: keras.Model, untrained: keras.Model, data: Datasets, config: Config, run: RunDir
 ) -> dict[str, Any]:
-    # The tag names (id 1 onwards) go beside the items, for the runtimes.
-    vocab_file = data.vocab.to_json(tags=list(data.tag_names))
-    atomic_write_bytes(run.path / "vocab" / "vocab.json", vocab_file)
     truth = np.concatenate(data.tags[data.test_start :])
     predicted = np.concatenate(predict_tags(model, data.ids[data.test_start :], config))
     return tag_report(truth, predicted, data.tag_names) | {"test_items": len(truth)}

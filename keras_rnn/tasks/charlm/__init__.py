@@ -23,7 +23,7 @@ import numpy as np
 
 from keras_rnn.config import CharLMConfig as Config
 from keras_rnn.graphs import ExportGraph
-from keras_rnn.runs import RunDir, atomic_write_bytes
+from keras_rnn.runs import RunDir
 from keras_rnn.tasks.charlm.data import (
     CORPUS,
     MAX_LOGITS,
@@ -110,8 +110,7 @@ def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
 def evaluate(
     model: keras.Model, untrained: keras.Model, data: Datasets, config: Config, run: RunDir
 ) -> dict[str, Any]:
-    """Perplexity and bits per character on validation and test; writes the vocabulary."""
-    atomic_write_bytes(run.path / "vocab" / "vocab.json", data.vocab.to_json())
+    """Perplexity and bits per character on validation and test."""
     model = stateless(model, config)
     parts = {"val": data.ids[data.val_start : data.test_start], "test": data.ids[data.test_start :]}
     metrics = {}

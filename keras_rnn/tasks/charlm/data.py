@@ -44,6 +44,10 @@ class Datasets:
     train: tf.data.Dataset
     val: tf.data.Dataset
 
+    @property
+    def assets(self) -> dict[str, bytes]:
+        return {"vocab/vocab.json": self.vocab.to_json()}  # read by the runtimes
+
 
 def read_text(config: Config) -> tuple[str, dict[str, Any]]:
     """The training text and what config.json records about it."""
