@@ -16,7 +16,7 @@ from keras_rnn import quiet
 from keras_rnn.errors import UserError
 from keras_rnn.runs import finished_run, load_trained_model
 from serving import cli
-from serving.runtime.charlm import add_generation_flags, check_generation
+from serving.runtime.charlm import add_generation_flags, check_generation, sampling_flags
 from serving.runtime.vocab import Vocabulary, unknown_note
 
 
@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         if config.task != "charlm":
             raise UserError(f"{run.path} is a {config.task} run: generate needs a charlm run")
         vocab = Vocabulary.load(run.path / "vocab" / "vocab.json")
-        check_generation(args.prefix or "", args.length, args.temperature, args.top_k, vocab.size)
+        settings = sampling_flags(args)
+        check_generation(args.prefix or "", settings, vocab.size)
         with cli.exit_on_interrupt(lambda: "no text was generated"):
             quiet.start_tensorflow(args.verbose)  # after the cheap checks
             from keras_rnn.tasks import charlm
@@ -43,10 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                 config,
                 vocab,
                 args.prefix,
-                args.length,
-                args.temperature,
-                args.top_k,
-                args.seed,
+                settings,
             )
     except UserError as error:
         return cli.report(error)

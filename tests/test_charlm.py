@@ -17,7 +17,7 @@ from keras_rnn.config import CharLMConfig
 from keras_rnn.runs import finished_run, load_trained_model
 from keras_rnn.tasks import charlm
 from serving.predict import main as predict_main
-from serving.runtime.charlm import sample_next
+from serving.runtime.decoding import sample_next
 from serving.runtime.vocab import UNKNOWN, Vocabulary
 from tests.conftest import (
     assert_user_error,

@@ -1,42 +1,23 @@
-"""Character language models: sampling and generation, shared by the Keras path
+"""Character language models: generation, shared by the Keras path
 (``python -m keras_rnn.generate``) and the onnxruntime path (``serving.predict``). Both run
-the same loop over a step function, so the same seed gives the same text. The vocabulary is
-in ``serving.runtime.vocab``."""
+the loop of ``serving.runtime.decoding`` over their own step function, so the same seed gives
+the same text. The vocabulary is in ``serving.runtime.vocab``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from dataclasses import asdict
 
 import numpy as np
 
 from serving import cli
 from serving.errors import UserError
+from serving.runtime.decoding import MAX_GENERATED, Sampling, Step, generate
 from serving.runtime.graph import ExportedGraph
-from serving.runtime.vocab import PAD, UNKNOWN, Vocabulary, unknown_note
+from serving.runtime.vocab import Vocabulary, unknown_note
 
-MAX_GENERATED = 100_000  # characters one call may generate
-
-
-def sample_next(
-    logits: np.ndarray, temperature: float, top_k: int, rng: np.random.Generator
-) -> int:
-    """The next id from one row of logits: the most likely one when ``temperature`` is 0,
-    else a draw from softmax(logits / temperature) over the ``top_k`` most likely (0: all).
-    Reserved ids are never produced."""
-    scores = np.asarray(logits, np.float64).copy()
-    scores[[PAD, UNKNOWN]] = -np.inf
-    if temperature == 0:
-        return int(np.argmax(scores))
-    if top_k:
-        scores[np.argsort(scores)[: -top_k or None]] = -np.inf
-    scores = (scores - scores.max()) / temperature
-    probabilities = np.exp(scores)
-    return int(rng.choice(len(scores), p=probabilities / probabilities.sum()))
-
-
-GENERATION_DEFAULTS = {"length": 200, "temperature": 0.5, "top_k": 0, "seed": 0}
+GENERATION_DEFAULTS = asdict(Sampling())
 
 
 def add_generation_flags(parser, defaults: bool = True) -> None:
@@ -78,45 +59,18 @@ def fill_generation_defaults(args) -> None:
             setattr(args, name, value)
 
 
-# step(token ids (1, 1), states) -> (logits (1, vocab), new states)
-Step = Callable[[np.ndarray, list[np.ndarray]], tuple[np.ndarray, list[np.ndarray]]]
+def sampling_flags(args: argparse.Namespace) -> Sampling:
+    """The generation flags as one ``Sampling``."""
+    return Sampling(args.length, args.temperature, args.top_k, args.seed)
 
 
-def check_generation(
-    prefix: str, length: int, temperature: float, top_k: int, vocab_size: int
-) -> None:
+def check_generation(prefix: str, settings: Sampling, vocab_size: int) -> None:
+    """Raise UserError, naming the flag, for an empty or long prefix or a bad setting."""
     if not prefix:
         raise UserError("--prefix is empty: give at least one character to start from")
     if len(prefix) > MAX_GENERATED:
         raise UserError(f"--prefix has {len(prefix)} characters: at most {MAX_GENERATED}")
-    if not 0 <= length <= MAX_GENERATED:
-        raise UserError(f"--length must be in [0, {MAX_GENERATED}], got {length}")
-    if not (np.isfinite(temperature) and temperature >= 0):
-        raise UserError(f"--temperature must be >= 0, got {temperature}")
-    if not 0 <= top_k <= vocab_size:
-        raise UserError(f"--top-k must be in [0, {vocab_size}] (0: all), got {top_k}")
-
-
-def generate(
-    step: Step,
-    states: list[np.ndarray],
-    prefix_ids: np.ndarray,
-    length: int,
-    temperature: float,
-    top_k: int,
-    seed: int,
-) -> list[int]:
-    """Feed the prefix one id at a time, then ``length`` sampled ids, each fed back."""
-    rng = np.random.default_rng(seed)
-    logits = None
-    for token in prefix_ids:
-        logits, states = step(np.array([[token]], np.int32), states)
-    generated = []
-    for _ in range(length):
-        token = sample_next(logits[0], temperature, top_k, rng)
-        generated.append(token)
-        logits, states = step(np.array([[token]], np.int32), states)
-    return generated
+    settings.check(vocab_size)
 
 
 def onnx_step(graph: ExportedGraph) -> Step:
@@ -131,40 +85,22 @@ def onnx_step(graph: ExportedGraph) -> Step:
 
 
 def onnx_generate(
-    graph: ExportedGraph,
-    vocab: Vocabulary,
-    prefix: str,
-    length: int,
-    temperature: float,
-    top_k: int,
-    seed: int,
+    graph: ExportedGraph, vocab: Vocabulary, prefix: str, settings: Sampling
 ) -> tuple[str, list[str]]:
     """Text generated after ``prefix`` by onnxruntime, and the prefix's unknown characters."""
     states = len(graph.runtime["states"])
-    return generate_text(
-        onnx_step(graph), states, graph.runtime["units"], vocab, prefix, length, temperature,
-        top_k, seed,
-    )  # fmt: skip
+    return generate_text(onnx_step(graph), states, graph.runtime["units"], vocab, prefix, settings)
 
 
 def generate_text(
-    step: Step,
-    states: int,
-    units: int,
-    vocab: Vocabulary,
-    prefix: str,
-    length: int,
-    temperature: float,
-    top_k: int,
-    seed: int,
+    step: Step, states: int, units: int, vocab: Vocabulary, prefix: str, settings: Sampling
 ) -> tuple[str, list[str]]:
     """Text that ``step`` (with ``states`` state tensors of ``units``, starting at zeros)
     generates after ``prefix``, and the prefix's unknown characters."""
-    check_generation(prefix, length, temperature, top_k, vocab.size)
+    check_generation(prefix, settings, vocab.size)
     prefix_ids, unknown = vocab.encode(prefix)
     zeros = [np.zeros((1, units), np.float32) for _ in range(states)]
-    ids = generate(step, zeros, prefix_ids, length, temperature, top_k, seed)
-    return vocab.decode(ids), unknown
+    return vocab.decode(generate(step, zeros, prefix_ids, settings)), unknown
 
 
 # python -m serving.predict on a charlm run (serving/predict.py dispatches on the task).
@@ -180,9 +116,7 @@ def predict(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
     """Text generated from ``--prefix`` with the exported ``lm_step`` graph."""
     fill_generation_defaults(args)
     vocab = Vocabulary.load(graph.export_dir / graph.runtime["vocab"])
-    text, unknown = onnx_generate(
-        graph, vocab, args.prefix or "", args.length, args.temperature, args.top_k, args.seed
-    )
+    text, unknown = onnx_generate(graph, vocab, args.prefix or "", sampling_flags(args))
     if unknown:
         print(unknown_note(unknown), file=sys.stderr)
     return {"prefix": args.prefix, "generated": text, "unknown": unknown}, args.prefix + text

@@ -50,6 +50,7 @@ from keras_rnn.tasks.charlm.model import (
     network,
     stateless,
 )
+from serving.runtime.decoding import Sampling
 
 __all__ = [
     "CORPUS", "MAX_LOGITS", "MAX_ROW", "Config", "Datasets", "LogPerplexity", "Perplexity",
@@ -126,9 +127,9 @@ def evaluate(
     print("writing a 400-character sample", flush=True)  # progress
     metrics["sample"] = (
         config.sample_prefix
-        + keras_generate(model, config, data.vocab, config.sample_prefix, 400, 0.5, 0, config.seed)[
-            0
-        ]
+        + keras_generate(
+            model, config, data.vocab, config.sample_prefix, Sampling(400, 0.5, 0, config.seed)
+        )[0]
     )
     return metrics
 

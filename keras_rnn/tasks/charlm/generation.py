@@ -1,5 +1,5 @@
 """The charlm task's generation: the one-step model (``lm_step``), the Keras step the shared
-loop of ``serving.runtime.charlm`` runs, and the sample printed during training."""
+loop of ``serving.runtime.decoding`` runs, and the sample printed during training."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import tensorflow as tf
 from keras_rnn.config import CharLMConfig as Config
 from keras_rnn.layers import rnn_layer
 from serving.runtime.charlm import generate_text
+from serving.runtime.decoding import Sampling
 from serving.runtime.vocab import Vocabulary
 
 
@@ -59,22 +60,13 @@ def keras_step(step: keras.Model, config: Config):
 
 
 def keras_generate(
-    model: keras.Model,
-    config: Config,
-    vocab: Vocabulary,
-    prefix: str,
-    length: int,
-    temperature: float,
-    top_k: int,
-    seed: int,
+    model: keras.Model, config: Config, vocab: Vocabulary, prefix: str, settings: Sampling
 ) -> tuple[str, list[str]]:
     """Text generated after ``prefix`` by the Keras model, and the prefix's unknown
     characters."""
     step = keras_step(step_model(model, config), config)
     states = len(state_names(config))
-    return generate_text(
-        step, states, config.units, vocab, prefix, length, temperature, top_k, seed
-    )
+    return generate_text(step, states, config.units, vocab, prefix, settings)
 
 
 class SampleEveryEpochs(keras.callbacks.Callback):
@@ -91,9 +83,6 @@ class SampleEveryEpochs(keras.callbacks.Callback):
                 self.config,
                 self.vocab,
                 self.config.sample_prefix,
-                self.config.sample_length,
-                temperature=0.5,
-                top_k=0,
-                seed=self.config.seed,
+                Sampling(self.config.sample_length, 0.5, 0, self.config.seed),
             )
             print(f"sample after epoch {epoch + 1}: {self.config.sample_prefix + text!r}")

@@ -1,0 +1,154 @@
+"""Decoding over a step function (numpy only): sampling, greedy and beam search. The Keras
+path and the onnxruntime path pass their own step to the same loops, so the same settings
+give the same ids."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from serving.errors import UserError
+from serving.runtime.vocab import PAD, UNKNOWN
+
+MAX_GENERATED = 100_000  # ids one call may generate
+RESERVED = (PAD, UNKNOWN)  # never produced
+
+# step(token ids (batch, 1), states) -> (logits (batch, vocab), new states)
+Step = Callable[[np.ndarray, list[np.ndarray]], tuple[np.ndarray, list[np.ndarray]]]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to sample: ``length`` ids, greedy when ``temperature`` is 0, else drawn among the
+    ``top_k`` most likely (0: all) with ``seed``."""
+
+    length: int = 200
+    temperature: float = 0.5
+    top_k: int = 0
+    seed: int = 0
+
+    def check(self, vocab_size: int) -> None:
+        """Raise UserError, naming the flag, for a setting out of range."""
+        if not 0 <= self.length <= MAX_GENERATED:
+            raise UserError(f"--length must be in [0, {MAX_GENERATED}], got {self.length}")
+        if not (np.isfinite(self.temperature) and self.temperature >= 0):
+            raise UserError(f"--temperature must be >= 0, got {self.temperature}")
+        if not 0 <= self.top_k <= vocab_size:
+            raise UserError(f"--top-k must be in [0, {vocab_size}] (0: all), got {self.top_k}")
+
+
+@dataclass(frozen=True)
+class Beam:
+    """Beam search: at most ``length`` ids, ``width`` beams; a beam ends at ``end_id``."""
+
+    length: int
+    width: int
+    end_id: int | None = None
+
+    def check(self) -> None:
+        """Raise UserError, naming the flag, for a setting out of range."""
+        if not 0 <= self.length <= MAX_GENERATED:
+            raise UserError(f"--length must be in [0, {MAX_GENERATED}], got {self.length}")
+        if self.width < 1:
+            raise UserError(f"--beam-width must be >= 1, got {self.width}")
+
+
+def sample_next(
+    logits: np.ndarray,
+    temperature: float,
+    top_k: int,
+    rng: np.random.Generator,
+    excluded: Sequence[int] = RESERVED,
+) -> int:
+    """The next id from one row of logits: the most likely one when ``temperature`` is 0,
+    else a draw from softmax(logits / temperature) over the ``top_k`` most likely (0: all).
+    The ``excluded`` ids are never produced."""
+    scores = np.asarray(logits, np.float64).copy()
+    scores[list(excluded)] = -np.inf
+    if temperature == 0:
+        return int(np.argmax(scores))
+    if top_k:
+        scores[np.argsort(scores)[: -top_k or None]] = -np.inf
+    scores = (scores - scores.max()) / temperature
+    probabilities = np.exp(scores)
+    return int(rng.choice(len(scores), p=probabilities / probabilities.sum()))
+
+
+def feed(
+    step: Step, states: list[np.ndarray], prefix_ids: Sequence[int]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The logits and states after feeding ``prefix_ids`` (at least one) one at a time."""
+    if len(prefix_ids) == 0:
+        raise ValueError("decoding needs at least one id to start from")
+    logits = None
+    for token in prefix_ids:
+        logits, states = step(np.array([[token]], np.int32), states)
+    return logits, states
+
+
+def generate(
+    step: Step,
+    states: list[np.ndarray],
+    prefix_ids: Sequence[int],
+    sampling: Sampling,
+    excluded: Sequence[int] = RESERVED,
+) -> list[int]:
+    """Feed the prefix, then ``sampling.length`` sampled ids, each fed back (batch 1)."""
+    rng = np.random.default_rng(sampling.seed)
+    logits, states = feed(step, states, prefix_ids)
+    generated = []
+    for _ in range(sampling.length):
+        token = sample_next(logits[0], sampling.temperature, sampling.top_k, rng, excluded)
+        generated.append(token)
+        logits, states = step(np.array([[token]], np.int32), states)
+    return generated
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities of each row of logits (shifted by the row's maximum: no overflow)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def beam_search(
+    step: Step,
+    states: list[np.ndarray],
+    prefix_ids: Sequence[int],
+    beam: Beam,
+    excluded: Sequence[int] = RESERVED,
+) -> list[tuple[list[int], float]]:
+    """The ``beam.width`` best continuations of the prefix, best first, each with its
+    log-probability. The step runs on a batch of beams; a beam that produces ``end_id`` ends
+    there (the id included), the others run ``beam.length`` ids."""
+    logits, states = feed(step, states, prefix_ids)
+    alive: list[list[int]] = [[]]
+    scores = np.zeros(1)
+    finished: list[tuple[list[int], float]] = []
+    for _ in range(beam.length):
+        log_probabilities = log_softmax(np.asarray(logits, np.float64))
+        log_probabilities[:, list(excluded)] = -np.inf
+        totals = scores[:, None] + log_probabilities
+        if beam.end_id is not None:  # every beam may end here; the best of them are kept
+            ended = totals[:, beam.end_id]
+            finished += [
+                ([*ids, beam.end_id], float(total))
+                for ids, total in zip(alive, ended, strict=True)
+                if np.isfinite(total)
+            ]
+            finished = sorted(finished, key=lambda pair: -pair[1])[: beam.width]
+            totals[:, beam.end_id] = -np.inf
+        order = np.argsort(-totals, axis=None, kind="stable")[: beam.width]
+        parents, tokens = np.divmod(order[np.isfinite(totals.ravel()[order])], totals.shape[1])
+        # Log-probabilities only fall: a beam below the width-th finished one never rises.
+        if not len(parents) or (
+            len(finished) == beam.width and totals[parents[0], tokens[0]] <= finished[-1][1]
+        ):
+            return finished
+        alive = [[*alive[p], int(t)] for p, t in zip(parents, tokens, strict=True)]
+        scores = totals[parents, tokens]
+        states = [state[parents] for state in states]
+        logits, states = step(tokens.astype(np.int32)[:, None], states)
+    best = finished + [(ids, float(s)) for ids, s in zip(alive, scores, strict=True)]
+    return sorted(best, key=lambda pair: -pair[1])[: beam.width]

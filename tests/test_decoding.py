@@ -1,0 +1,101 @@
+"""serving.runtime.decoding: beam search against brute-force enumeration on a toy step
+function, greedy as width 1, and the settings' checks (CPU, numpy only)."""
+
+import itertools
+import re
+
+import numpy as np
+import pytest
+
+from serving.errors import UserError
+from serving.runtime.decoding import Beam, Sampling, beam_search, generate, log_softmax
+
+VOCAB = 4
+TABLE = np.random.default_rng(3).normal(0.0, 2.0, size=(64, VOCAB))
+
+
+def toy_step(ids: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Logits that depend on the whole history: the state numbers it (base VOCAB + 1)."""
+    (history,) = states
+    history = history * (VOCAB + 1) + ids + 1
+    return TABLE[history[:, 0] % len(TABLE)], [history]
+
+
+START = [2]
+STATES = [np.zeros((1, 1), np.int64)]
+
+
+def score(ids: tuple[int, ...]) -> float:
+    """The log-probability of ``ids`` after START, one step at a time."""
+    logits, states = toy_step(np.array([START]), STATES)
+    total = 0.0
+    for token in ids:
+        total += log_softmax(logits)[0, token]
+        logits, states = toy_step(np.array([[token]]), states)
+    return total
+
+
+def ranked(sequences) -> list[tuple[list[int], float]]:
+    return sorted(((list(s), score(s)) for s in sequences), key=lambda pair: -pair[1])
+
+
+def check(found, expected) -> None:
+    assert [ids for ids, _ in found] == [ids for ids, _ in expected]
+    np.testing.assert_allclose([s for _, s in found], [s for _, s in expected], atol=1e-9)
+
+
+def test_a_full_width_beam_ranks_every_sequence_as_enumeration_does():
+    length = 3
+    expected = ranked(itertools.product(range(VOCAB), repeat=length))
+    found = beam_search(toy_step, STATES, START, Beam(length, VOCAB**length), excluded=())
+    check(found, expected)
+
+
+def test_a_beam_ends_at_the_end_id():
+    length, end = 3, 1
+    sequences = [
+        s
+        for n in range(1, length + 1)
+        for s in itertools.product(range(VOCAB), repeat=n)
+        if end not in s[:-1] and (n == length or s[-1] == end)
+    ]
+    expected = ranked(sequences)
+    found = beam_search(toy_step, STATES, START, Beam(length, len(sequences), end), excluded=())
+    check(found, expected)
+    narrow = beam_search(toy_step, STATES, START, Beam(length, 2, end), excluded=())
+    assert [end] in [ids for ids, _ in narrow]  # ended at the first step, among the 2 best
+    check(narrow, ranked(tuple(ids) for ids, _ in narrow))
+
+
+def test_width_one_is_greedy():
+    greedy = generate(toy_step, STATES, START, Sampling(length=5, temperature=0), excluded=())
+    [(ids, log_probability)] = beam_search(toy_step, STATES, START, Beam(5, 1), excluded=())
+    assert ids == greedy
+    assert log_probability == pytest.approx(score(tuple(greedy)))
+
+
+def test_a_narrow_beam_can_beat_greedy_but_not_enumeration():
+    length = 4
+    best = ranked(itertools.product(range(VOCAB), repeat=length))[0]
+    greedy = beam_search(toy_step, STATES, START, Beam(length, 1), excluded=())[0]
+    narrow = beam_search(toy_step, STATES, START, Beam(length, 3), excluded=())[0]
+    assert greedy[1] <= narrow[1] + 1e-12 and narrow[1] <= best[1] + 1e-12
+
+
+def test_excluded_ids_are_never_produced():
+    found = beam_search(toy_step, STATES, START, Beam(3, 8), excluded=(0, 1))
+    assert len(found) == 8 and all(set(ids) <= {2, 3} for ids, _ in found)
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        (Sampling(length=-1), "--length must be in [0, 100000]"),
+        (Sampling(temperature=float("nan")), "--temperature must be >= 0"),
+        (Sampling(top_k=VOCAB + 1), "--top-k must be in [0, 4] (0: all)"),
+        (Beam(length=3, width=0), "--beam-width must be >= 1"),
+    ],
+)
+def test_settings_out_of_range_are_user_errors(settings, fragment):
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        settings.check(VOCAB) if isinstance(settings, Sampling) else settings.check()
