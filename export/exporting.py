@@ -83,7 +83,6 @@ def export_graph(graph: ExportGraph, root: Path, default_atol: float) -> tuple[d
     its manifest.json entry. Shared by the CLI and the tests."""
     from export import onnx, parity, savedmodel
 
-    atol = default_atol if graph.atol is None else graph.atol
     savedmodel_dir = onnx_path = None
     layers: list[str] = []
     if "savedmodel" in graph.formats:
@@ -93,7 +92,7 @@ def export_graph(graph: ExportGraph, root: Path, default_atol: float) -> tuple[d
         onnx_path = root / "onnx" / f"{graph.name}.onnx"
         onnx_path.parent.mkdir(parents=True, exist_ok=True)
         layers = onnx.write_onnx(graph, onnx_path)
-    entry = parity.check_graph(graph, savedmodel_dir, onnx_path, atol)
+    entry = parity.check_graph(graph, savedmodel_dir, onnx_path, default_atol)
     entry["recurrent_layers"] = layers
     return entry, _manifest_entry(graph, savedmodel_dir, onnx_path, root)
 

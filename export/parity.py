@@ -37,12 +37,14 @@ def check_graph(
     graph: ExportGraph,
     savedmodel_dir: Path | None,
     onnx_path: Path | None,
-    atol: float,
+    default_atol: float,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Run Keras and each written format (a None path: not written) on every sample
-    (``samples``); the ``parity.json`` entry, whose diffs and ONNX op counts are None for a
-    format the graph does not go to."""
+    (``samples``), within ``graph.atol``, or ``default_atol`` when the graph sets none; the
+    ``parity.json`` entry, whose diffs and ONNX op counts are None for a format the graph does
+    not go to."""
+    atol = default_atol if graph.atol is None else graph.atol
     rng = np.random.default_rng(seed)
     savedmodel = None if savedmodel_dir is None else load_savedmodel(savedmodel_dir)
     onnx_session = None if onnx_path is None else open_session(onnx_path)
