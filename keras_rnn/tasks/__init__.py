@@ -76,6 +76,16 @@ class Task(Protocol):
         """The graphs to export, each with its names, input specs and parity samples."""
 
 
+def no_log_callbacks(config: TrainConfig) -> list[keras.callbacks.Callback]:
+    """``Task.log_callbacks`` of a task that adds nothing to the epoch logs."""
+    return []
+
+
+def no_callbacks(config: TrainConfig, data: TaskData) -> list[keras.callbacks.Callback]:
+    """``Task.callbacks`` of a task that needs none."""
+    return []
+
+
 def load_task(name: str) -> Task:
     """The task module for ``name``; an unknown name is a ``UserError``, a module that does not
     provide the whole contract a ``TypeError`` naming what it lacks."""

@@ -28,6 +28,7 @@ from keras_rnn.epochs import shuffled
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import configured_stack
 from keras_rnn.runs import RunDir
+from keras_rnn.tasks import no_callbacks, no_log_callbacks
 from serving.runtime.addition import (
     CHARACTERS,
     decode_answers,
@@ -104,6 +105,11 @@ def make_datasets(config: Config) -> Datasets:
     )
 
 
+# The task contract's training hooks: this task adds no callbacks.
+log_callbacks = no_log_callbacks
+callbacks = no_callbacks
+
+
 def build_model(config: Config, data: Datasets) -> keras.Model:
     """Binary: bits (a_t, b_t) -> recurrent stack (every step) -> sigmoid, the probability
     that sum bit t is 1, for any number of steps. Decimal: see ``decimal_model``."""
@@ -173,14 +179,6 @@ def decimal_graph(model: keras.Model, config: Config) -> ExportGraph:
         lengths=(2 * config.digits + 1,),  # the query's length is fixed
         runtime={"task": "addition", "digits": config.digits, "characters": CHARACTERS},
     )
-
-
-def log_callbacks(config: Config) -> list[keras.callbacks.Callback]:
-    return []  # nothing to add to the epoch logs
-
-
-def callbacks(config: Config, data: Datasets) -> list[keras.callbacks.Callback]:
-    return []
 
 
 def decimal_answers(model: keras.Model, pairs: np.ndarray, config: Config) -> list[str]:

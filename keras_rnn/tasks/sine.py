@@ -24,6 +24,7 @@ from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import configured_stack
 from keras_rnn.runs import RunDir
+from keras_rnn.tasks import no_callbacks, no_log_callbacks
 from serving.runtime.series import read_csv_series, recursive_forecast
 
 
@@ -127,6 +128,11 @@ def windows(series: np.ndarray, window: int, start: int, stop: int) -> np.ndarra
     return np.stack([series[t - window : t] for t in range(start, stop)])[..., None]
 
 
+# The task contract's training hooks: this task adds no callbacks.
+log_callbacks = no_log_callbacks
+callbacks = no_callbacks
+
+
 def build_model(config: Config, data: Datasets) -> keras.Model:
     """Normalise -> recurrent stack -> two heads: the next value and the next ``horizon``.
 
@@ -174,14 +180,6 @@ def compile_args(config: Config, data: Datasets) -> dict[str, Any]:
         "loss_weights": {"next_value": weight, "next_values": weight},
         "metrics": {"next_value": [keras.metrics.RootMeanSquaredError(name="rmse")]},
     }
-
-
-def log_callbacks(config: Config) -> list[keras.callbacks.Callback]:
-    return []  # nothing to add to the epoch logs
-
-
-def callbacks(config: Config, data: Datasets) -> list[keras.callbacks.Callback]:
-    return []
 
 
 def rmse(predicted: np.ndarray, target: np.ndarray, axis: int | None = None) -> np.ndarray:

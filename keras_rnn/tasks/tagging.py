@@ -31,6 +31,7 @@ from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import configured_stack
 from keras_rnn.runs import RunDir
+from keras_rnn.tasks import no_callbacks, no_log_callbacks
 from keras_rnn.text import encode, split_characters
 from serving.runtime.tagging import line_pieces
 from serving.runtime.vocab import Vocabulary
@@ -197,6 +198,11 @@ def padded_batches(
     return dataset.padded_batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+# The task contract's training hooks: this task adds no callbacks.
+log_callbacks = no_log_callbacks
+callbacks = no_callbacks
+
+
 def build_model(config: Config, data: Datasets) -> keras.Model:
     """Ids -> Embedding (0 masks padding) -> recurrent stack, bidirectional by default ->
     tag logits at every step."""
@@ -243,14 +249,6 @@ def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
             masked_input="ids",
         )
     ]
-
-
-def log_callbacks(config: Config) -> list[keras.callbacks.Callback]:
-    return []  # nothing to add to the epoch logs
-
-
-def callbacks(config: Config, data: Datasets) -> list[keras.callbacks.Callback]:
-    return []
 
 
 def predict_tags(model: keras.Model, ids: list[np.ndarray], config: Config) -> list[np.ndarray]:
