@@ -10,8 +10,15 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from serving.errors import UserError
+
+
+class FlagGroup(Protocol):
+    """Where a module adds its flags: an argparse parser or group, or a wrapper of one."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action: ...
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -54,7 +54,7 @@ def task_runtimes() -> dict[str, ModuleType]:
 class _Flags:
     """An argument group that records the destination of each flag added to it."""
 
-    def __init__(self, group: argparse._ArgumentGroup):
+    def __init__(self, group: cli.FlagGroup):
         self.group, self.names = group, []
 
     def add_argument(self, *args, **kwargs) -> argparse.Action:

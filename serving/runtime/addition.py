@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from serving import cli
 from serving.errors import UserError
 from serving.runtime.graph import ExportedGraph
 
@@ -89,7 +90,7 @@ def add_decimal(graph: ExportedGraph, a: int, b: int) -> dict[str, Any]:
 TITLE = "addition runs"
 
 
-def add_arguments(group: argparse._ArgumentGroup) -> None:
+def add_arguments(group: cli.FlagGroup) -> None:
     """The flags of ``predict``; each stays None when not given."""
     group.add_argument("--a", type=int, help="first operand")
     group.add_argument("--b", type=int, help="second operand")

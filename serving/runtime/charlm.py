@@ -20,7 +20,7 @@ from serving.runtime.vocab import Vocabulary, unknown_note
 GENERATION_DEFAULTS = asdict(Sampling())
 
 
-def add_generation_flags(parser, defaults: bool = True) -> None:
+def add_generation_flags(parser: cli.FlagGroup, defaults: bool = True) -> None:
     """The generation flags of ``keras_rnn.generate`` and ``serving.predict``. With
     ``defaults=False`` a flag not given stays None, so a caller can tell which were typed;
     ``fill_generation_defaults`` then sets the rest."""
@@ -30,25 +30,25 @@ def add_generation_flags(parser, defaults: bool = True) -> None:
         "--length",
         type=int,
         default=default["length"],
-        help="characters to generate (default: 200)",
+        help=f"characters to generate (default: {GENERATION_DEFAULTS['length']})",
     )
     parser.add_argument(
         "--temperature",
         type=float,
         default=default["temperature"],
-        help="sampling temperature, 0: greedy (default: 0.5)",
+        help=f"sampling temperature, 0: greedy (default: {GENERATION_DEFAULTS['temperature']})",
     )
     parser.add_argument(
         "--top-k",
         type=int,
         default=default["top_k"],
-        help="sample among the K most likely (default: 0, all)",
+        help=f"sample among the K most likely, 0: all (default: {GENERATION_DEFAULTS['top_k']})",
     )
     parser.add_argument(
         "--seed",
         type=cli.non_negative_int,
         default=default["seed"],
-        help="sampling seed (default: 0)",
+        help=f"sampling seed (default: {GENERATION_DEFAULTS['seed']})",
     )
 
 
@@ -107,7 +107,7 @@ def generate_text(
 TITLE = "charlm runs (the same flags and text as keras_rnn.generate)"
 
 
-def add_arguments(group: argparse._ArgumentGroup) -> None:
+def add_arguments(group: cli.FlagGroup) -> None:
     """The flags of ``predict``; each stays None when not given (``predict`` fills defaults)."""
     add_generation_flags(group, defaults=False)
 

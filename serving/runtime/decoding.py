@@ -31,8 +31,7 @@ class Sampling:
 
     def check(self, vocab_size: int) -> None:
         """Raise UserError, naming the flag, for a setting out of range."""
-        if not 0 <= self.length <= MAX_GENERATED:
-            raise UserError(f"--length must be in [0, {MAX_GENERATED}], got {self.length}")
+        _check_length(self.length)
         if not (np.isfinite(self.temperature) and self.temperature >= 0):
             raise UserError(f"--temperature must be >= 0, got {self.temperature}")
         if not 0 <= self.top_k <= vocab_size:
@@ -49,8 +48,7 @@ class Beam:
 
     def check(self) -> None:
         """Raise UserError, naming the flag, for a setting out of range."""
-        if not 0 <= self.length <= MAX_GENERATED:
-            raise UserError(f"--length must be in [0, {MAX_GENERATED}], got {self.length}")
+        _check_length(self.length)
         if self.width < 1:
             raise UserError(f"--beam-width must be >= 1, got {self.width}")
 
@@ -152,3 +150,8 @@ def beam_search(
         logits, states = step(tokens.astype(np.int32)[:, None], states)
     best = finished + [(ids, float(s)) for ids, s in zip(alive, scores, strict=True)]
     return sorted(best, key=lambda pair: -pair[1])[: beam.width]
+
+
+def _check_length(length: int) -> None:
+    if not 0 <= length <= MAX_GENERATED:
+        raise UserError(f"--length must be in [0, {MAX_GENERATED}], got {length}")

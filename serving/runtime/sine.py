@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from serving import cli
 from serving.errors import UserError
 from serving.runtime.graph import ExportedGraph
 from serving.runtime.series import read_csv_series, recursive_forecast
@@ -36,7 +37,7 @@ def forecast(graph: ExportedGraph, window: np.ndarray) -> dict[str, Any]:
 TITLE = "sine runs (one of --window and --csv)"
 
 
-def add_arguments(group: argparse._ArgumentGroup) -> None:
+def add_arguments(group: cli.FlagGroup) -> None:
     """The flags of ``predict``; each stays None when not given."""
     group.add_argument("--window", help="comma-separated past values, oldest first")
     group.add_argument("--csv", help="CSV file with a header row: forecast after its last values")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serving import cli
 from serving.errors import UserError
 from serving.runtime.graph import ExportedGraph
 from serving.runtime.vocab import PAD, Vocabulary, unknown_note
@@ -88,7 +89,7 @@ TEXT_HELP = (
 )
 
 
-def add_arguments(group: argparse._ArgumentGroup) -> None:
+def add_arguments(group: cli.FlagGroup) -> None:
     """The flags of ``predict``; each stays None when not given."""
     group.add_argument("--text", help=TEXT_HELP)
 
