@@ -21,9 +21,21 @@ CELLS = ("simple", "lstm", "gru")
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 
 
-def option(default: Any, help: str, choices: tuple | None = None) -> Any:
-    """A config field with its CLI help text (and choices)."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def option(default: Any, help: str, choices: tuple | None = None, input_file: bool = False) -> Any:
+    """A config field with its CLI help text (and choices); ``input_file`` marks a path the
+    task reads its data from."""
+    return dataclasses.field(
+        default=default, metadata={"help": help, "choices": choices, "input_file": input_file}
+    )
+
+
+def input_files(config: TrainConfig) -> dict[str, str]:
+    """The input-file fields of ``config`` that are set, by field name."""
+    return {
+        field.name: getattr(config, field.name)
+        for field in dataclasses.fields(config)
+        if field.metadata.get("input_file") and getattr(config, field.name)
+    }
 
 
 def new_default(config_class: type, name: str, default: Any) -> Any:
@@ -121,7 +133,9 @@ class SineConfig(TrainConfig):
     data_seed: int = option(0, "seed of the embedded series' noise")
     val_fraction: float = option(0.1, "share of the series, before the test part, for validation")
     test_fraction: float = option(0.2, "share of the series at its end held out for testing")
-    csv: str | None = option(None, "CSV file with a header row: forecast this series instead")
+    csv: str | None = option(
+        None, "CSV file with a header row: forecast this series instead", input_file=True
+    )
     column: str | None = option(None, "CSV column to read (default: the file's only column)")
 
     def validate(self) -> None:
@@ -223,7 +237,9 @@ class CharLMConfig(TrainConfig):
     epochs: int = new_default(TrainConfig, "epochs", 11)
     patience: int = new_default(TrainConfig, "patience", 3)
     dropout: float = option(0.3, "dropout between stacked layers and before the output layer")
-    text: str | None = option(None, "UTF-8 text file to train on instead of the embedded corpus")
+    text: str | None = option(
+        None, "UTF-8 text file to train on instead of the embedded corpus", input_file=True
+    )
     batching: str = option(
         "random",
         "random: windows from random places, each starting from a zero state; consecutive: "
@@ -272,7 +288,7 @@ class TaggingConfig(TrainConfig):
     epochs: int = new_default(TrainConfig, "epochs", 10)
     patience: int = new_default(TrainConfig, "patience", 3)
     conll: str | None = option(
-        None, "CoNLL file (token and tag per line, blank line between sentences)"
+        None, "CoNLL file (token and tag per line, blank line between sentences)", input_file=True
     )
     max_length: int = option(100, "longest sequence; longer ones are cut into pieces")
     embedding_size: int = option(32, "size of the character (or token) embedding")

@@ -26,6 +26,7 @@ from keras_rnn.config import (
     config_class,
     config_from_dict,
     flag,
+    input_files,
 )
 from keras_rnn.errors import UserError
 from keras_rnn.runs import RunDir, check_resumable, check_run_dir, read_json
@@ -105,14 +106,10 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     return config, args
 
 
-INPUT_FILES = ("csv", "text", "conll")  # config fields that name a file the task reads
-
-
 def check_inputs_outside(config: TrainConfig, run_dir: Path) -> None:
     """Refuse an input file inside the run directory that --force is about to delete."""
-    for name in INPUT_FILES:
-        value = getattr(config, name, None)
-        if value and Path(value).resolve().is_relative_to(run_dir.resolve()):
+    for name, value in input_files(config).items():
+        if Path(value).resolve().is_relative_to(run_dir.resolve()):
             raise UserError(
                 f"--{flag(name)} {value} is inside --run-dir {run_dir}, which --force deletes: "
                 "move the file out first"
