@@ -1,16 +1,22 @@
 """Training configuration: dataclasses are the single source of every default.
 
-Each task has a subclass of ``TrainConfig`` here, registered in ``CONFIGS``. CLI flags are
-generated from the fields (``--batch-size`` for ``batch_size``; help text and choices from field
-metadata), and the resolved config is saved as the run's ``config.json``. This module imports
-no TensorFlow, so arguments are checked before TensorFlow starts.
+``TrainConfig`` holds the hyperparameters every task shares; each task package defines its
+``Config`` subclass in its ``__init__.py`` (``keras_rnn/tasks/<name>/``), found by
+``task_configs``. ``RuntimeConfig`` holds how a run executes (threads), apart from what it
+learns, as TensorFlow Model Garden keeps a runtime config beside each task's. CLI flags are
+generated from the fields (``--batch-size`` for ``batch_size``; help text and choices from
+field metadata), and the resolved configs are saved in the run's ``config.json``. This module
+imports no TensorFlow, so arguments are checked before TensorFlow starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import importlib
 import math
+import pkgutil
 import typing
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -115,199 +121,35 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
-class SineConfig(TrainConfig):
-    """Noisy-sine forecasting (``--task sine``)."""
+class RuntimeConfig:
+    """How a run executes, apart from what it learns: ``--resume`` may change it, and
+    ``config.json`` records the one the run started with."""
 
-    task: str = option("sine", "task to train")
-    positive: ClassVar[tuple[str, ...]] = (*TrainConfig.positive, "window", "horizon", "points")
-    seeds: ClassVar[tuple[str, ...]] = ("seed", "data_seed")
-    # 280 training points: a small network with a gentle rate generalises best (README table).
-    units: int = new_default(TrainConfig, "units", 16)
-    learning_rate: float = new_default(TrainConfig, "learning_rate", 1e-3)
-    epochs: int = new_default(TrainConfig, "epochs", 300)
-    patience: int = new_default(TrainConfig, "patience", 30)
-    window: int = option(10, "past values the model sees")
-    horizon: int = option(10, "steps ahead of the multi-step forecasts")
-    points: int = option(400, "length of the embedded noisy sine on [0, 36]")
-    noise: float = option(0.2, "the embedded series adds uniform [0, NOISE) noise to sin(x)")
-    data_seed: int = option(0, "seed of the embedded series' noise")
-    val_fraction: float = option(0.1, "share of the series, before the test part, for validation")
-    test_fraction: float = option(0.2, "share of the series at its end held out for testing")
-    csv: str | None = option(
-        None, "CSV file with a header row: forecast this series instead", input_file=True
+    threads: int = option(
+        0, "threads TensorFlow runs each operation on (0: TensorFlow's choice, one per core)"
     )
-    column: str | None = option(None, "CSV column to read (default: the file's only column)")
 
-    def validate(self) -> None:
-        super().validate()
-        if not (math.isfinite(self.noise) and self.noise >= 0):
-            raise UserError(f"--noise must be >= 0, got {self.noise}")
-        check_split_fractions(self.val_fraction, self.test_fraction)
-        if self.column is not None and self.csv is None:
-            raise UserError("--column needs --csv")
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise UserError(f"--threads must be >= 0, got {self.threads}")
 
-    def inapplicable(self) -> dict[str, str]:
-        unused = super().inapplicable()
-        if self.csv is not None:
-            embedded = "with --csv: it shapes the embedded series"
-            unused |= {name: embedded for name in ("points", "noise", "data_seed")}
-        return unused
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
-@dataclasses.dataclass
-class AdditionConfig(TrainConfig):
-    """Addition (``--task addition``): binary, one bit per step, least significant first; or,
-    with ``--digits N``, decimal as sequence to sequence (the Keras example)."""
+@functools.cache
+def task_configs() -> dict[str, type[TrainConfig]]:
+    """Every task's ``Config``, by task name: one per package of ``keras_rnn.tasks``, whose
+    ``__init__.py`` defines it without importing TensorFlow (the task's code is elsewhere in
+    the package)."""
+    import keras_rnn.tasks
 
-    task: str = option("addition", "task to train")
-    positive: ClassVar[tuple[str, ...]] = (
-        *TrainConfig.positive,
-        "bits",
-        "test_pairs",
-        "val_pairs",
-        "train_pairs",
-    )
-    seeds: ClassVar[tuple[str, ...]] = ("seed", "data_seed")
-    # The course's adder: a small SimpleRNN learns the carry exactly (held-out bit accuracy
-    # reaches 1.0 in the second epoch).
-    cell: str = new_default(TrainConfig, "cell", "simple")
-    units: int = new_default(TrainConfig, "units", 16)
-    learning_rate: float = new_default(TrainConfig, "learning_rate", 1e-2)
-    epochs: int = new_default(TrainConfig, "epochs", 10)
-    patience: int = new_default(TrainConfig, "patience", 5)
-    bits: int = option(8, "bits per number; operands are below 2**(bits-1) so the sum fits")
-    test_pairs: int = option(5000, "operand pairs held out for testing")
-    val_pairs: int = option(1000, "operand pairs held out for early stopping")
-    data_seed: int = option(0, "seed of the split of operand pairs")
-    digits: int = option(
-        0, "0: binary addition; N: decimal addition of numbers of up to N digits, as text"
-    )
-    train_pairs: int = option(200000, "decimal mode: operand pairs to train on")
-
-    def validate(self) -> None:
-        super().validate()
-        if not 2 <= self.bits <= 16:
-            raise UserError(f"--bits must be in [2, 16], got {self.bits}")
-        if not 0 <= self.digits <= 9:
-            raise UserError(f"--digits must be in [0, 9], got {self.digits}")
-        if self.digits:
-            pairs, flags = 100**self.digits, f"--digits {self.digits}"
-            wanted = self.train_pairs + self.test_pairs + self.val_pairs
-        else:
-            pairs, flags = 4 ** (self.bits - 1), f"--bits {self.bits}"
-            wanted = self.test_pairs + self.val_pairs + 1
-        if wanted > pairs:
-            raise UserError(
-                f"{flags} gives {pairs} operand pairs: --test-pairs {self.test_pairs} "
-                f"plus --val-pairs {self.val_pairs} must leave some for training"
-                + (f" (--train-pairs {self.train_pairs})" if self.digits else "")
-            )
-
-    def inapplicable(self) -> dict[str, str]:
-        unused = super().inapplicable()
-        if self.digits:
-            unused["bits"] = "with --digits: it sets the width of binary addition"
-        else:
-            unused["train_pairs"] = (
-                "without --digits: binary addition trains on every pair not held out"
-            )
-        return unused
-
-
-@dataclasses.dataclass
-class CharLMConfig(TrainConfig):
-    """Character language model (``--task charlm``)."""
-
-    task: str = option("charlm", "task to train")
-    positive: ClassVar[tuple[str, ...]] = (
-        *TrainConfig.positive,
-        "sequence_length",
-        "embedding_size",
-        "sample_length",
-    )
-    # Measured on 2 CPU cores (README table): 11 epochs of a 384-unit GRU at batch 128 fit in
-    # 15 minutes; the cosine decay ends the rate at zero on the last one. Without dropout a
-    # 256-unit model overfits the 1.7 M training characters by epoch 6.
-    cell: str = new_default(TrainConfig, "cell", "gru")
-    units: int = new_default(TrainConfig, "units", 384)
-    learning_rate: float = new_default(TrainConfig, "learning_rate", 3e-3)
-    learning_rate_schedule: str = new_default(TrainConfig, "learning_rate_schedule", "cosine")
-    clipnorm: float = new_default(TrainConfig, "clipnorm", 5.0)  # the course's clipping
-    batch_size: int = new_default(TrainConfig, "batch_size", 128)
-    epochs: int = new_default(TrainConfig, "epochs", 11)
-    patience: int = new_default(TrainConfig, "patience", 3)
-    dropout: float = option(0.3, "dropout between stacked layers and before the output layer")
-    text: str | None = option(
-        None, "UTF-8 text file to train on instead of the embedded corpus", input_file=True
-    )
-    batching: str = option(
-        "random",
-        "random: windows from random places, each starting from a zero state; consecutive: "
-        "batch_size streams of consecutive windows, the state carried from batch to batch "
-        "(truncated backpropagation through time) and reset every epoch",
-        ("random", "consecutive"),
-    )
-    sequence_length: int = option(100, "characters per training window")
-    embedding_size: int = option(64, "size of the character embedding")
-    val_fraction: float = option(0.05, "share of the text, before the test part, for validation")
-    test_fraction: float = option(0.05, "share of the text at its end held out for testing")
-    sample_every: int = option(1, "log a sample from --sample-prefix every N epochs (0: never)")
-    sample_prefix: str = option("def ", "prefix of the samples in the training log")
-    sample_length: int = option(200, "characters per logged sample")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.bidirectional:
-            raise UserError(
-                "--bidirectional does not apply to a language model: it would see the future"
-            )
-        check_split_fractions(self.val_fraction, self.test_fraction)
-        if self.sample_every < 0:
-            raise UserError(f"--sample-every must be >= 0, got {self.sample_every}")
-        if not self.sample_prefix:
-            raise UserError("--sample-prefix must not be empty")
-
-    def inapplicable(self) -> dict[str, str]:
-        # Dropout also acts before the output layer here, so it applies to one layer too.
-        unused = {"merge_mode": "to a language model: it is never bidirectional"}
-        if self.sample_every == 0:
-            no_samples = "with --sample-every 0: no samples are logged"
-            unused |= {"sample_prefix": no_samples, "sample_length": no_samples}
-        return unused
-
-
-@dataclasses.dataclass
-class TaggingConfig(TrainConfig):
-    """Sequence tagging (``--task tagging``): a tag for every character (or CoNLL token)."""
-
-    task: str = option("tagging", "task to train")
-    positive: ClassVar[tuple[str, ...]] = (*TrainConfig.positive, "max_length", "embedding_size")
-    bidirectional: bool = new_default(TrainConfig, "bidirectional", True)
-    cell: str = new_default(TrainConfig, "cell", "gru")
-    units: int = new_default(TrainConfig, "units", 64)
-    epochs: int = new_default(TrainConfig, "epochs", 10)
-    patience: int = new_default(TrainConfig, "patience", 3)
-    conll: str | None = option(
-        None, "CoNLL file (token and tag per line, blank line between sentences)", input_file=True
-    )
-    max_length: int = option(100, "longest sequence; longer ones are cut into pieces")
-    embedding_size: int = option(32, "size of the character (or token) embedding")
-    val_fraction: float = option(
-        0.1, "share of the sequences, before the test part, for validation"
-    )
-    test_fraction: float = option(0.1, "share of the sequences at the end held out for testing")
-
-    def validate(self) -> None:
-        super().validate()
-        check_split_fractions(self.val_fraction, self.test_fraction)
-
-
-CONFIGS: dict[str, type[TrainConfig]] = {
-    "sine": SineConfig,
-    "addition": AdditionConfig,
-    "charlm": CharLMConfig,
-    "tagging": TaggingConfig,
-}
+    configs = {}
+    for module in pkgutil.iter_modules(keras_rnn.tasks.__path__):
+        if module.ispkg:
+            package = importlib.import_module(f"keras_rnn.tasks.{module.name}")
+            configs[module.name] = package.Config
+    return configs
 
 
 def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -321,16 +163,17 @@ def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
 
 def config_class(task: str) -> type[TrainConfig]:
     """The config dataclass of ``task``; an unknown task is a ``UserError``."""
-    if task not in CONFIGS:
-        raise UserError(f"unknown task {task!r}: choose one of {', '.join(CONFIGS)}")
-    return CONFIGS[task]
+    configs = task_configs()
+    if task not in configs:
+        raise UserError(f"unknown task {task!r}: choose one of {', '.join(configs)}")
+    return configs[task]
 
 
 def flag(name: str) -> str:
     return name.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, config_class: type[TrainConfig]) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, config_class: type) -> None:
     """Add one flag per config field. Defaults are suppressed so that only flags the user
     actually typed appear in the parsed namespace; help still shows each default."""
     hints = typing.get_type_hints(config_class)
@@ -366,7 +209,7 @@ def config_from_dict(config_class: type[TrainConfig], values: dict[str, Any]) ->
     names = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise UserError(f"unknown config keys for {config_class.__name__}: {', '.join(unknown)}")
+        raise UserError(f"unknown config keys for task {config_class.task}: {', '.join(unknown)}")
     return config_class(**values)  # validated on construction
 
 

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         check_generation(args.prefix or "", settings, vocab.size)
         with cli.exit_on_interrupt(lambda: "no text was generated"):
             quiet.start_tensorflow(args.verbose)  # after the cheap checks
-            from keras_rnn.tasks import charlm
+            from keras_rnn.tasks.charlm import task as charlm
 
             text, unknown = charlm.keras_generate(
                 load_trained_model(run),

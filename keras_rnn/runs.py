@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keras_rnn.config import CONFIGS, TrainConfig, config_from_dict
+from keras_rnn.config import TrainConfig, config_class, config_from_dict, task_configs
 from keras_rnn.errors import UserError
 
 
@@ -337,9 +337,9 @@ def finished_run(path: str | Path) -> tuple[RunDir, TrainConfig]:
         raise UserError(f"run directory not found: {path}")
     saved = read_json(run.config_json)
     task = saved.get("config", {}).get("task") if isinstance(saved, dict) else None
-    if task not in CONFIGS:
+    if task not in task_configs():
         raise UserError(
-            f"{run.config_json} names unknown task {task!r} (known: {', '.join(CONFIGS)})"
+            f"{run.config_json} names unknown task {task!r} (known: {', '.join(task_configs())})"
         )
     if not run.complete:
         raise UserError(
@@ -348,7 +348,7 @@ def finished_run(path: str | Path) -> tuple[RunDir, TrainConfig]:
         )
     if not run.model_keras.is_file():
         raise UserError(f"{run.model_keras} is missing: retrain the run")
-    return run, config_from_dict(CONFIGS[task], saved["config"])
+    return run, config_from_dict(config_class(task), saved["config"])
 
 
 def load_trained_model(run: RunDir) -> Any:

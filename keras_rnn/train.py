@@ -12,6 +12,7 @@ one line with the command that continues the run and exits with status 130.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 from keras_rnn import quiet
 from keras_rnn.config import (
-    CONFIGS,
+    RuntimeConfig,
     TrainConfig,
     add_config_flags,
     check_applicable,
@@ -27,6 +28,7 @@ from keras_rnn.config import (
     config_from_dict,
     flag,
     input_files,
+    task_configs,
 )
 from keras_rnn.errors import UserError
 from keras_rnn.runs import RunDir, check_resumable, check_run_dir, read_json
@@ -40,7 +42,7 @@ def saved_config(run: RunDir, task: str | None) -> dict[str, Any]:
     check_resumable(run)
     saved = read_json(run.config_json)
     config = saved.get("config") if isinstance(saved, dict) else None
-    if not isinstance(config, dict) or config.get("task") not in CONFIGS:
+    if not isinstance(config, dict) or config.get("task") not in task_configs():
         raise UserError(f"{run.config_json} holds no config of a known task: retrain with --force")
     if task is not None and task != config["task"]:
         raise UserError(
@@ -51,7 +53,8 @@ def saved_config(run: RunDir, task: str | None) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
-    """Return the resolved config and the run-control arguments (run_dir, resume, force)."""
+    """Return the resolved config and the run-control arguments (run_dir, resume, force, and
+    ``runtime``: the ``RuntimeConfig``)."""
     pre = cli.ArgumentParser(add_help=False)
     pre.add_argument("--task")
     pre.add_argument("--run-dir")
@@ -68,7 +71,7 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     )
     parser.add_argument(
         "--task",
-        choices=tuple(CONFIGS),
+        choices=tuple(task_configs()),
         default=task,
         help="(default: sine; with --resume, the run's own task)",
     )
@@ -82,10 +85,15 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     )
     parser.add_argument("--force", action="store_true", help="delete an existing run first")
     quiet.add_verbose_flag(parser)
-    add_config_flags(parser, task_config)
+    add_config_flags(
+        parser.add_argument_group("runtime (a resumed run may change these)"), RuntimeConfig
+    )
+    add_config_flags(parser.add_argument_group(f"{task} hyperparameters"), task_config)
     args = parser.parse_args(argv)
 
-    control = {"task", "run_dir", "resume", "force", "verbose"}
+    runtime_names = {field.name for field in dataclasses.fields(RuntimeConfig)}
+    args.runtime = RuntimeConfig(**{k: v for k, v in vars(args).items() if k in runtime_names})
+    control = {"task", "run_dir", "resume", "force", "verbose", "runtime", *runtime_names}
     explicit = {k: v for k, v in vars(args).items() if k not in control}
     cell = explicit.get("cell", task_config.cell)
     args.run_dir = Path(args.run_dir or f"runs/{args.task}-{cell}")
@@ -137,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             quiet.start_tensorflow(args.verbose)
             from keras_rnn.trainer import run_training
 
-            task, run, metrics = run_training(config, args.run_dir, args.force, args.resume)
+            task, run, metrics = run_training(
+                config, args.run_dir, args.force, args.resume, args.runtime
+            )
     except UserError as error:
         return cli.report(error)
     print()

@@ -24,7 +24,7 @@ from keras_rnn.callbacks import (
     LogLearningRate,
     ResumableEarlyStopping,
 )
-from keras_rnn.config import TrainConfig
+from keras_rnn.config import RuntimeConfig, TrainConfig
 from keras_rnn.epochs import FeedEpoch
 from keras_rnn.errors import UserError
 from keras_rnn.runs import (
@@ -109,7 +109,12 @@ def learning_rate(
 
 
 def train(
-    task: Task, config: TrainConfig, data: TaskData, run: RunDir, resume: bool
+    task: Task,
+    config: TrainConfig,
+    data: TaskData,
+    run: RunDir,
+    resume: bool,
+    runtime: RuntimeConfig | None = None,
 ) -> dict[str, Any]:
     """Fit on ``data``, evaluate, and write everything into ``run``; return the test metrics."""
     model = task.build_model(config, data)
@@ -120,7 +125,12 @@ def train(
     if not resume:
         write_json(
             run.config_json,
-            {"config": config.to_dict(), "data": data.source, "environment": environment()},
+            {
+                "config": config.to_dict(),
+                "runtime": (runtime or RuntimeConfig()).to_dict(),
+                "data": data.source,
+                "environment": environment(),
+            },
         )
         atomic_save(run.initial_weights, model.save_weights)
     for name, content in data.assets.items():  # vocabularies: the same bytes on --resume
@@ -171,14 +181,36 @@ def train(
     return metrics
 
 
+def apply_runtime(runtime: RuntimeConfig) -> None:
+    """Set TensorFlow's threads; TensorFlow reads them once, before its first operation, so a
+    process that has run one keeps its own (a ``UserError`` if they differ)."""
+    if not runtime.threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(runtime.threads)
+    except RuntimeError:  # TensorFlow's runtime has started
+        current = tf.config.threading.get_intra_op_parallelism_threads()
+        if current != runtime.threads:
+            raise UserError(
+                f"threads={runtime.threads} cannot apply: this process already runs TensorFlow "
+                f"with {current or 'its default'} threads (set them in a new process)"
+            ) from None
+
+
 def run_training(
-    config: TrainConfig, run_path: Path, force: bool, resume: bool
+    config: TrainConfig,
+    run_path: Path,
+    force: bool,
+    resume: bool,
+    runtime: RuntimeConfig | None = None,
 ) -> tuple[Task, RunDir, dict]:
-    """Seed, load the data (before touching the run directory: bad data changes no file),
-    prepare the run directory and train. Returns the task module, the run and its metrics."""
+    """Apply ``runtime``, seed, load the data (before touching the run directory: bad data
+    changes no file), prepare the run directory and train. Returns the task module, the run
+    and its metrics."""
+    apply_runtime(runtime or RuntimeConfig())
     task = load_task(config.task)
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     data = task.make_datasets(config)
     run = prepare_run_dir(run_path, force=force, resume=resume)
-    return task, run, train(task, config, data, run, resume=resume)
+    return task, run, train(task, config, data, run, resume=resume, runtime=runtime)

@@ -9,8 +9,8 @@ import pytest
 
 from export.__main__ import main as export_main
 from keras_rnn import train
-from keras_rnn.config import AdditionConfig
-from keras_rnn.tasks.addition import examples, split_pairs
+from keras_rnn.tasks.addition import Config as AdditionConfig
+from keras_rnn.tasks.addition.task import examples, split_pairs
 from serving.predict import main as predict_main
 from serving.runtime import add, load_graph
 from serving.runtime.addition import from_bits, to_bits

@@ -13,9 +13,9 @@ from export.__main__ import main as export_main
 from export.fusion import ONNX_OP
 from keras_rnn import generate, train
 from keras_rnn import text as text_module
-from keras_rnn.config import CharLMConfig
 from keras_rnn.runs import finished_run, load_trained_model
-from keras_rnn.tasks import charlm
+from keras_rnn.tasks.charlm import Config as CharLMConfig
+from keras_rnn.tasks.charlm import task as charlm
 from serving.predict import main as predict_main
 from serving.runtime.decoding import sample_next
 from serving.runtime.vocab import UNKNOWN, Vocabulary

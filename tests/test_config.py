@@ -6,15 +6,11 @@ import dataclasses
 import pytest
 
 from keras_rnn import train
-from keras_rnn.config import (
-    AdditionConfig,
-    CharLMConfig,
-    SineConfig,
-    TrainConfig,
-    add_config_flags,
-    config_from_dict,
-)
+from keras_rnn.config import TrainConfig, add_config_flags, config_from_dict
 from keras_rnn.errors import UserError
+from keras_rnn.tasks.addition import Config as AdditionConfig
+from keras_rnn.tasks.charlm import Config as CharLMConfig
+from keras_rnn.tasks.sine import Config as SineConfig
 
 
 def parse(*argv):
@@ -59,7 +55,7 @@ def test_only_typed_flags_are_parsed_with_their_types():
         ({"test_fraction": 1.5}, "--test-fraction must be in (0, 1)"),
         ({"val_fraction": 0.5, "test_fraction": 0.5}, "must leave data for training"),
         ({"column": "y"}, "--column needs --csv"),
-        ({"colour": "red"}, "unknown config keys for SineConfig: colour"),
+        ({"colour": "red"}, "unknown config keys for task sine: colour"),
     ],
 )
 def test_invalid_values_are_named(values, message):

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_rnn.config import AdditionConfig, SineConfig
 from keras_rnn.epochs import FeedEpoch, epoch_variable, shuffled, shuffled_indices
-from keras_rnn.tasks import addition, sine
+from keras_rnn.tasks.addition import Config as AdditionConfig
+from keras_rnn.tasks.addition import task as addition
+from keras_rnn.tasks.sine import Config as SineConfig
+from keras_rnn.tasks.sine import task as sine
 
 
 @pytest.fixture

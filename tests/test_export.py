@@ -284,7 +284,7 @@ def test_a_savedmodel_only_graph_through_export_and_verify(run_copy, monkeypatch
     say so, and verify checks what was written, with the graph's own tolerance."""
     from dataclasses import replace
 
-    from keras_rnn.tasks import sine
+    from keras_rnn.tasks.sine import task as sine
 
     run_dir = run_copy("lstm")
     task_graphs = sine.export_graphs

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_rnn.errors import UserError
-from keras_rnn.tasks.sine import noisy_sine
+from keras_rnn.tasks.sine.task import noisy_sine
 from serving.predict import main as predict_main
 from serving.runtime import forecast, load_graph
 from serving.runtime.series import recursive_forecast

@@ -5,8 +5,8 @@ import pytest
 
 from keras_rnn.config import config_from_dict
 from keras_rnn.errors import UserError
-from keras_rnn.tasks import sine
-from keras_rnn.tasks.sine import noisy_sine
+from keras_rnn.tasks.sine import task as sine
+from keras_rnn.tasks.sine.task import noisy_sine
 from serving.runtime.series import read_csv_series, recursive_forecast
 from tests.conftest import foreign_classes
 

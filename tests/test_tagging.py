@@ -8,9 +8,9 @@ import pytest
 
 from export.__main__ import main as export_main
 from keras_rnn import train
-from keras_rnn.config import TaggingConfig
 from keras_rnn.runs import finished_run, load_trained_model
-from keras_rnn.tasks import tagging
+from keras_rnn.tasks.tagging import Config as TaggingConfig
+from keras_rnn.tasks.tagging import task as tagging
 from serving.predict import main as predict_main
 from serving.runtime import load_graph
 from serving.runtime.tagging import load_tags, tag

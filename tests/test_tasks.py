@@ -6,22 +6,22 @@ import types
 
 import pytest
 
-from keras_rnn.config import CONFIGS
+from keras_rnn.config import task_configs
 from keras_rnn.tasks import Task, load_task
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", task_configs())
 def test_every_task_provides_the_whole_contract(name):
     task = load_task(name)
     assert isinstance(task, Task)
-    assert task.Config is CONFIGS[name]
+    assert task.Config is task_configs()[name]
 
 
 def test_a_module_lacking_part_of_the_contract_is_named(monkeypatch):
-    partial = types.ModuleType("keras_rnn.tasks.sine")
-    partial.Config = CONFIGS["sine"]
+    partial = types.ModuleType("keras_rnn.tasks.sine.task")
+    partial.Config = task_configs()["sine"]
     partial.build_model = lambda config, data: None
-    monkeypatch.setitem(sys.modules, "keras_rnn.tasks.sine", partial)
+    monkeypatch.setitem(sys.modules, "keras_rnn.tasks.sine.task", partial)
     with pytest.raises(TypeError, match="lacks make_datasets, compile_args, log_callbacks"):
         load_task("sine")
 

@@ -52,7 +52,7 @@ def test_run_directory_contract(tiny_run):
 
 def test_saved_model_reproduces_the_test_rmse(tiny_run):
     from keras_rnn.config import config_from_dict
-    from keras_rnn.tasks import sine
+    from keras_rnn.tasks.sine import task as sine
 
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     config = config_from_dict(
@@ -139,6 +139,7 @@ def write_series(tmp_path, values, name="series.csv"):
         (["--colour", "red"], ["unrecognized arguments: --colour red"]),
         (["--csv", "missing.csv"], ["CSV file not found: missing.csv"]),
         (["--resume"], ["cannot resume", "no config.json"]),
+        (["--threads", "-1"], ["--threads must be >= 0, got -1"]),
     ],
 )
 def test_bad_arguments(argv, fragments, tmp_path, cli_error):
@@ -191,11 +192,14 @@ def started_run(path, config) -> None:
 
 
 def test_resume_reads_the_task_from_the_run(tmp_path, cli_error, monkeypatch):
-    from keras_rnn.config import CharLMConfig, TaggingConfig
+    from keras_rnn.tasks.charlm import Config as CharLMConfig
+    from keras_rnn.tasks.tagging import Config as TaggingConfig
 
     run_dir = tmp_path / "lm"
     started_run(run_dir, CharLMConfig(units=16, batching="consecutive"))
-    config, args = train.parse_args(["--run-dir", str(run_dir), "--resume", "--epochs", "5"])
+    argv = ["--run-dir", str(run_dir), "--resume", "--epochs", "5", "--threads", "3"]
+    config, args = train.parse_args(argv)  # runtime settings may change on resume
+    assert args.runtime.threads == 3 and not hasattr(config, "threads")
     assert (config.task, config.units, config.batching, config.epochs) == (
         "charlm",
         16,
@@ -210,6 +214,27 @@ def test_resume_reads_the_task_from_the_run(tmp_path, cli_error, monkeypatch):
     config, args = train.parse_args(["--task", "tagging", "--cell", "gru", "--resume"])
     assert config.task == "tagging" and args.run_dir == Path("runs/tagging-gru")
     cli_error(train.main, ["--resume"], "cannot resume runs/sine-lstm", "no config.json")
+
+
+def test_threads_apply_to_tensorflow_and_are_recorded_apart(tmp_path):
+    """--threads is a runtime setting: config.json records it beside the task's config, and
+    TensorFlow in the training process runs with it."""
+    run_dir = tmp_path / "run"
+    probe = (
+        "import sys, tensorflow as tf\n"
+        "from keras_rnn import train\n"
+        "status = train.main(sys.argv[1:])\n"
+        "print('threads', tf.config.threading.get_intra_op_parallelism_threads())\n"
+        "sys.exit(status)\n"
+    )
+    argv = ["--threads", "1", "--run-dir", run_dir, *TINY_TRAINING]
+    result = subprocess.run(
+        [sys.executable, "-c", probe, *map(str, argv)], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "threads 1" in result.stdout.splitlines()
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["runtime"] == {"threads": 1} and "threads" not in saved["config"]
 
 
 def train_until_killed(argv: list, run_dir, epochs_done: int) -> None:
@@ -324,7 +349,7 @@ def test_resumed_run_repeats_the_uninterrupted_one(task, tmp_path):
 def test_resume_after_early_stopping_trains_no_further(tmp_path, monkeypatch):
     """Stopped early, then killed before metrics.json (here: evaluation fails), a resumed run
     goes straight to evaluation instead of training one epoch more."""
-    from keras_rnn.tasks import sine
+    from keras_rnn.tasks.sine import task as sine
 
     argv = ["--units", "4", "--batch-size", "64", "--epochs", "40", "--patience", "1"]
     argv += ["--learning-rate", "0.2"]  # val_loss soon stops improving
@@ -347,7 +372,7 @@ def test_resume_after_early_stopping_trains_no_further(tmp_path, monkeypatch):
 def test_cosine_schedule_spans_every_epoch_of_the_pipeline():
     import tensorflow as tf
 
-    from keras_rnn.config import SineConfig
+    from keras_rnn.tasks.sine import Config as SineConfig
     from keras_rnn.trainer import learning_rate
 
     batches = tf.data.Dataset.range(12).filter(lambda x: x % 2 == 0).batch(2)  # 3, not known

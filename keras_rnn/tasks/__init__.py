@@ -1,14 +1,19 @@
-"""The task contract: what every task module (``keras_rnn/tasks/<name>.py``, or a package of
-that name) provides, and ``load_task``, which checks it.
+"""The task contract: what every task provides, and ``load_task``, which checks it.
+
+A task is a package ``keras_rnn/tasks/<name>/``: its ``__init__.py`` defines the task's
+``Config`` (a ``TrainConfig``) and imports no TensorFlow, so the CLI checks flags before
+TensorFlow starts; its ``task.py`` is the module below (``Task``), with the rest of the
+task's code in modules beside it as the task needs.
 
 The trainer (``keras_rnn/trainer.py``) calls, in this order: ``make_datasets`` (before the
 run directory is touched, so bad data changes no file), ``build_model``, ``compile_args``,
 ``log_callbacks`` and ``callbacks`` for ``fit`` (having written the data's ``assets``, such as
-vocabularies, into the run), then ``evaluate`` (which writes the task's
-plots into the run) and ``format_metrics`` for the terminal. ``python -m export`` and
-``export.verify`` call ``export_graphs`` on the trained model. A new task is one module here,
-its ``Config`` registered in ``keras_rnn.config.CONFIGS``, one runtime module in
-``serving/runtime`` (``serving.predict`` finds it) and one test file.
+vocabularies, into the run), then ``evaluate`` (which writes the task's plots into the run)
+and ``format_metrics`` for the terminal. ``python -m export`` and ``export.verify`` call
+``export_graphs`` on the trained model. A new task is its package here (found by
+``keras_rnn.config.task_configs``), one runtime module in ``serving/runtime``
+(``serving.predict`` finds it) and one test file that runs the shared battery
+(``tests/battery.py``).
 """
 
 from __future__ import annotations
@@ -90,7 +95,7 @@ def load_task(name: str) -> Task:
     """The task module for ``name``; an unknown name is a ``UserError``, a module that does not
     provide the whole contract a ``TypeError`` naming what it lacks."""
     config_class(name)
-    module: ModuleType = importlib.import_module(f"keras_rnn.tasks.{name}")
+    module: ModuleType = importlib.import_module(f"keras_rnn.tasks.{name}.task")
     if not isinstance(module, Task):
         missing = [member for member in _MEMBERS if not hasattr(module, member)]
         raise TypeError(f"task module {module.__name__} lacks {', '.join(missing)}")

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_rnn.config import CharLMConfig as Config
 from keras_rnn.errors import UserError
+from keras_rnn.tasks.charlm import Config
 from keras_rnn.text import encode, split_characters
 from serving.runtime.vocab import Vocabulary
 

@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_rnn.config import CharLMConfig as Config
 from keras_rnn.layers import rnn_layer
+from keras_rnn.tasks.charlm import Config
 from serving.runtime.charlm import generate_text
 from serving.runtime.decoding import Sampling
 from serving.runtime.vocab import Vocabulary

@@ -8,8 +8,8 @@ from typing import Any
 
 import keras
 
-from keras_rnn.config import CharLMConfig as Config
 from keras_rnn.layers import configured_stack
+from keras_rnn.tasks.charlm import Config
 from keras_rnn.tasks.charlm.data import Datasets
 
 

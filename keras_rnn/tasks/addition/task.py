@@ -1,17 +1,5 @@
-"""Addition, two ways.
-
-Binary, as in the course: two numbers in, their sum out, one bit per step, least significant
-bit first, so the network must learn to carry. Every operand pair below 2**(bits-1) (so the
-sum fits in ``bits`` bits: 16,384 pairs at 8 bits) is enumerated and split once, seeded:
-``test_pairs`` held out for testing, ``val_pairs`` for early stopping, the rest for training.
-
-Decimal (``--digits N``), as in the Keras example: the text "a+b" (reversed, padded) in, the
-sum as text out, sequence to sequence: an encoder reads the query, its last output is
-repeated N+1 times, a decoder writes one character per step. ``train_pairs + val_pairs +
-test_pairs`` distinct pairs are drawn, seeded, from all (10**N)**2.
-
-No pair is in two splits.
-"""
+"""The addition task's contract (``keras_rnn.tasks.Task``); the package docstring describes
+the task."""
 
 from __future__ import annotations
 
@@ -23,12 +11,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_rnn.config import AdditionConfig as Config
 from keras_rnn.epochs import shuffled
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import configured_stack
 from keras_rnn.runs import RunDir
 from keras_rnn.tasks import no_callbacks, no_log_callbacks
+from keras_rnn.tasks.addition import Config
 from serving.runtime.addition import (
     CHARACTERS,
     decode_answers,

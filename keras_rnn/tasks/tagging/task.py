@@ -1,13 +1,5 @@
-"""Sequence tagging: a tag for every item of a sequence, from both sides of it.
-
-Default data: characters of Python standard-library source (``CORPUS``), each tagged with the
-type of the token that Python's ``tokenize`` puts it in (``TAGS``). Whether a character sits
-inside a string or a comment depends on what comes before and after it, which is why the
-default model is bidirectional. Each file is cut into pieces of whole lines (at most
-``max_length`` characters). ``--conll FILE`` reads whitespace-separated token/tag lines
-(first and last column) with blank lines between sentences. Batches are right-padded and
-masked; the last pieces are held out for testing, the ones before them for validation.
-"""
+"""The tagging task's contract (``keras_rnn.tasks.Task``); the package docstring describes
+the task."""
 
 from __future__ import annotations
 
@@ -25,13 +17,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_rnn.config import TaggingConfig as Config
 from keras_rnn.epochs import shuffled
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import configured_stack
 from keras_rnn.runs import RunDir
 from keras_rnn.tasks import no_callbacks, no_log_callbacks
+from keras_rnn.tasks.tagging import Config
 from keras_rnn.text import encode, split_characters
 from serving.runtime.tagging import line_pieces
 from serving.runtime.vocab import Vocabulary

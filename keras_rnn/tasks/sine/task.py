@@ -1,9 +1,5 @@
-"""Noisy-sine forecasting: a window of past values -> the next value and the next ``horizon``.
-
-The embedded series is the course's: ``points`` values of sin(x) on [0, 36] plus uniform
-[0, noise) noise, seeded. ``--csv FILE --column NAME`` replaces it with a user's series. The
-series is split in time: train, then validation (early stopping), then test (the last 20%).
-"""
+"""The sine task's contract (``keras_rnn.tasks.Task``); the package docstring describes
+the task."""
 
 from __future__ import annotations
 
@@ -18,13 +14,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_rnn import plots
-from keras_rnn.config import SineConfig as Config
 from keras_rnn.epochs import shuffled_indices
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import configured_stack
 from keras_rnn.runs import RunDir
 from keras_rnn.tasks import no_callbacks, no_log_callbacks
+from keras_rnn.tasks.sine import Config
 from serving.runtime.series import read_csv_series, recursive_forecast
 
 

@@ -1,0 +1,137 @@
+"""The charlm task's contract (``keras_rnn.tasks.Task``); the package docstring describes
+the task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_rnn.graphs import ExportGraph
+from keras_rnn.runs import RunDir
+from keras_rnn.tasks.charlm import Config
+from keras_rnn.tasks.charlm.data import (
+    CORPUS,
+    MAX_LOGITS,
+    MAX_ROW,
+    Datasets,
+    evaluation_rows,
+    make_datasets,
+    read_text,
+    streams,
+)
+from keras_rnn.tasks.charlm.generation import (
+    SampleEveryEpochs,
+    keras_generate,
+    state_names,
+    step_model,
+)
+from keras_rnn.tasks.charlm.model import (
+    LogPerplexity,
+    Perplexity,
+    ResetStates,
+    build_model,
+    compile_args,
+    log_callbacks,
+    network,
+    stateless,
+)
+from serving.runtime.decoding import Sampling
+
+__all__ = [
+    "CORPUS", "MAX_LOGITS", "MAX_ROW", "Config", "Datasets", "LogPerplexity", "Perplexity",
+    "ResetStates", "SampleEveryEpochs", "build_model", "callbacks", "compile_args", "evaluate",
+    "evaluation_rows", "export_graphs", "format_metrics", "keras_generate", "log_callbacks",
+    "make_datasets", "network", "read_text", "state_names", "stateless", "step_model", "streams",
+]  # fmt: skip
+
+
+def callbacks(config: Config, data: Datasets) -> list[keras.callbacks.Callback]:
+    extra = [ResetStates()] if config.batching == "consecutive" else []
+    return [*extra, SampleEveryEpochs(config, data.vocab)]
+
+
+def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
+    """``char_lm`` (a window of ids -> logits at every step) and ``lm_step`` (one id and the
+    states -> logits and the next states, for generation)."""
+    model = stateless(model, config)
+    vocab_size = model.get_layer("logits").units
+    names = state_names(config)
+    runtime = {
+        "task": "charlm",
+        "vocab": "vocab/vocab.json",
+        "units": config.units,
+        "states": names,
+    }
+
+    def windows(batch: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {"characters": rng.integers(2, vocab_size, size=(batch, length), dtype=np.int32)}
+
+    def steps(batch: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        feed = {"character": rng.integers(2, vocab_size, size=(batch, 1), dtype=np.int32)}
+        return feed | {n: rng.normal(size=(batch, config.units)).astype(np.float32) for n in names}
+
+    return [
+        ExportGraph(
+            name=model.name,
+            model=model,
+            inputs={"characters": ((None, None), "int32")},
+            outputs=["logits"],
+            sample=windows,
+            lengths=(17, 40),
+            runtime=runtime,
+        ),
+        ExportGraph(
+            name="lm_step",
+            model=step_model(model, config),
+            inputs={"character": ((None, 1), "int32")}
+            | {n: ((None, config.units), "float32") for n in names},
+            outputs=["logits", *(f"next_{n}" for n in names)],
+            sample=steps,
+            lengths=(1,),
+            runtime=runtime | {"default": True},  # what serving.predict generates with
+        ),
+    ]
+
+
+def evaluate(
+    model: keras.Model, untrained: keras.Model, data: Datasets, config: Config, run: RunDir
+) -> dict[str, Any]:
+    """Perplexity and bits per character on validation and test."""
+    model = stateless(model, config)
+    parts = {"val": data.ids[data.val_start : data.test_start], "test": data.ids[data.test_start :]}
+    metrics = {}
+    for split, ids in parts.items():
+        print(f"evaluating on {split}: {len(ids):,} characters", flush=True)  # progress
+        entropy = Perplexity(bits=True)
+        for inputs, targets in evaluation_rows(ids, data.vocab.size):
+            entropy.update_state(targets, model(inputs, training=False)["logits"])
+        bits = float(entropy.result())
+        metrics[f"{split}_bits_per_char"] = bits
+        metrics[f"{split}_perplexity"] = 2.0**bits
+    metrics["vocabulary"] = data.vocab.size
+    print("writing a 400-character sample", flush=True)  # progress
+    metrics["sample"] = (
+        config.sample_prefix
+        + keras_generate(
+            model, config, data.vocab, config.sample_prefix, Sampling(400, 0.5, 0, config.seed)
+        )[0]
+    )
+    return metrics
+
+
+def format_metrics(metrics: dict[str, Any], config: Config) -> str:
+    return "\n".join(
+        [
+            "| split | perplexity | bits per character |",
+            "|---|---:|---:|",
+            *(
+                f"| {split} | {metrics[f'{split}_perplexity']:.3f} "
+                f"| {metrics[f'{split}_bits_per_char']:.3f} |"
+                for split in ("val", "test")
+            ),
+            "",
+            f"sample (temperature 0.5): {metrics['sample']!r}",
+        ]
+    )
