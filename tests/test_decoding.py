@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from serving.errors import UserError
-from serving.runtime.decoding import Beam, Sampling, beam_search, generate, log_softmax
+from serving.runtime.decoding import Beam, Sampling, beam_search, generate, greedy, log_softmax
 
 VOCAB = 4
 TABLE = np.random.default_rng(3).normal(0.0, 2.0, size=(64, VOCAB))
@@ -99,3 +99,38 @@ def test_excluded_ids_are_never_produced():
 def test_settings_out_of_range_are_user_errors(settings, fragment):
     with pytest.raises(UserError, match=re.escape(fragment)):
         settings.check(VOCAB) if isinstance(settings, Sampling) else settings.check()
+
+
+def test_a_length_penalty_ranks_by_mean_log_probability_as_enumeration_does():
+    """With length_penalty 1 a full-width beam ranks every sequence (ended at END, or of the
+    full length) by log-probability per id, as scoring each one does."""
+    length, end = 3, 0
+    sequences = [
+        (*prefix, end) if stop else prefix
+        for n in range(1, length + 1)
+        for prefix in itertools.product(range(1, VOCAB), repeat=n - 1)
+        for stop in (True,)
+    ] + list(itertools.product(range(1, VOCAB), repeat=length))
+    expected = sorted(
+        ((list(s), score(s)) for s in sequences), key=lambda pair: -pair[1] / len(pair[0])
+    )
+    beam = Beam(length, len(sequences), end, length_penalty=1.0)
+    found = beam_search(toy_step, STATES, START, beam, excluded=())
+    check(found, expected)
+    assert [ids for ids, _ in found] != [ids for ids, _ in ranked(sequences)]  # it matters
+
+
+def test_batched_greedy_takes_each_rows_most_likely_id_until_the_end_id():
+    starts, end = np.array([2, 3, 1]), 0
+    rows = greedy(toy_step, [np.zeros((3, 1), np.int64)], starts, 6, end, excluded=())
+    for start, row in zip(starts, rows, strict=True):
+        expected, states, token = [], STATES, int(start)
+        while len(expected) < 6 and end not in expected:
+            logits, states = toy_step(np.array([[token]]), states)
+            token = int(np.argmax(logits[0]))
+            expected.append(token)
+        assert row == expected
+        assert end not in row[:-1]
+    never_ending = greedy(toy_step, [np.zeros((3, 1), np.int64)], starts, 4, end, excluded=(end,))
+    assert [len(row) for row in never_ending] == [4, 4, 4]
+    assert greedy(toy_step, [np.zeros((3, 1), np.int64)], starts, 0, end) == [[], [], []]

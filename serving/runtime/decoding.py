@@ -40,17 +40,26 @@ class Sampling:
 
 @dataclass(frozen=True)
 class Beam:
-    """Beam search: at most ``length`` ids, ``width`` beams; a beam ends at ``end_id``."""
+    """Beam search: at most ``length`` ids, ``width`` beams; a beam ends at ``end_id``.
+    Finished sequences rank by log-probability / (ids ** ``length_penalty``): 0 ranks by
+    log-probability alone (which favours short sequences), 1 by its mean per id."""
 
     length: int
     width: int
     end_id: int | None = None
+    length_penalty: float = 0.0
 
     def check(self) -> None:
         """Raise UserError, naming the flag, for a setting out of range."""
         _check_length(self.length)
         if self.width < 1:
             raise UserError(f"--beam-width must be >= 1, got {self.width}")
+        if not (np.isfinite(self.length_penalty) and self.length_penalty >= 0):
+            raise UserError(f"--length-penalty must be >= 0, got {self.length_penalty}")
+
+    def rank(self, ids: Sequence[int], log_probability: float) -> float:
+        """The score that orders finished sequences (higher is better)."""
+        return log_probability / max(len(ids), 1) ** self.length_penalty
 
 
 def sample_next(
@@ -104,6 +113,34 @@ def generate(
     return generated
 
 
+def greedy(
+    step: Step,
+    states: list[np.ndarray],
+    start_ids: np.ndarray,
+    length: int,
+    end_id: int,
+    excluded: Sequence[int] = RESERVED,
+) -> list[list[int]]:
+    """The most likely next id, fed back, for a batch: each row starts from its
+    ``start_ids`` entry and runs until it produces ``end_id`` (included) or ``length`` ids.
+    Rows that have ended are still stepped (the batch stays whole) but take no more ids."""
+    tokens = np.asarray(start_ids, np.int32).reshape(-1, 1)
+    rows: list[list[int]] = [[] for _ in range(len(tokens))]
+    running = np.ones(len(tokens), bool)
+    for _ in range(length):
+        logits, states = step(tokens, states)
+        scores = np.asarray(logits, np.float64).copy()
+        scores[:, list(excluded)] = -np.inf
+        chosen = scores.argmax(axis=-1)
+        for row in np.flatnonzero(running):
+            rows[row].append(int(chosen[row]))
+        running &= chosen != end_id
+        if not running.any():
+            break
+        tokens = chosen.astype(np.int32)[:, None]
+    return rows
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Log-probabilities of each row of logits (shifted by the row's maximum: no overflow)."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
@@ -117,9 +154,9 @@ def beam_search(
     beam: Beam,
     excluded: Sequence[int] = RESERVED,
 ) -> list[tuple[list[int], float]]:
-    """The ``beam.width`` best continuations of the prefix, best first, each with its
-    log-probability. The step runs on a batch of beams; a beam that produces ``end_id`` ends
-    there (the id included), the others run ``beam.length`` ids."""
+    """The ``beam.width`` best continuations of the prefix, best first (``Beam.rank``), each
+    with its log-probability. The step runs on a batch of beams; a beam that produces
+    ``end_id`` ends there (the id included), the others run ``beam.length`` ids."""
     logits, states = feed(step, states, prefix_ids)
     alive: list[list[int]] = [[]]
     scores = np.zeros(1)
@@ -135,13 +172,16 @@ def beam_search(
                 for ids, total in zip(alive, ended, strict=True)
                 if np.isfinite(total)
             ]
-            finished = sorted(finished, key=lambda pair: -pair[1])[: beam.width]
+            finished = sorted(finished, key=lambda pair: -beam.rank(*pair))[: beam.width]
             totals[:, beam.end_id] = -np.inf
         order = np.argsort(-totals, axis=None, kind="stable")[: beam.width]
         parents, tokens = np.divmod(order[np.isfinite(totals.ravel()[order])], totals.shape[1])
-        # Log-probabilities only fall: a beam below the width-th finished one never rises.
+        # Log-probabilities only fall: without a length penalty, a beam below the width-th
+        # finished one never rises above it (with one, its rank can: search on).
         if not len(parents) or (
-            len(finished) == beam.width and totals[parents[0], tokens[0]] <= finished[-1][1]
+            beam.length_penalty == 0
+            and len(finished) == beam.width
+            and totals[parents[0], tokens[0]] <= finished[-1][1]
         ):
             return finished
         alive = [[*alive[p], int(t)] for p, t in zip(parents, tokens, strict=True)]
@@ -149,7 +189,7 @@ def beam_search(
         states = [state[parents] for state in states]
         logits, states = step(tokens.astype(np.int32)[:, None], states)
     best = finished + [(ids, float(s)) for ids, s in zip(alive, scores, strict=True)]
-    return sorted(best, key=lambda pair: -pair[1])[: beam.width]
+    return sorted(best, key=lambda pair: -beam.rank(*pair))[: beam.width]
 
 
 def _check_length(length: int) -> None:
