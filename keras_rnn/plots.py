@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from pathlib import Path
 
@@ -10,8 +11,43 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: no display here or on servers
 import matplotlib.pyplot as plt
+from matplotlib import font_manager, ft2font
 
 from keras_rnn.runs import atomic_write_bytes
+
+# Fonts with CJK characters, used when the machine has one (matplotlib ships none).
+CJK_FONTS = (
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Source Han Sans SC",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "SimHei",
+    "Microsoft YaHei",
+    "PingFang SC",
+)
+
+
+@functools.cache
+def text_fonts() -> tuple[tuple[str, ...], frozenset[int]]:
+    """The font families for labels (matplotlib's own, then any installed CJK font, as a
+    fallback list) and every code point they draw."""
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    families = ("DejaVu Sans", *(name for name in CJK_FONTS if name in installed))
+    drawn: set[int] = set()
+    for family in families:
+        path = font_manager.findfont(font_manager.FontProperties(family=family))
+        drawn |= set(ft2font.FT2Font(path).get_charmap())
+    return families, frozenset(drawn)
+
+
+def label(text: str) -> str:
+    """``text`` as a plot can draw it: characters no installed font has become U+XXXX."""
+    drawn = text_fonts()[1]
+    return "".join(
+        char if ord(char) in drawn else f"U+{ord(char):04X}"
+        for char in text.replace("\n", "\\n").replace("\t", "\\t")
+    )
 
 
 def save_figure(figure: plt.Figure, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Framework-free numpy oracles: recurrent forward passes and the binary-addition network.
+"""Framework-free numpy oracles: recurrent forward passes, attention, and the binary-addition
+network.
 
 Written straight from the equations so the Keras layers and our own cells can be checked
 against something that shares no code with them. Weight layouts follow Keras: ``kernel``
@@ -166,3 +167,49 @@ def train_binary_addition(
         if iteration % log_every == 0:
             logs.append(AdditionLog(iteration, error, a, b, int(predicted_bits @ powers)))
     return logs, {"input_hidden": w_in, "hidden_output": w_out, "hidden_hidden": w_rec}
+
+
+def masked_softmax(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis where ``mask`` (broadcast to ``scores``) is True, else 0."""
+    scores = np.where(mask, scores, -np.inf)
+    shifted = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def attend(
+    query: np.ndarray,
+    values: np.ndarray,
+    keys: np.ndarray,
+    source_mask: np.ndarray,
+    scale: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Context and weights for queries (batch, steps, dim) over keys and values (batch, source,
+    dim): dot scores q . k when ``scale`` is None, else additive scores scale . tanh(q + k)
+    (Luong's concat and Bahdanau's score, with q and k already projected)."""
+    if scale is None:
+        scores = query @ keys.transpose(0, 2, 1)
+    else:
+        scores = (np.tanh(query[:, :, None, :] + keys[:, None, :, :]) * scale).sum(-1)
+    weights = masked_softmax(scores, source_mask[:, None, :])
+    return weights @ values, weights
+
+
+def bahdanau_decoder(
+    embedded: np.ndarray,
+    values: np.ndarray,
+    keys: np.ndarray,
+    source_mask: np.ndarray,
+    h0: np.ndarray,
+    query_kernel: np.ndarray,
+    scale: np.ndarray,
+    gru_weights: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """Bahdanau et al.'s decoder over a whole target with a GRU: at each step, attend from the
+    previous state, then run the GRU on [input; context]. Returns [h_t; context_t] per step."""
+    h, outputs = h0, []
+    for t in range(embedded.shape[1]):
+        context, _ = attend((h @ query_kernel)[:, None], values, keys, source_mask, scale)
+        step_input = np.concatenate([embedded[:, t : t + 1], context], axis=-1)
+        h = gru_forward(step_input, *gru_weights, h0=h)[:, 0]
+        outputs.append(np.concatenate([h, context[:, 0]], axis=-1))
+    return np.stack(outputs, axis=1)

@@ -352,8 +352,10 @@ def finished_run(path: str | Path) -> tuple[RunDir, TrainConfig]:
 
 
 def load_trained_model(run: RunDir) -> Any:
-    """The run's trained Keras model, uncompiled. Keras is imported here, after the cheap
-    checks (a CLI has started TensorFlow quietly by then, ``keras_rnn.quiet``)."""
+    """The run's trained Keras model, uncompiled, after importing its task (whose own layers,
+    such as translation's Bahdanau decoder, register with Keras on import). Keras is imported
+    here, after the cheap checks (a CLI has started TensorFlow quietly by then,
+    ``keras_rnn.quiet``)."""
     # Checked first because Keras reports any file that is not a zip archive (empty, truncated,
     # garbage) as "File not found", which sends the user looking for the wrong problem.
     if not _is_keras_archive(run.model_keras):
@@ -363,6 +365,9 @@ def load_trained_model(run: RunDir) -> Any:
         )
     import keras
 
+    from keras_rnn.tasks import load_task
+
+    load_task(read_json(run.config_json)["config"]["task"])  # registers the task's layers
     try:
         return keras.models.load_model(run.model_keras, compile=False)
     except Exception as error:  # a corrupt or foreign file: report it, do not crash

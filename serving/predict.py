@@ -5,13 +5,15 @@
     python -m serving.predict runs/addition --a 9 --b 60
     python -m serving.predict runs/charlm --prefix "def " --length 300 --temperature 0.5
     python -m serving.predict runs/tagging --text 'x = f(1)  # call'
+    python -m serving.predict runs/translate "23 November 2026" "2026年11月23日" --beam 4
 
 Imports numpy and onnxruntime only (install with serving/requirements.txt). User mistakes
 print one line to stderr and exit with status 2.
 
 Dispatch: every module of ``serving.runtime`` that defines ``TITLE``, ``add_arguments(group)``
 and ``predict(graph, args)`` serves the task of its name; a new task adds its runtime module,
-nothing here. Flags stay None unless given, so another task's flag is refused by name.
+nothing here. Flags stay None unless given, so another task's flag is refused by name; the
+positional texts go to a task whose module sets ``TAKES_TEXTS``.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class _Flags:
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="python -m serving.predict", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run directory exported by python -m export")
+    parser.add_argument("texts", nargs="*", help="translate runs: the texts to translate")
     parser.add_argument("--graph", help="graph name (default: the only one, or lm_step for charlm)")
     parser.add_argument(
         "--threads", type=cli.positive_int, help="onnxruntime intra-op threads (at least 1)"
@@ -86,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"graph {graph.name} is from task {task!r}, which predict does not serve"
                 )
             refuse_other_tasks_flags(args, task, flags)
+            if args.texts and not getattr(runtimes[task], "TAKES_TEXTS", False):
+                raise UserError(f"{task} runs take no texts as arguments: got {args.texts[0]!r}")
             result, text = runtimes[task].predict(graph, args)
     except UserError as error:
         return cli.report(error)

@@ -24,6 +24,7 @@ SOURCES = ("pyproject.toml", "README.md", "keras_rnn", "export", "serving")
 SCRIPTS = {
     "keras-rnn-train": "keras_rnn.train:main",
     "keras-rnn-generate": "keras_rnn.generate:main",
+    "keras-rnn-translate": "keras_rnn.translate:main",
     "keras-rnn-export": "export.__main__:main",
     "keras-rnn-verify": "export.verify:main",
     "keras-rnn-predict": "serving.predict:main",

@@ -1,0 +1,247 @@
+"""Translation by any encoder and decoder step (numpy only): tokenize, look up ids, decode
+greedy or with a beam, and detokenize. The Keras models (training, evaluation,
+``python -m keras_rnn.translate``) and the exported ONNX graphs (``serving.predict``) each
+pass their own two functions, so both decode with the same loops
+(``serving.runtime.decoding``).
+
+Inputs: an empty text (no tokens) translates to an empty text without running the model; a
+text longer than the model's limit (the longest training text) is refused; tokens outside
+the source vocabulary are read as the unknown id and reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from serving import cli
+from serving.errors import UserError
+from serving.runtime.decoding import RESERVED, Beam, beam_search, greedy
+from serving.runtime.graph import ExportedGraph, load_graph
+from serving.runtime.text import detokenize, tokenize
+from serving.runtime.vocab import END, START, TokenVocabulary, unknown_note
+
+# encode(source ids (batch, length)) -> the decoder's states: the recurrent ones, then the
+# constants each step reads (encoder outputs, keys, source ids).
+Encode = Callable[[np.ndarray], list[np.ndarray]]
+# step(previous ids (batch, 1), states) -> (logits (batch, vocab), new states, attention
+# weights over the source (batch, source length)).
+AttendingStep = Callable[
+    [np.ndarray, list[np.ndarray]], tuple[np.ndarray, list[np.ndarray], np.ndarray]
+]
+
+
+@dataclass
+class Translation:
+    """One source's translation: its tokens and text, the source tokens read as unknown, and
+    (from ``Translator.attend``) the attention weights, one row per output token."""
+
+    source_tokens: list[str]
+    tokens: list[str]
+    text: str
+    unknown: list[str] = field(default_factory=list)
+    attention: np.ndarray | None = None
+
+
+@dataclass
+class Translator:
+    """Translate texts with ``encode`` and ``step`` (``Encode``, ``AttendingStep``).
+
+    ``tokenize`` and ``detokenize`` are the task's text functions; ``source_ids`` and
+    ``target_tokens`` look ids up in the vocabularies (``source_ids(tokens) -> (ids, unknown
+    tokens)``); ``start_id`` and ``end_id`` are the target's; ``max_length`` bounds both the
+    source (longer ones are refused) and the output.
+    """
+
+    encode: Encode
+    step: AttendingStep
+    tokenize: Callable[[str], list[str]]
+    detokenize: Callable[[list[str]], str]
+    source_ids: Callable[[list[str]], tuple[np.ndarray, list[str]]]
+    target_tokens: Callable[[Sequence[int]], list[str]]
+    start_id: int
+    end_id: int
+    max_length: int
+    batch_size: int = 256
+
+    def source_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, list[list[str]], list]:
+        """Right-padded source ids (at least one step: an empty text is all padding), the
+        tokens, and the unknown tokens of each text; a source longer than ``max_length``
+        tokens is refused."""
+        tokens = [self.tokenize(text) for text in texts]
+        for text, row in zip(texts, tokens, strict=True):
+            if len(row) > self.max_length:
+                raise UserError(
+                    f"source of {len(row)} tokens is longer than the model's limit of "
+                    f"{self.max_length}: {text[:40]!r}..."
+                )
+        encoded = [self.source_ids(row) for row in tokens]
+        ids = np.zeros((len(texts), max([1, *map(len, tokens)])), np.int32)
+        for row, (row_ids, _) in enumerate(encoded):
+            ids[row, : len(row_ids)] = row_ids
+        return ids, tokens, [unknown for _, unknown in encoded]
+
+    def _plain_step(self, tokens: np.ndarray, states: list[np.ndarray]):
+        logits, states, _ = self.step(tokens, states)
+        return logits, states
+
+    def _finish(self, source_tokens, ids: list[int], unknown) -> Translation:
+        if ids and ids[-1] == self.end_id:
+            ids = ids[:-1]
+        tokens = self.target_tokens(ids)
+        return Translation(source_tokens, tokens, self.detokenize(tokens), unknown)
+
+    def greedy(self, texts: Sequence[str]) -> list[Translation]:
+        """Greedy translations, in batches of ``batch_size`` texts (of any lengths)."""
+        results: list[Translation | None] = [None] * len(texts)
+        todo = self._empty_done(texts, results)
+        for first in range(0, len(todo), self.batch_size):
+            rows = todo[first : first + self.batch_size]
+            ids, tokens, unknown = self.source_batch([texts[row] for row in rows])
+            starts = np.full(len(rows), self.start_id, np.int32)
+            outputs = greedy(
+                self._plain_step, self.encode(ids), starts, self.max_length, self.end_id, RESERVED
+            )
+            for row, *parts in zip(rows, tokens, outputs, unknown, strict=True):
+                results[row] = self._finish(*parts)
+        return results
+
+    def beam(self, texts: Sequence[str], width: int, length_penalty: float) -> list[Translation]:
+        """Beam-search translations, one text at a time (the beams are the batch)."""
+        settings = Beam(self.max_length, width, self.end_id, length_penalty)
+        settings.check()
+        results: list[Translation | None] = [None] * len(texts)
+        for row in self._empty_done(texts, results):
+            ids, tokens, unknown = self.source_batch([texts[row]])
+            (best, _), *_ = beam_search(
+                self._plain_step, self.encode(ids), [self.start_id], settings, RESERVED
+            )
+            results[row] = self._finish(tokens[0], best, unknown[0])
+        return results
+
+    def _empty_done(self, texts: Sequence[str], results: list) -> list[int]:
+        """Fill in the translations of texts without tokens (empty); the other rows."""
+        rows = []
+        for row, text in enumerate(texts):
+            if self.tokenize(text):
+                rows.append(row)
+            else:
+                results[row] = Translation([], [], "")
+        return rows
+
+    def attend(self, text: str) -> Translation:
+        """The greedy translation of one text with its attention weights (output tokens by
+        source tokens)."""
+        ids, tokens, unknown = self.source_batch([text])
+        weights: list[np.ndarray] = []
+
+        def recording_step(previous: np.ndarray, states: list[np.ndarray]):
+            logits, states, attention = self.step(previous, states)
+            weights.append(np.asarray(attention)[0, : len(tokens[0])])
+            return logits, states
+
+        (row,) = greedy(
+            recording_step, self.encode(ids), [self.start_id], self.max_length, self.end_id
+        )
+        translation = self._finish(tokens[0], row, unknown[0])
+        translation.attention = np.array(weights[: len(translation.tokens)]).reshape(
+            len(translation.tokens), len(tokens[0])
+        )
+        return translation
+
+
+def onnx_translator(decoder_step: ExportedGraph, threads: int | None = None) -> Translator:
+    """A ``Translator`` over the exported ``encoder`` and ``decoder_step`` graphs, with the
+    vocabularies exported beside them."""
+    export_dir = decoder_step.export_dir
+    encoder = load_graph(export_dir, "encoder", threads)
+    names = decoder_step.runtime["states"]
+    source_vocab = TokenVocabulary.load(export_dir / decoder_step.runtime["source_vocab"])
+    target_path = export_dir / decoder_step.runtime["target_vocab"]
+    target_vocab = TokenVocabulary.load(target_path)
+    facts = json.loads(Path(target_path).read_text(encoding="utf-8"))
+
+    def encode(source: np.ndarray) -> list[np.ndarray]:
+        outputs = encoder(source=source)
+        return [outputs[n] for n in names] + [outputs["values"], outputs["keys"], source]
+
+    def step(previous: np.ndarray, states: list[np.ndarray]):
+        *recurrent, values, keys, source = states
+        outputs = decoder_step(
+            token=previous,
+            source=source,
+            values=values,
+            keys=keys,
+            **dict(zip(names, recurrent, strict=True)),
+        )
+        new_states = [outputs[f"next_{n}"] for n in names] + [values, keys, source]
+        return outputs["logits"], new_states, outputs["attention"]
+
+    mode = facts["mode"]
+    return Translator(
+        encode=encode,
+        step=step,
+        tokenize=lambda text: tokenize(text, mode),
+        detokenize=lambda tokens: detokenize(tokens, mode),
+        source_ids=source_vocab.encode,
+        target_tokens=target_vocab.decode,
+        start_id=START,
+        end_id=END,
+        max_length=facts["max_length"],
+    )
+
+
+def translate_texts(
+    translator: Translator, texts: Sequence[str], beam: int, length_penalty: float
+) -> list[Translation]:
+    """Greedy translations (``beam`` 0 or 1) or beam-search ones; tokens outside the source
+    vocabulary are noted on stderr."""
+    if beam > 1:
+        translations = translator.beam(texts, beam, length_penalty)
+    else:
+        translations = translator.greedy(texts)
+    unknown = sorted({token for t in translations for token in t.unknown})
+    if unknown:
+        print(unknown_note(unknown, "source token(s)"), file=sys.stderr)
+    return translations
+
+
+# python -m serving.predict on a translate run (serving/predict.py dispatches on the task).
+TITLE = "translate runs (the texts to translate are the positional arguments)"
+TAKES_TEXTS = True
+
+
+def add_arguments(group: cli.FlagGroup) -> None:
+    """The flags of ``predict``; each stays None when not given."""
+    group.add_argument(
+        "--beam", type=cli.non_negative_int, help="beam width (default: 0, greedy decoding)"
+    )
+    group.add_argument(
+        "--length-penalty",
+        type=float,
+        help="beam search ranks by log-probability / length**LENGTH_PENALTY (default: 1)",
+    )
+
+
+def predict(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
+    """The translations of the positional texts by the exported graphs."""
+    if not args.texts:
+        raise UserError('a translate run needs texts to translate: RUN_DIR "text" ...')
+    if args.length_penalty is not None and not (args.beam or 0) > 1:
+        raise UserError("--length-penalty applies to beam search: add --beam N (N >= 2)")
+    translator = onnx_translator(graph, args.threads)
+    penalty = 1.0 if args.length_penalty is None else args.length_penalty
+    translations = translate_texts(translator, args.texts, args.beam or 0, penalty)
+    result = {
+        "translations": [
+            {"source": text, "translation": t.text, "unknown": t.unknown}
+            for text, t in zip(args.texts, translations, strict=True)
+        ]
+    }
+    return result, "\n".join(t.text for t in translations)

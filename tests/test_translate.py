@@ -1,0 +1,252 @@
+"""Translation: the attention decoders against numpy oracles, the step models against the
+trained model, masking, and the task end to end on a tiny run."""
+
+import numpy as np
+import pytest
+
+from keras_rnn import reference
+from keras_rnn.tasks.translate import ATTENTIONS, Config
+from keras_rnn.tasks.translate import model as seq2seq
+
+SOURCE_SIZE, TARGET_SIZE = 12, 11
+
+
+def tiny_config(cell: str, attention: str, layers: int = 1) -> Config:
+    return Config(
+        cell=cell, attention=attention, units=8, embedding_size=6, attention_units=7, layers=layers
+    )
+
+
+def batch(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded source and target ids, one row of each fully valid."""
+    source = rng.integers(1, SOURCE_SIZE, size=(3, 9)).astype("int32")
+    source[0, 5:] = 0
+    source[1, 7:] = 0
+    target = rng.integers(1, TARGET_SIZE, size=(3, 6)).astype("int32")
+    target[2, 4:] = 0
+    return source, target
+
+
+def built(cell: str, attention: str, layers: int = 1):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    config = tiny_config(cell, attention, layers)
+    model = seq2seq.build_model(config, SOURCE_SIZE, TARGET_SIZE)
+    # Weights away from their small initial values, so that differences show.
+    rng = np.random.default_rng(1)
+    for weight in model.weights:
+        weight.assign(rng.normal(0, 0.5, size=weight.shape).astype("float32"))
+    return config, model
+
+
+def encoded(model, config, source) -> dict[str, np.ndarray]:
+    outputs = seq2seq.encoder_model(model, config)({"source": source})
+    return {name: np.asarray(value) for name, value in outputs.items()}
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_decoder_equals_the_numpy_oracle(attention):
+    """The training model's logits, from the encoder's outputs on, equal the equations
+    written in numpy (reference.attend, reference.bahdanau_decoder, reference.gru_forward)."""
+    config, model = built("gru", attention)
+    source, target = batch(np.random.default_rng(0))
+    logits = np.asarray(model({"source": source, "target_in": target})["logits"])
+    encoder = encoded(model, config, source)
+    layer = model.get_layer
+    embedded = layer("target_embedding").embeddings.numpy()[target]
+    source_mask = source != 0
+    if attention == "bahdanau":
+        step = layer("decoder").step
+        gru = [w.numpy() for w in step.recurrent.weights]
+        hidden = reference.bahdanau_decoder(
+            embedded,
+            encoder["values"],
+            encoder["keys"],
+            source_mask,
+            encoder["state_h"],
+            step.query.kernel.numpy(),
+            step.attention.scale.numpy(),
+            gru,
+        )
+    else:
+        gru = [w.numpy() for w in layer("decoder").weights]
+        hidden = reference.gru_forward(embedded, *gru, h0=encoder["state_h"])
+        if attention != "none":
+            query = hidden
+            if attention != "luong-dot":
+                query = hidden @ layer("attention_query").kernel.numpy()
+            scale = layer("attention").scale.numpy() if attention == "luong-concat" else None
+            context, _ = reference.attend(
+                query, encoder["values"], encoder["keys"], source_mask, scale
+            )
+            hidden = np.tanh(
+                np.concatenate([context, hidden], -1) @ layer("attention_output").kernel.numpy()
+            )
+    dense = layer("logits")
+    expected = hidden @ dense.kernel.numpy() + dense.bias.numpy()
+    valid = target != 0
+    np.testing.assert_allclose(logits[valid], expected[valid], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_stepping_the_decoder_gives_the_trained_models_logits(cell, attention):
+    """encoder_model then decoder_step_model, one target token at a time, give the logits of
+    the whole-sequence model, and attention weights that sum to 1 over valid source steps."""
+    config, model = built(cell, attention, layers=2)
+    source, target = batch(np.random.default_rng(2))
+    logits = np.asarray(model({"source": source, "target_in": target})["logits"])
+    encoder = encoded(model, config, source)
+    step = seq2seq.decoder_step_model(model, config)
+    names = seq2seq.state_names(config)
+    states = {name: encoder[name] for name in names}
+    for t in range(target.shape[1]):
+        feed = {"token": target[:, t : t + 1], "source": source} | states
+        outputs = step(feed | {"values": encoder["values"], "keys": encoder["keys"]})
+        states = {name: np.asarray(outputs[f"next_{name}"]) for name in names}
+        valid = target[:, t] != 0
+        np.testing.assert_allclose(
+            np.asarray(outputs["logits"])[valid], logits[valid, t], atol=1e-5, rtol=1e-5
+        )
+        weights = np.asarray(outputs["attention"])
+        if attention != "none":
+            np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+            assert np.all(weights[source == 0] == 0)
+
+
+@pytest.mark.parametrize("attention", ["bahdanau", "luong-general", "none"])
+def test_padding_more_source_or_target_steps_changes_no_valid_output(attention):
+    _, model = built("gru", attention)
+    source, target = batch(np.random.default_rng(3))
+    logits = np.asarray(model({"source": source, "target_in": target})["logits"])
+    longer = {
+        "source": np.pad(source, ((0, 0), (0, 5))),
+        "target_in": np.pad(target, ((0, 0), (0, 3))),
+    }
+    padded = np.asarray(model(longer)["logits"])[:, : target.shape[1]]
+    valid = target != 0
+    np.testing.assert_allclose(padded[valid], logits[valid], atol=1e-5)
+    changed = source.copy()
+    changed[0, 0] = changed[0, 0] % (SOURCE_SIZE - 1) + 1  # another valid id: outputs move
+    moved = np.asarray(model({"source": changed, "target_in": target})["logits"])
+    assert np.abs(moved[0] - logits[0]).max() > 1e-3
+
+
+def test_a_saved_model_loads_and_gives_the_same_logits(tmp_path):
+    import keras
+
+    _, model = built("lstm", "bahdanau")
+    source, target = batch(np.random.default_rng(4))
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    feed = {"source": source, "target_in": target}
+    np.testing.assert_array_equal(
+        np.asarray(loaded(feed)["logits"]), np.asarray(model(feed)["logits"])
+    )
+
+
+TINY = ["--task", "translate", "--units", "8", "--embedding-size", "8", "--epochs", "1"]
+TINY += ["--train-pairs", "600", "--val-pairs", "50", "--test-pairs", "40", "--patience", "0"]
+QUERIES = ["23 November 2026", "2026年11月23日", "", "zzz 23 ñov 2026", "monday 23/11/2026"]
+
+
+@pytest.fixture(scope="module", params=["luong-concat", "bahdanau"])
+def translate_run(request, tmp_path_factory):
+    """A tiny translate run of each attention that has its own layers, exported."""
+    from export.__main__ import main as export_main
+    from keras_rnn import train
+
+    run_dir = tmp_path_factory.mktemp("translate") / request.param
+    argv = [*TINY, "--attention", request.param, "--run-dir", str(run_dir)]
+    if request.param == "bahdanau":
+        argv += ["--cell", "lstm"]
+    assert train.main(argv) == 0
+    assert export_main([str(run_dir)]) == 0
+    return run_dir
+
+
+def test_metrics_plots_and_vocabularies(translate_run):
+    import json
+
+    metrics = json.loads((translate_run / "metrics.json").read_text())
+    for decoding in ("greedy", "beam"):
+        for name in ("exact_match", "token_accuracy", "bleu", "chrf"):
+            assert np.isfinite(metrics[f"{decoding}_{name}"])
+    assert metrics["test_pairs"] == 40 and len(metrics["examples"]) == 5
+    assert sorted(p.name for p in (translate_run / "plots").iterdir()) == [
+        "attention_0.png",
+        "attention_1.png",
+        "attention_2.png",
+        "loss.png",
+    ]
+    target = json.loads((translate_run / "vocab" / "target.json").read_text())
+    assert (target["start_id"], target["end_id"], target["mode"]) == (2, 3, "characters")
+    assert set(target["tokens"][4:]) == set("0123456789-")
+
+
+def test_both_graphs_export_fused_with_parity(translate_run):
+    import json
+
+    report = json.loads((translate_run / "export" / "parity.json").read_text())
+    assert report["ok"] and [g["name"] for g in report["graphs"]] == ["encoder", "decoder_step"]
+    for graph in report["graphs"]:
+        assert graph["fused"], graph["onnx_op_counts"]
+
+
+@pytest.mark.parametrize("beam", [[], ["--beam", "3"]])
+def test_onnxruntime_translates_exactly_as_keras(beam, translate_run, capsys):
+    """The same texts (an empty one, unknown characters, mixed lengths) give the same
+    translations from Keras and, with TensorFlow blocked, from onnxruntime."""
+    import json
+
+    from keras_rnn import translate
+    from tests.conftest import run_without_tensorflow
+
+    assert translate.main([str(translate_run), *QUERIES, *beam, "--json"]) == 0
+    keras_rows = json.loads(capsys.readouterr().out)["translations"]
+    result = run_without_tensorflow("serving.predict", translate_run, *QUERIES, *beam, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["translations"] == keras_rows
+    assert keras_rows[2]["translation"] == "" and keras_rows[3]["unknown"] == ["z", "ñ"]
+    assert "not in the vocabulary, read as unknown: 'z ñ'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["x" * 400], "longer than the model's limit"),
+        ([], "needs texts to translate"),
+        (["a", "--length-penalty", "0.5"], "--length-penalty applies to beam search"),
+        (["a", "--a", "1"], "--a: not an option for translate runs"),
+    ],
+)
+def test_predict_refuses_bad_translate_input(argv, fragment, translate_run, cli_error):
+    from serving.predict import main as predict_main
+
+    cli_error(predict_main, [translate_run, *argv], fragment)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--cell", "simple"], "--cell simple does not apply to translation"),
+        (["--no-bidirectional"], "the encoder is bidirectional"),
+        (["--attention", "luong-dot", "--attention-units", "8"], "--attention-units does not"),
+        (["--reverse"], "--reverse does not apply without --pairs"),
+        (["--pairs", "missing.txt"], "pairs file not found: missing.txt"),
+        (["--attention", "other"], "invalid choice: 'other'"),
+    ],
+)
+def test_bad_translate_config_is_one_line(argv, fragment, tmp_path, cli_error):
+    from keras_rnn import train
+
+    cli_error(train.main, ["--task", "translate", "--run-dir", tmp_path / "r", *argv], fragment)
+    assert not (tmp_path / "r").exists()
+
+
+def test_translate_cli_refuses_other_runs_and_bad_flags(trained_run, translate_run, cli_error):
+    from keras_rnn import translate
+
+    cli_error(translate.main, [trained_run("lstm"), "x"], "is a sine run")
+    cli_error(translate.main, [translate_run, "x", "--beam", "x"], "--beam: must be an integer >= 0")
