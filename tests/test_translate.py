@@ -249,4 +249,6 @@ def test_translate_cli_refuses_other_runs_and_bad_flags(trained_run, translate_r
     from keras_rnn import translate
 
     cli_error(translate.main, [trained_run("lstm"), "x"], "is a sine run")
-    cli_error(translate.main, [translate_run, "x", "--beam", "x"], "--beam: must be an integer >= 0")
+    cli_error(
+        translate.main, [translate_run, "x", "--beam", "x"], "--beam: must be an integer >= 0"
+    )
