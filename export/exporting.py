@@ -30,12 +30,13 @@ def export_run(run: RunDir, config: TrainConfig, force: bool = False) -> dict[st
     """Build the export in a temporary folder; move it into place if parity holds, replacing
     an export of ours only with ``force`` (``check_export_dir``). Returns the parity report."""
     from export import onnx, parity
-    from keras_rnn.tasks import load_task
+    from keras_rnn.tasks import load_task, no_decoding_check
 
     target = run.path / "export"
     remove_stale_temporaries(run)  # what a killed export or training left behind
     check_export_dir(target, force)
-    graphs = load_task(config.task).export_graphs(load_trained_model(run), config)
+    task, model = load_task(config.task), load_trained_model(run)
+    graphs = task.export_graphs(model, config)
     building = run.path / f".export.tmp-{os.getpid()}"
     retired = run.path / f".export.old-{os.getpid()}"
 
@@ -68,6 +69,14 @@ def export_run(run: RunDir, config: TrainConfig, force: bool = False) -> dict[st
                 building / "manifest.json",
                 {"task": config.task, "opset": onnx.OPSET, "graphs": manifest_graphs},
             )
+            if task.check_decoding is not no_decoding_check:
+                print("checking decoding through the exported graphs against Keras", flush=True)
+            decode = task.check_decoding(model, config, building)
+            if decode is not None:
+                report["decode"] = decode
+                report["ok"] = decode["ok"]
+                if not report["ok"]:
+                    return report
             write_json(building / "parity.json", report)
             if target.exists():
                 target.rename(retired)
@@ -145,4 +154,7 @@ def format_report(report: dict[str, Any]) -> str:
         )
         ok = "yes" if entry["ok"] else "NO"
         lines.append(f"| {entry['name']} | {diffs} | {entry['atol']:.0e} | {ops} | {ok} |")
+    if "decode" in report:
+        ok = "yes" if report["decode"]["ok"] else "NO"
+        lines += ["", f"decoding through the exported graphs: {report['decode']['summary']} ({ok})"]
     return "\n".join(lines)

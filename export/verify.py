@@ -25,11 +25,10 @@ def verify(run_dir: Path, verbose: bool = False) -> dict:
     manifest = read_json(export / "manifest.json")
     quiet.start_tensorflow(verbose)
     from export import parity
-    from keras_rnn.tasks import load_task
+    from keras_rnn.tasks import load_task, no_decoding_check
 
-    graphs = {
-        g.name: g for g in load_task(config.task).export_graphs(load_trained_model(run), config)
-    }
+    task, model = load_task(config.task), load_trained_model(run)
+    graphs = {g.name: g for g in task.export_graphs(model, config)}
     entries = []
     for entry in manifest["graphs"]:
         if entry["name"] not in graphs:
@@ -55,7 +54,14 @@ def verify(run_dir: Path, verbose: bool = False) -> dict:
         entries.append(
             parity.check_graph(graph, paths.get("savedmodel"), onnx_path, parity.ATOL[config.cell])
         )
-    return {"ok": all(e["ok"] for e in entries), "graphs": entries}
+    report = {"ok": all(e["ok"] for e in entries), "graphs": entries}
+    if task.check_decoding is not no_decoding_check:
+        print("checking decoding through the exported graphs against Keras", flush=True)
+    decode = task.check_decoding(model, config, export)
+    if decode is not None:
+        report["decode"] = decode
+        report["ok"] = report["ok"] and decode["ok"]
+    return report
 
 
 def check_savedmodel_file(savedmodel_dir: Path) -> None:

@@ -192,6 +192,10 @@ def test_both_graphs_export_fused_with_parity(translate_run):
     assert report["ok"] and [g["name"] for g in report["graphs"]] == ["encoder", "decoder_step"]
     for graph in report["graphs"]:
         assert graph["fused"], graph["onnx_op_counts"]
+    decode = report["decode"]  # the whole test split, decoded by Keras and by onnxruntime
+    assert decode["ok"]
+    for decoding in ("greedy", "beam"):
+        assert decode[decoding] == {"sources": 40, "different": 0, "first_different": []}
 
 
 @pytest.mark.parametrize("beam", [[], ["--beam", "3"]])

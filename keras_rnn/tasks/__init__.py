@@ -10,10 +10,10 @@ run directory is touched, so bad data changes no file), ``build_model``, ``compi
 ``log_callbacks`` and ``callbacks`` for ``fit`` (having written the data's ``assets``, such as
 vocabularies, into the run), then ``evaluate`` (which writes the task's plots into the run)
 and ``format_metrics`` for the terminal. ``python -m export`` and ``export.verify`` call
-``export_graphs`` on the trained model. A new task is its package here (found by
-``keras_rnn.config.task_configs``), one runtime module in ``serving/runtime``
-(``serving.predict`` finds it) and one test file that runs the shared battery
-(``tests/battery.py``).
+``export_graphs`` on the trained model, then ``check_decoding`` on the written export. A new
+task is its package here (found by ``keras_rnn.config.task_configs``), one runtime module in
+``serving/runtime`` (``serving.predict`` finds it) and one test file that runs the shared
+battery (``tests/battery.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from keras_rnn.config import TrainConfig, config_class
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import keras
     import tensorflow as tf
 
@@ -80,6 +82,13 @@ class Task(Protocol):
     def export_graphs(self, model: keras.Model, config: TrainConfig) -> list[ExportGraph]:
         """The graphs to export, each with its names, input specs and parity samples."""
 
+    def check_decoding(
+        self, model: keras.Model, config: TrainConfig, export_dir: Path
+    ) -> dict[str, Any] | None:
+        """Whole outputs of decoding (generated text, translations) through the exported
+        graphs in ``export_dir`` against Keras's: ``parity.json``'s ``decode`` entry, with
+        its ``ok``; None for a task whose outputs come from one graph call."""
+
 
 def no_log_callbacks(config: TrainConfig) -> list[keras.callbacks.Callback]:
     """``Task.log_callbacks`` of a task that adds nothing to the epoch logs."""
@@ -89,6 +98,11 @@ def no_log_callbacks(config: TrainConfig) -> list[keras.callbacks.Callback]:
 def no_callbacks(config: TrainConfig, data: TaskData) -> list[keras.callbacks.Callback]:
     """``Task.callbacks`` of a task that needs none."""
     return []
+
+
+def no_decoding_check(model: keras.Model, config: TrainConfig, export_dir: Path) -> None:
+    """``Task.check_decoding`` of a task that does not decode step by step."""
+    return None
 
 
 def load_task(name: str) -> Task:

@@ -3,6 +3,7 @@ the task."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -37,11 +38,15 @@ from keras_rnn.tasks.charlm.model import (
     network,
     stateless,
 )
+from serving.runtime.charlm import onnx_generate
 from serving.runtime.decoding import Sampling
+from serving.runtime.graph import load_graph
+from serving.runtime.vocab import Vocabulary
 
 __all__ = [
     "CORPUS", "MAX_LOGITS", "MAX_ROW", "Config", "Datasets", "LogPerplexity", "Perplexity",
-    "ResetStates", "SampleEveryEpochs", "build_model", "callbacks", "compile_args", "evaluate",
+    "ResetStates", "SampleEveryEpochs", "build_model", "callbacks", "check_decoding",
+    "compile_args", "evaluate",
     "evaluation_rows", "export_graphs", "format_metrics", "keras_generate", "log_callbacks",
     "make_datasets", "network", "read_text", "state_names", "stateless", "step_model", "streams",
 ]  # fmt: skip
@@ -93,6 +98,25 @@ def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
             runtime=runtime | {"default": True},  # what serving.predict generates with
         ),
     ]
+
+
+def check_decoding(model: keras.Model, config: Config, export_dir: Path) -> dict[str, Any]:
+    """Text generated from ``--sample-prefix`` greedily and sampled (temperature 0.5, the
+    run's seed) by Keras and by the exported ``lm_step`` graph: the same characters."""
+    vocab = Vocabulary.load(export_dir / "vocab" / "vocab.json")
+    graph = load_graph(export_dir, "lm_step")
+    model = stateless(model, config)
+    rows = []
+    for settings in (Sampling(200, 0.0, 0, 0), Sampling(200, 0.5, 0, config.seed)):
+        keras_text = keras_generate(model, config, vocab, config.sample_prefix, settings)[0]
+        onnx_text = onnx_generate(graph, vocab, config.sample_prefix, settings)[0]
+        rows.append({"temperature": settings.temperature, "same": keras_text == onnx_text})
+    same = sum(row["same"] for row in rows)
+    return {
+        "ok": same == len(rows),
+        "generations": rows,
+        "summary": f"{same} of {len(rows)} generations of 200 characters identical",
+    }
 
 
 def evaluate(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,9 @@ from keras_rnn.tasks.translate.model import (
 from keras_rnn.tasks.translate.numbers import number_splits
 from keras_rnn.tasks.translate.pairs import COURSE_PREFIXES, read_pairs
 from keras_rnn.text import tokenize_batch
+from serving.runtime.graph import load_graph
 from serving.runtime.text import detokenize, tokenize
-from serving.runtime.translate import Translation, Translator
+from serving.runtime.translate import Translation, Translator, onnx_translator
 from serving.runtime.vocab import END, START, TokenVocabulary
 
 PLOTTED = 3  # test examples whose attention is drawn into plots/
@@ -388,3 +390,42 @@ def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
             atol=1e-4,
         ),
     ]
+
+
+def check_decoding(model: keras.Model, config: Config, export_dir: Path) -> dict[str, Any]:
+    """The whole test split translated greedily and with the beam by Keras and by the
+    exported ``encoder`` and ``decoder_step`` graphs: the same texts."""
+    sources = [source for source, _ in read_splits(config)[0]["test"]]
+    facts = json.loads((export_dir / "vocab" / "target.json").read_text(encoding="utf-8"))
+    vocabularies = [
+        TokenVocabulary.load(export_dir / "vocab" / f"{side}.json") for side in ("source", "target")
+    ]
+    translators = {
+        "keras": keras_translator(model, config, *vocabularies, facts["mode"], facts["max_length"]),
+        "onnx": onnx_translator(load_graph(export_dir, "decoder_step")),
+    }
+    decodings = {}
+    for name, run in (
+        ("greedy", lambda t: t.greedy(sources)),
+        ("beam", lambda t: t.beam(sources, config.beam_width, config.length_penalty)),
+    ):
+        texts = {
+            side: [t.text for t in run(translator)] for side, translator in translators.items()
+        }
+        differ = [
+            i for i, (a, b) in enumerate(zip(texts["keras"], texts["onnx"], strict=True)) if a != b
+        ]
+        decodings[name] = {
+            "sources": len(sources),
+            "different": len(differ),
+            "first_different": differ[:5],
+        }
+    same = all(d["different"] == 0 for d in decodings.values())
+    return {
+        "ok": same,
+        **decodings,
+        "summary": ", ".join(
+            f"{name} {len(sources) - d['different']} of {len(sources)} test translations identical"
+            for name, d in decodings.items()
+        ),
+    }
