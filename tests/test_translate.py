@@ -256,3 +256,61 @@ def test_translate_cli_refuses_other_runs_and_bad_flags(trained_run, translate_r
     cli_error(
         translate.main, [translate_run, "x", "--beam", "x"], "--beam: must be an integer >= 0"
     )
+
+
+def anki_file(path) -> str:
+    """A small English-Chinese file in the Tatoeba/Anki format (with attribution)."""
+    people = [
+        ("i am", "我"),
+        ("he is", "他"),
+        ("she is", "她"),
+        ("we are", "我们"),
+        ("you are", "你"),
+    ]
+    states = [
+        ("happy", "很高兴"),
+        ("tired", "很累"),
+        ("busy", "很忙"),
+        ("hungry", "饿了"),
+        ("at home", "在家"),
+        ("here", "在这里"),
+        ("late", "迟到了"),
+        ("ready", "准备好了"),
+    ]
+    lines = [
+        f"{who.capitalize()} {state}.\t{zh_who}{zh_state}。\tCC-BY 2.0 (France) #{i}\n"
+        for i, ((who, zh_who), (state, zh_state)) in enumerate(
+            (p, s) for p in people for s in states
+        )
+    ]
+    path.write_text("".join(lines * 6), encoding="utf-8")
+    return str(path)
+
+
+def test_a_pairs_file_trains_in_words_and_serves_the_same_without_tensorflow(tmp_path, capsys):
+    """--pairs: English words and punctuation in, Chinese characters out (words mode, CJK one
+    by one); Keras and onnxruntime give the same translations."""
+    import json
+
+    from export.__main__ import main as export_main
+    from keras_rnn import train, translate
+    from tests.conftest import run_without_tensorflow
+
+    run_dir = tmp_path / "run"
+    argv = [*TINY[:8], "--pairs", anki_file(tmp_path / "cmn.txt"), "--prefixes", "course"]
+    argv += ["--val-pairs", "20", "--test-pairs", "20", "--run-dir", str(run_dir)]
+    assert train.main(argv) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["data"]["kept"] == 240 and config["data"]["tokens"] == "words"
+    source = json.loads((run_dir / "vocab" / "source.json").read_text())
+    assert {"i", "am", "happy", "."} <= set(source["tokens"]) and source["mode"] == "words"
+    assert export_main([str(run_dir)]) == 0
+    queries = ["I am happy.", "You are at home!", ""]
+    capsys.readouterr()
+    assert translate.main([str(run_dir), *queries, "--json"]) == 0
+    keras_rows = json.loads(capsys.readouterr().out)["translations"]
+    result = run_without_tensorflow("serving.predict", run_dir, *queries, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["translations"] == keras_rows
+    assert " " not in keras_rows[0]["translation"]  # Chinese characters join without spaces
+    assert keras_rows[1]["unknown"] == ["!"]

@@ -44,8 +44,11 @@ class Config(TrainConfig):
     cell: str = new_default(TrainConfig, "cell", "gru")
     units: int = option(64, "units per direction of the encoder; the decoder has twice as many")
     bidirectional: bool = option(True, "the encoder is always bidirectional")
+    # Measured on 2 CPU cores (README): the dates reach exact match 0.999 by epoch 12 at a
+    # constant rate, with loss spikes on the way; the cosine decay ends them in 12 epochs.
     batch_size: int = new_default(TrainConfig, "batch_size", 64)
-    epochs: int = new_default(TrainConfig, "epochs", 30)
+    epochs: int = new_default(TrainConfig, "epochs", 12)
+    learning_rate_schedule: str = new_default(TrainConfig, "learning_rate_schedule", "cosine")
     patience: int = new_default(TrainConfig, "patience", 5)
     attention: str = option(
         "luong-general",
@@ -96,7 +99,9 @@ class Config(TrainConfig):
     def inapplicable(self) -> dict[str, str]:
         unused = super().inapplicable()
         unused["merge_mode"] = "to translation: the encoder concatenates its two directions"
-        if self.attention not in ("luong-concat", "bahdanau"):
+        if self.attention == "none":
+            unused["attention_units"] = "with --attention none"
+        elif self.attention not in ("luong-concat", "bahdanau"):
             unused["attention_units"] = f"with --attention {self.attention}: it scores by dot"
         if self.pairs:
             embedded = "with --pairs: it shapes the embedded data"

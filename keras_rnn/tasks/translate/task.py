@@ -265,7 +265,10 @@ def plot_attention(translation: Translation, path: Path) -> None:
     size = (max(4, 0.3 * weights.shape[1] + 2), max(3, 0.3 * weights.shape[0] + 1.5))
     with plots.plt.rc_context({"font.family": list(plots.text_fonts()[0])}):
         figure, axes = plots.plt.subplots(figsize=size)
-        axes.imshow(weights, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        if weights.size:
+            axes.imshow(weights, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        else:  # nothing was written (the end token first) or nothing read
+            axes.text(0.5, 0.5, "no attention: empty source or translation", ha="center")
         axes.set_xticks(range(weights.shape[1]), map(plots.label, translation.source_tokens))
         axes.set_yticks(range(weights.shape[0]), map(plots.label, translation.tokens))
         axes.tick_params(axis="x", rotation=90)
