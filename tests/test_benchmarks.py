@@ -66,3 +66,24 @@ def test_masks_benchmark_times_the_check_and_each_padding_after_checking_keras()
 def test_masks_benchmark_rejects_nonsense_sizes():
     result = run_module("benchmarks.masks", "--units", "0")
     assert_user_error(result.returncode, result.stderr, "--units: must be a positive integer")
+
+
+def test_attention_length_benchmark_tables_exact_match_by_length_and_reuses_its_runs(tmp_path):
+    """Each model's column holds exact-match fractions per source-length bucket; a second call
+    reuses the finished runs (no training), and other settings over them are refused."""
+    tiny = ["--units", "4", "--epochs", "1", "--train-pairs", "300", "--test-pairs", "60"]
+    argv = ["--attention", "none", "luong-dot", "--runs", tmp_path, *tiny]
+    first = run_module("benchmarks.attention_length", *argv, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert "| source characters | examples | none | luong-dot |" in first.stdout
+    rows = [line for line in first.stdout.splitlines() if re.match(r"\| \d+-\d+ \|", line)]
+    assert rows and sum(int(row.split(" | ")[1]) for row in rows) == 60
+    for row in rows:
+        assert all(0 <= float(cell) <= 1 for cell in row.strip(" |").split(" | ")[2:])
+    assert (tmp_path / "attention_length.png").stat().st_size > 0
+    again = run_module("benchmarks.attention_length", *argv, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "none: reusing" in again.stdout and "training into" not in again.stdout
+    assert [line for line in again.stdout.splitlines() if line in rows] == rows
+    changed = run_module("benchmarks.attention_length", *argv[:-1], "30", timeout=600)
+    assert_user_error(changed.returncode, changed.stderr, "trained with other settings")
