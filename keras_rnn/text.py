@@ -1,7 +1,8 @@
 """Text on the TensorFlow side, shared by the tasks that read text: character splitting and
-encoding for charlm and tagging, tokenization for translation. The vocabularies are
-``serving.runtime.vocab`` and the TensorFlow-free tokenization ``serving.runtime.text``, which
-gives the same tokens for the same text (its docstring has the rules)."""
+encoding for charlm and tagging, tokenization and detokenization for translation. The
+vocabularies are ``serving.runtime.vocab`` and the TensorFlow-free tokenization
+``serving.runtime.text``, which gives the same tokens for the same text and the same text for
+the same tokens (its docstring has the rules)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from serving.runtime.vocab import PAD, UNKNOWN, TokenVocabulary, Vocabulary
 __all__ = [
     "MODES",
     "detokenize",
+    "detokenize_tensor",
     "encode",
     "split_characters",
     "token_table",
@@ -27,8 +29,19 @@ __all__ = [
 
 # "words" mode on RE2 (whose \s is ASCII only, so whitespace is named by category): runs of
 # separators split and are dropped; punctuation, symbols, ideographs and kana split and are kept.
-_SINGLE = r"[\p{P}\p{S}" + "".join(rf"\x{{{a:X}}}-\x{{{b:X}}}" for a, b in CJK_RANGES) + "]"
+_CJK_RANGES = "".join(rf"\x{{{a:X}}}-\x{{{b:X}}}" for a, b in CJK_RANGES)
+_SINGLE = rf"[\p{{P}}\p{{S}}{_CJK_RANGES}]"
 _SEPARATORS = r"[\p{Z}\p{Cc}\p{Cf}]+"
+
+# Whole tokens for detokenize_tensor (regex_full_match), the classes of serving.runtime.text's
+# _space_between: _is_cjk, _category's (RE2 knows the two-letter categories), _is_word (the
+# first character neither separator nor single) and str.isdecimal.
+_CJK = f"[{_CJK_RANGES}]"
+_CLOSING = r"[\p{Pe}\p{Pf}\p{Po}]"
+_OPENING = r"[\p{Ps}\p{Pi}¿¡]"
+_CONNECTOR = r"[\p{Pd}\p{Pc}]"
+_WORD = rf"(?s)[^\p{{Z}}\p{{Cc}}\p{{Cf}}\p{{P}}\p{{S}}{_CJK_RANGES}].*"
+_DECIMAL = r"\p{Nd}+"
 
 
 def split_characters(text: str) -> np.ndarray:
@@ -57,6 +70,46 @@ def tokenize_tensor(texts: tf.Tensor, mode: str) -> tf.Tensor | tf.RaggedTensor:
         return tf.strings.unicode_split(tensorflow_text.normalize_utf8(texts, "NFKC"), "UTF-8")
     folded = tensorflow_text.case_fold_utf8(texts)  # ICU's NFKC_Casefold
     return tensorflow_text.regex_split(folded, f"{_SEPARATORS}|{_SINGLE}", _SINGLE)
+
+
+def detokenize_tensor(tokens: tf.RaggedTensor, mode: str) -> tf.Tensor:
+    """Text from a batch of token rows, [batch, None] strings to [batch]: each row as
+    ``serving.runtime.text.detokenize`` gives it, in graph ops only (tf.function, SavedModel
+    signatures). "words" decides every rule of ``_space_between`` for all tokens at once on the
+    flat values: each token's left neighbour, the one before it and the count of '"' before it
+    in its row come from shifts and a cumulative sum, the token classes from RE2; a space is
+    prefixed to the tokens that get one and the rows are joined. An empty row gives ""."""
+    check_mode(mode)
+    if not isinstance(tokens, tf.RaggedTensor) or tokens.ragged_rank != 1:
+        raise ValueError(f"tokens must be a ragged [batch, None] string tensor, got {tokens!r}")
+    if mode == "characters":
+        return tf.strings.reduce_join(tokens, axis=1)
+    right = tokens.flat_values
+    starts = tf.gather(tokens.row_starts(), tokens.value_rowids())
+    index = tf.range(tf.size(right, out_type=starts.dtype), dtype=starts.dtype) - starts
+    left = tf.where(index >= 1, tf.concat([[""], right], 0)[:-1], "")
+    before = tf.where(index >= 2, tf.concat([["", ""], right], 0)[:-2], "")
+    quote_counts = tf.math.cumsum(tf.cast(tf.equal(right, '"'), tf.int64), exclusive=True)
+    quotes = quote_counts - tf.gather(quote_counts, starts)  # '"' before each token in its row
+    opening_quote = quotes % 2 == 0  # right, if '"', opens; left, if '"', closes
+    cjk = _full_match(left, _CJK) | _full_match(right, _CJK)
+    closing = _full_match(right, _CLOSING) & ~_full_match(right, "[¿¡]")
+    closing &= ~(tf.equal(right, '"') & opening_quote)
+    after_opening = _full_match(left, _OPENING) | (tf.equal(left, '"') & ~opening_quote)
+    connector = _full_match(left, _CONNECTOR) | _full_match(right, _CONNECTOR)
+    apostrophe = _full_match(left, "['\u2019]")
+    contraction = apostrophe & _full_match(before, _WORD) & _full_match(right, _WORD)
+    numbers = _full_match(before, _DECIMAL) & _full_match(right, _DECIMAL)
+    three_digits = tf.strings.length(right, unit="UTF8_CHAR") == 3
+    joining = _full_match(left, "[.:]") | (tf.equal(left, ",") & three_digits)
+    glued = cjk | closing | after_opening | connector | contraction | (numbers & joining)
+    space = (index >= 1) & ~glued
+    spaced = tf.where(space, tf.strings.join([" ", right]), right)
+    return tf.strings.reduce_join(tokens.with_flat_values(spaced), axis=1)
+
+
+def _full_match(strings: tf.Tensor, pattern: str) -> tf.Tensor:
+    return tf.strings.regex_full_match(strings, pattern)
 
 
 def tokenize(text: str, mode: str) -> list[str]:

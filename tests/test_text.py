@@ -145,10 +145,130 @@ def test_detokenized_text_gives_the_same_tokens(text, mode):
     assert py_text.tokenize(py_text.detokenize(tokens, mode), mode) == tokens
 
 
+# Token rows for detokenize_tensor and what serving.runtime.text.detokenize makes of them in
+# "words" mode, a few for each rule of its _space_between. One batch: the '"' count restarts
+# with each row (rows with an odd count come before others).
+DETOKENIZE_CASES = [
+    # CJK ideographs and kana on either side, one token each (a longer token is no ideograph)
+    (["我", "有", "3", "个", "苹", "果", "。"], "我有3个苹果。"),
+    (["gpt", "-", "4o", "模", "型", "a"], "gpt-4o模型a"),
+    (["好", "。", "a", "カ", "ナ", "x"], "好。 aカナx"),
+    (["𠀀", "a", "々", "b"], "𠀀a々b"),
+    (["日本", "a", "b", "日本"], "日本 a b 日本"),
+    # closing and other punctuation (Pe, Pf, Po) gets no space before it, opening (Ps, Pi) none
+    # after; symbols are spaced like words
+    (["(", "a", ")", "b", "[", "x", "]", "{", "y", "}"], "(a) b [x] {y}"),
+    (["a", ",", "b", ".", "c", "!", "?", "d", ";", "e", "…"], "a, b. c!? d; e…"),
+    (["“", "a", "”", "b", "«", "oui", "»", "‘", "c", "’"], "“a” b «oui» ‘c’"),
+    (["a", "%", "$", "5", "+", "b", "=", "c", "&", "d"], "a% $ 5 + b = c& d"),
+    (["a", "''", "b", "(", "(", "c", ")", ")"], "a '' b ((c))"),
+    # ¿ and ¡ (Po) open
+    (["¿", "qué", "tal", "?", "¡", "muy", "bien", "!", "a", "¿", "b"], "¿qué tal? ¡muy bien! a ¿b"),
+    # dashes and connectors (Pd, Pc): no space on either side
+    (
+        ["well", "-", "known", "x", "_", "y", "a", "—", "b", "c", "-", "-", "d"],
+        "well-known x_y a—b c--d",
+    ),
+    (["(", "-", ")", "3", "-", "4", "《", "_"], "(-) 3-4 《_"),
+    # '"' opens after an even number of them and closes after an odd one
+    (["he", "said", '"', "hi"], 'he said "hi'),
+    (['"', "hi", '"', "bye"], '"hi" bye'),
+    (['"', "a", '"', "b", '"', "c"], '"a" b "c'),
+    (["a", '"', '"', "b", '"', "(", '"'], 'a "" b "("'),
+    (['"', "a", "."], '"a.'),
+    # ' and ’ between two words (letters, digits, marks first) join them; elsewhere they are
+    # other punctuation
+    (["don", "'", "t", "l", "'", "eau", "it", "’", "s"], "don't l'eau it’s"),
+    (["rock", "'", "n", "'", "roll", "1", "'", "2"], "rock'n'roll 1'2"),
+    (["'", "tis", "dogs", "'", ",", "a", "'", "."], "' tis dogs', a'."),
+    (["你", "'", "s", "a", "'", "你", "!", "'", "b"], "你' s a'你!' b"),
+    (["x", "'", "-", "y", "é", "'", "ü"], "x'-y é'ü"),
+    # '.' and ':' between two numbers, ',' between a number and three digits
+    (["23", ".", "11", ".", "2026"], "23.11.2026"),
+    (["10", ":", "30", "1", ";", "2"], "10:30 1; 2"),
+    (["1", ",", "000", "1", ",", "00", "1", ",", "0000"], "1,000 1, 00 1, 0000"),
+    (["1", ",", "000", ",", "000", "a", ".", "5", "3", ".", "5a"], "1,000,000 a. 5 3. 5a"),
+    (["٣", ".", "١٤", "١", ",", "٠٠٠", "½", ".", "5", "１", ":", "２"], "٣.١٤ ١,٠٠٠ ½. 5 １:２"),
+    (["5", ".", "a", ",", "000"], "5. a, 000"),
+    # one token, none
+    (["a"], "a"),
+    ([], ""),
+]
+
+
+def ragged(rows: list[list[str]]) -> tf.RaggedTensor:
+    """A [len(rows), None] string tensor (tf.ragged.constant needs a token to infer from)."""
+    values = tf.constant([token for row in rows for token in row], tf.string)
+    return tf.RaggedTensor.from_row_lengths(values, [len(row) for row in rows])
+
+
+def detokenized(rows: list[list[str]], mode: str, function=None) -> list[str]:
+    """detokenize_tensor's texts for ``rows`` (or ``function``'s, a graph of it for ``mode``)."""
+    texts = function(ragged(rows)) if function else tf_text.detokenize_tensor(ragged(rows), mode)
+    assert texts.dtype == tf.string and texts.shape == [len(rows)]
+    return [text.decode() for text in texts.numpy()]
+
+
+def test_detokenize_tensor_follows_every_rule():
+    rows = [tokens for tokens, _ in DETOKENIZE_CASES]
+    assert [py_text.detokenize(tokens, "words") for tokens in rows] == [
+        text for _, text in DETOKENIZE_CASES
+    ]
+    assert detokenized(rows, "words") == [py_text.detokenize(row, "words") for row in rows]
+    assert detokenized(rows, "characters") == ["".join(row) for row in rows]
+
+
+@pytest.mark.parametrize("mode", py_text.MODES)
+def test_detokenize_tensor_on_the_corpus(mode):
+    rows = [py_text.tokenize(text, mode) for text in CORPUS]
+    expected = [py_text.detokenize(row, mode) for row in rows]
+    assert detokenized(rows, mode) == expected
+    tokens = tf_text.tokenize_tensor(tf.constant(CORPUS), mode)  # translation's own pipeline
+    assert [t.decode() for t in tf_text.detokenize_tensor(tokens, mode).numpy()] == expected
+
+
+def test_detokenize_tensor_on_empty_rows():
+    for mode in py_text.MODES:
+        assert detokenized([["a", ","], [], ["b"]], mode) == ["a,", "", "b"]
+        assert detokenized([[], []], mode) == ["", ""]
+        assert detokenized([], mode) == []
+
+
+@pytest.mark.skipif(
+    unicodedata.unidata_version != "14.0.0", reason="RE2's categories measured against 14.0"
+)
+def test_detokenize_tensor_agrees_on_punctuation_and_numbers_of_unicode_14():
+    """Every P* and N* character of Unicode 14.0 and every 101st other one, in each position
+    _space_between looks at (left, right, before), equal to Python's categories."""
+    chars = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) not in ("Cn", "Cs")]
+    chars = [c for i, c in enumerate(chars) if unicodedata.category(c)[0] in "PN" or i % 101 == 0]
+    assert len(chars) > 5000
+    rows = [["a", c, "a", "'", c, "'", "a", "1", ".", c, ".", "1"] for c in chars]
+    assert detokenized(rows, "words") == [py_text.detokenize(row, "words") for row in rows]
+
+
+def test_detokenize_tensor_in_a_graph():
+    signature = [tf.RaggedTensorSpec([None, None], tf.string)]
+    functions = {
+        mode: tf.function(lambda t, mode=mode: tf_text.detokenize_tensor(t, mode), signature)
+        for mode in py_text.MODES
+    }
+    rows = [tokens for tokens, _ in DETOKENIZE_CASES]
+    for mode, function in functions.items():
+        for batch in (rows, [*rows[:3], []], [py_text.tokenize(text, mode) for text in CORPUS]):
+            expected = [py_text.detokenize(row, mode) for row in batch]
+            assert detokenized(batch, mode, function) == expected
+        assert function.experimental_get_tracing_count() == 1
+        graph = function.get_concrete_function().graph.as_graph_def()
+        assert not {node.op for node in graph.node} & {"PyFunc", "EagerPyFunc"}
+
+
 def test_a_mode_outside_modes_is_refused():
-    for call in (py_text.tokenize, tf_text.tokenize, py_text.detokenize):
+    for call in (py_text.tokenize, tf_text.tokenize, py_text.detokenize, tf_text.detokenize_tensor):
         with pytest.raises(ValueError, match="tokenization mode"):
             call("a", "bytes")
+    with pytest.raises(ValueError, match="ragged"):
+        tf_text.detokenize_tensor(tf.constant(["a", "b"]), "words")
 
 
 def test_serving_tokenizes_without_tensorflow():
