@@ -36,7 +36,7 @@ def export_run(run: RunDir, config: TrainConfig, force: bool = False) -> dict[st
     remove_stale_temporaries(run)  # what a killed export or training left behind
     check_export_dir(target, force)
     task, model = load_task(config.task), load_trained_model(run)
-    graphs = task.export_graphs(model, config)
+    graphs = task.export_graphs(model, config, run)
     building = run.path / f".export.tmp-{os.getpid()}"
     retired = run.path / f".export.old-{os.getpid()}"
 

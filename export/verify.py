@@ -28,7 +28,7 @@ def verify(run_dir: Path, verbose: bool = False) -> dict:
     from keras_rnn.tasks import load_task, no_decoding_check
 
     task, model = load_task(config.task), load_trained_model(run)
-    graphs = {g.name: g for g in task.export_graphs(model, config)}
+    graphs = {g.name: g for g in task.export_graphs(model, config, run)}
     entries = []
     for entry in manifest["graphs"]:
         if entry["name"] not in graphs:

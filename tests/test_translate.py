@@ -189,12 +189,14 @@ def test_both_graphs_export_fused_with_parity(translate_run):
     import json
 
     report = json.loads((translate_run / "export" / "parity.json").read_text())
-    assert report["ok"] and [g["name"] for g in report["graphs"]] == ["encoder", "decoder_step"]
-    for graph in report["graphs"]:
+    names = [g["name"] for g in report["graphs"]]
+    assert report["ok"] and names == ["translate", "encoder", "decoder_step"]
+    for graph in report["graphs"][1:]:
         assert graph["fused"], graph["onnx_op_counts"]
+    assert report["graphs"][0]["formats"] == ["savedmodel"]  # strings in: no ONNX
     decode = report["decode"]  # the whole test split, decoded by Keras and by onnxruntime
     assert decode["ok"]
-    for decoding in ("greedy", "beam"):
+    for decoding in ("greedy onnx", "beam onnx", "greedy savedmodel translate"):
         assert decode[decoding] == {"sources": 40, "different": 0, "first_different": []}
 
 
@@ -314,3 +316,17 @@ def test_a_pairs_file_trains_in_words_and_serves_the_same_without_tensorflow(tmp
     assert json.loads(result.stdout)["translations"] == keras_rows
     assert " " not in keras_rows[0]["translation"]  # Chinese characters join without spaces
     assert keras_rows[1]["unknown"] == ["!"]
+
+
+def test_the_savedmodel_translate_signature_refuses_a_source_over_the_limit(translate_run):
+    import json
+
+    import tensorflow as tf
+
+    saved = tf.saved_model.load(str(translate_run / "export" / "savedmodel" / "translate" / "1"))
+    serve = saved.signatures["serving_default"]
+    out = serve(text=tf.constant(["23 November 2026", ""]))["translation"].numpy()
+    assert out[1] == b"" and len(out[0]) > 0
+    limit = json.loads((translate_run / "vocab" / "target.json").read_text())["max_length"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"the model limit of {limit} tokens"):
+        serve(text=tf.constant(["x" * 400]))

@@ -79,8 +79,11 @@ class Task(Protocol):
     def format_metrics(self, metrics: dict[str, Any], config: TrainConfig) -> str:
         """The metrics as the markdown tables the CLI prints."""
 
-    def export_graphs(self, model: keras.Model, config: TrainConfig) -> list[ExportGraph]:
-        """The graphs to export, each with its names, input specs and parity samples."""
+    def export_graphs(
+        self, model: keras.Model, config: TrainConfig, run: RunDir
+    ) -> list[ExportGraph]:
+        """The graphs to export, each with its names, input specs and parity samples; ``run``
+        holds the files they may need (its vocabularies)."""
 
     def check_decoding(
         self, model: keras.Model, config: TrainConfig, export_dir: Path

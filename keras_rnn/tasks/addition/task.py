@@ -134,7 +134,7 @@ def compile_args(config: Config, data: Datasets) -> dict[str, Any]:
     }
 
 
-def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
+def export_graphs(model: keras.Model, config: Config, run: RunDir) -> list[ExportGraph]:
     if config.digits:
         return [decimal_graph(model, config)]
 

@@ -57,7 +57,7 @@ def callbacks(config: Config, data: Datasets) -> list[keras.callbacks.Callback]:
     return [*extra, SampleEveryEpochs(config, data.vocab)]
 
 
-def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
+def export_graphs(model: keras.Model, config: Config, run: RunDir) -> list[ExportGraph]:
     """``char_lm`` (a window of ids -> logits at every step) and ``lm_step`` (one id and the
     states -> logits and the next states, for generation)."""
     model = stateless(model, config)

@@ -147,7 +147,7 @@ def build_model(config: Config, data: Datasets) -> keras.Model:
     return keras.Model({"window": inputs}, outputs, name="sine_forecaster")
 
 
-def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
+def export_graphs(model: keras.Model, config: Config, run: RunDir) -> list[ExportGraph]:
     """One graph: a window of raw values -> next_value and next_values."""
     normalize = model.get_layer("normalize")
     mean = float(keras.ops.convert_to_numpy(normalize.mean).reshape(-1)[0])

@@ -216,7 +216,7 @@ def compile_args(config: Config, data: Datasets) -> dict[str, Any]:
     }
 
 
-def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
+def export_graphs(model: keras.Model, config: Config, run: RunDir) -> list[ExportGraph]:
     vocab_size = model.get_layer("embedding").input_dim
 
     def sample(batch: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

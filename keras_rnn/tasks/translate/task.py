@@ -32,6 +32,7 @@ from keras_rnn.tasks.translate.model import (
 )
 from keras_rnn.tasks.translate.numbers import number_splits
 from keras_rnn.tasks.translate.pairs import COURSE_PREFIXES, read_pairs
+from keras_rnn.tasks.translate.text_graph import TranslateText, translate_model
 from keras_rnn.text import tokenize_batch
 from serving.runtime.graph import load_graph
 from serving.runtime.text import detokenize, tokenize
@@ -330,9 +331,10 @@ def format_metrics(metrics: dict[str, Any], config: Config) -> str:
     )
 
 
-def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
-    """``encoder`` (source ids -> values, keys, initial states) and ``decoder_step`` (one
-    step: previous id, states, values, keys, source ids -> logits, new states, attention)."""
+def export_graphs(model: keras.Model, config: Config, run: RunDir) -> list[ExportGraph]:
+    """``translate`` (strings in and out, greedy, SavedModel only: what TF Serving serves),
+    ``encoder`` (source ids -> values, keys, initial states) and ``decoder_step`` (one step:
+    previous id, states, values, keys, source ids -> logits, new states, attention)."""
     source_size = model.get_layer("source_embedding").input_dim
     target_size = model.get_layer("target_embedding").input_dim
     encoder, step = encoder_model(model, config), decoder_step_model(model, config)
@@ -365,7 +367,36 @@ def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
             "keys": normal(batch, length, key_width),
         } | {name: normal(batch, width) for name in names}
 
+    vocab = run.path / "vocab"
+    facts = json.loads((vocab / "target.json").read_text(encoding="utf-8"))
+    texts = [source for source, _ in read_splits(config)[0]["test"]]
+    translate = TranslateText(
+        encoder,
+        step,
+        TokenVocabulary.load(vocab / "source.json"),
+        TokenVocabulary.load(vocab / "target.json"),
+        facts["mode"],
+        facts["max_length"],
+        names,
+    )
+
+    def text_sample(batch: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        chosen = [texts[i] for i in rng.choice(len(texts), size=batch, replace=False)]
+        if batch > 2:  # an empty text, and characters the vocabulary lacks
+            chosen[1], chosen[2] = "", "\u2603" + chosen[2]
+        return {"text": np.array(chosen, dtype=object)}
+
     return [
+        ExportGraph(
+            name="translate",
+            model=translate_model(translate),
+            inputs={"text": ((None,), "string")},
+            outputs=["translation"],
+            sample=text_sample,
+            lengths=(0,),
+            runtime=runtime,
+            formats=("savedmodel",),  # strings in: TF Serving's graph, not ONNX's
+        ),
         ExportGraph(
             name="encoder",
             model=encoder,
@@ -397,38 +428,45 @@ def export_graphs(model: keras.Model, config: Config) -> list[ExportGraph]:
 
 def check_decoding(model: keras.Model, config: Config, export_dir: Path) -> dict[str, Any]:
     """The whole test split translated greedily and with the beam by Keras and by the
-    exported ``encoder`` and ``decoder_step`` graphs: the same texts."""
+    exported ``encoder`` and ``decoder_step`` graphs, and greedily by the SavedModel's
+    ``translate`` signature: the same texts."""
     sources = [source for source, _ in read_splits(config)[0]["test"]]
     facts = json.loads((export_dir / "vocab" / "target.json").read_text(encoding="utf-8"))
     vocabularies = [
         TokenVocabulary.load(export_dir / "vocab" / f"{side}.json") for side in ("source", "target")
     ]
-    translators = {
-        "keras": keras_translator(model, config, *vocabularies, facts["mode"], facts["max_length"]),
-        "onnx": onnx_translator(load_graph(export_dir, "decoder_step")),
+    keras_side = keras_translator(model, config, *vocabularies, facts["mode"], facts["max_length"])
+    onnx_side = onnx_translator(load_graph(export_dir, "decoder_step"))
+    beam = (config.beam_width, config.length_penalty)
+    greedy = [t.text for t in keras_side.greedy(sources)]
+    serve = tf.saved_model.load(str(export_dir / "savedmodel" / "translate" / "1"))
+    served = [
+        text.decode("utf-8")
+        for first in range(0, len(sources), 256)
+        for text in serve.signatures["serving_default"](
+            text=tf.constant(sources[first : first + 256])
+        )["translation"].numpy()
+    ]
+    decodings = {
+        "greedy onnx": compared(greedy, [t.text for t in onnx_side.greedy(sources)]),
+        "beam onnx": compared(
+            [t.text for t in keras_side.beam(sources, *beam)],
+            [t.text for t in onnx_side.beam(sources, *beam)],
+        ),
+        "greedy savedmodel translate": compared(greedy, served),
     }
-    decodings = {}
-    for name, run in (
-        ("greedy", lambda t: t.greedy(sources)),
-        ("beam", lambda t: t.beam(sources, config.beam_width, config.length_penalty)),
-    ):
-        texts = {
-            side: [t.text for t in run(translator)] for side, translator in translators.items()
-        }
-        differ = [
-            i for i, (a, b) in enumerate(zip(texts["keras"], texts["onnx"], strict=True)) if a != b
-        ]
-        decodings[name] = {
-            "sources": len(sources),
-            "different": len(differ),
-            "first_different": differ[:5],
-        }
-    same = all(d["different"] == 0 for d in decodings.values())
     return {
-        "ok": same,
+        "ok": all(d["different"] == 0 for d in decodings.values()),
         **decodings,
         "summary": ", ".join(
-            f"{name} {len(sources) - d['different']} of {len(sources)} test translations identical"
+            f"{name} {len(sources) - d['different']}/{len(sources)}"
             for name, d in decodings.items()
-        ),
+        )
+        + " test translations identical to Keras's",
     }
+
+
+def compared(expected: list[str], actual: list[str]) -> dict[str, Any]:
+    """How many of ``actual`` differ from ``expected``, and the first few indices."""
+    differ = [i for i, (a, b) in enumerate(zip(expected, actual, strict=True)) if a != b]
+    return {"sources": len(expected), "different": len(differ), "first_different": differ[:5]}
