@@ -38,7 +38,7 @@ def configs(args) -> dict[str, Config]:
             learning_rate_schedule="cosine",
             train_pairs=args.train_pairs,
             test_pairs=args.test_pairs,
-            beam_width=1,
+            beam_width=0,  # greedy only: the study reads greedy exact match
         )
         for attention in args.attention
     }

@@ -37,7 +37,6 @@ class Config(TrainConfig):
         "train_pairs",
         "val_pairs",
         "test_pairs",
-        "beam_width",
         "max_output_length",
     )
     seeds: ClassVar[tuple[str, ...]] = ("seed", "data_seed")
@@ -77,7 +76,7 @@ class Config(TrainConfig):
     val_pairs: int = option(1000, "validation examples (early stopping)")
     test_pairs: int = option(1000, "test examples, never seen in training")
     data_seed: int = option(0, "seed of the embedded data and of the --pairs split")
-    beam_width: int = option(4, "beams of the beam-search metrics")
+    beam_width: int = option(4, "beams of the beam-search metrics (0: greedy metrics only)")
     length_penalty: float = option(
         1.0, "beam search ranks by log-probability / length**LENGTH_PENALTY"
     )
@@ -91,6 +90,8 @@ class Config(TrainConfig):
             raise UserError("--cell simple does not apply to translation: choose lstm or gru")
         if not self.bidirectional:
             raise UserError("--no-bidirectional does not apply: the encoder is bidirectional")
+        if self.beam_width < 0:
+            raise UserError(f"--beam-width must be >= 0, got {self.beam_width}")
         if self.max_words < 0:
             raise UserError(f"--max-words must be >= 0, got {self.max_words}")
         if not self.length_penalty >= 0:
@@ -103,6 +104,8 @@ class Config(TrainConfig):
             unused["attention_units"] = "with --attention none"
         elif self.attention not in ("luong-concat", "bahdanau"):
             unused["attention_units"] = f"with --attention {self.attention}: it scores by dot"
+        if self.beam_width == 0:
+            unused["length_penalty"] = "with --beam-width 0: it ranks beams"
         if self.pairs:
             embedded = "with --pairs: it shapes the embedded data"
             unused |= {name: embedded for name in ("data", "language", "train_pairs")}

@@ -290,18 +290,21 @@ def evaluate(
     translator = keras_translator(model, config, *vocabularies)
     print(f"decoding {len(sources):,} test sources: greedy", flush=True)  # progress
     greedy = translator.greedy(sources)
-    print(f"decoding {len(sources):,} test sources: beam of {config.beam_width}", flush=True)
-    beam = translator.beam(sources, config.beam_width, config.length_penalty)
+    decodings = {"greedy": greedy}
+    if config.beam_width:
+        print(f"decoding {len(sources):,} test sources: beam of {config.beam_width}", flush=True)
+        decodings["beam"] = translator.beam(sources, config.beam_width, config.length_penalty)
     baseline = keras_translator(untrained, config, *vocabularies).greedy(sources)
     metrics: dict[str, Any] = {"test_pairs": len(sources)}
-    for name, translations in (("greedy", greedy), ("beam", beam)):
+    for name, translations in decodings.items():
         metrics |= {
             f"{name}_{k}": v for k, v in scores(translations, references, data.mode).items()
         }
     metrics["untrained_greedy_exact_match"] = scores(baseline, references, data.mode)["exact_match"]
     metrics["examples"] = [
-        {"source": s, "reference": r, "greedy": g.text, "beam": b.text}
-        for s, r, g, b in list(zip(sources, references, greedy, beam, strict=True))[:5]
+        {"source": sources[i], "reference": references[i]}
+        | {name: translations[i].text for name, translations in decodings.items()}
+        for i in range(min(5, len(sources)))
     ]
     if config.attention != "none":
         for index, text in enumerate(sources[:PLOTTED]):
@@ -310,18 +313,20 @@ def evaluate(
 
 
 def format_metrics(metrics: dict[str, Any], config: Config) -> str:
+    decodings = ["greedy"] + (["beam"] if config.beam_width else [])
     rows = [
-        f"| {name} | {metrics[f'greedy_{name}']:.4f} | {metrics[f'beam_{name}']:.4f} |"
+        f"| {name} | " + " | ".join(f"{metrics[f'{d}_{name}']:.4f}" for d in decodings) + " |"
         for name in ("exact_match", "token_accuracy", "bleu", "chrf")
     ]
     examples = [
         f"  {e['source']!r} -> {e['greedy']!r} (reference {e['reference']!r})"
         for e in metrics["examples"][:3]
     ]
+    header = "| greedy |" + (f" beam {config.beam_width} |" if config.beam_width else "")
     return "\n".join(
         [
-            f"| test ({metrics['test_pairs']} pairs) | greedy | beam {config.beam_width} |",
-            "|---|---:|---:|",
+            f"| test ({metrics['test_pairs']} pairs) {header}",
+            "|---|" + "---:|" * len(decodings),
             *rows,
             "",
             f"untrained greedy exact match: {metrics['untrained_greedy_exact_match']:.4f}",
@@ -437,7 +442,7 @@ def check_decoding(model: keras.Model, config: Config, export_dir: Path) -> dict
     ]
     keras_side = keras_translator(model, config, *vocabularies, facts["mode"], facts["max_length"])
     onnx_side = onnx_translator(load_graph(export_dir, "decoder_step"))
-    beam = (config.beam_width, config.length_penalty)
+    beam = (config.beam_width or 4, config.length_penalty)  # checked even if not scored
     greedy = [t.text for t in keras_side.greedy(sources)]
     serve = tf.saved_model.load(str(export_dir / "savedmodel" / "translate" / "1"))
     served = [
