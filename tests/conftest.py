@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -74,43 +78,79 @@ def cli_error(capsys):
     return check
 
 
+DataFiles = tuple[tuple[str, str], ...]  # (file name, text) of a run's data files
+
+
+class TinyRuns:
+    """Runs trained once per session, each by its task, training flags and data files, and
+    exported once as a copy. Tests must not modify them (copy them first)."""
+
+    def __init__(self, folders: pytest.TempPathFactory) -> None:
+        self.folders = folders
+        self.trained_runs: dict[tuple, tuple[Path, str]] = {}
+        self.exported_runs: dict[tuple, Path] = {}
+
+    def trained(self, task: str, flags: Sequence[str], data: DataFiles = ()) -> Path:
+        """The finished run of ``--task TASK FLAGS``; ``{data}`` in a flag is the folder
+        holding ``data``'s files (name, text)."""
+        return self._train(task, flags, data)[0]
+
+    def log(self, task: str, flags: Sequence[str], data: DataFiles = ()) -> str:
+        """What training that run printed on stdout."""
+        return self._train(task, flags, data)[1]
+
+    def exported(self, task: str, flags: Sequence[str], data: DataFiles = ()) -> Path:
+        """A copy of ``trained(task, flags, data)``, exported."""
+        key = (task, tuple(flags), tuple(data))
+        if key not in self.exported_runs:
+            from export.__main__ import main as export_main
+
+            run_dir = self.folders.mktemp(f"{task}-exported") / "run"
+            shutil.copytree(self.trained(task, flags, data), run_dir)
+            with contextlib.redirect_stdout(io.StringIO()):
+                assert export_main([str(run_dir)]) == 0
+            self.exported_runs[key] = run_dir
+        return self.exported_runs[key]
+
+    def _train(self, task: str, flags: Sequence[str], data: DataFiles) -> tuple[Path, str]:
+        key = (task, tuple(flags), tuple(data))
+        if key not in self.trained_runs:
+            from keras_rnn import train
+
+            folder = self.folders.mktemp(f"{task}-trained")
+            for name, text in data:
+                (folder / name).write_text(text, encoding="utf-8")
+            argv = ["--task", task, *(flag.replace("{data}", str(folder)) for flag in flags)]
+            log = io.StringIO()
+            with contextlib.redirect_stdout(log):
+                assert train.main([*argv, "--run-dir", str(folder / "run")]) == 0
+            self.trained_runs[key] = folder / "run", log.getvalue()
+        return self.trained_runs[key]
+
+
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory):
-    """``trained_run(cell)``: a finished tiny sine run of that cell, trained once per session.
-    Tests must not modify it (copy it first)."""
-    from keras_rnn import train
+def tiny_runs(tmp_path_factory) -> TinyRuns:
+    """The session's ``TinyRuns``."""
+    return TinyRuns(tmp_path_factory)
 
-    runs = {}
 
-    def get(cell: str) -> Path:
-        if cell not in runs:
-            run_dir = tmp_path_factory.mktemp("trained") / f"tiny-{cell}"
-            assert train.main(["--cell", cell, "--run-dir", str(run_dir), *TINY_TRAINING]) == 0
-            runs[cell] = run_dir
-        return runs[cell]
-
-    return get
+def tiny_sine(cell: str) -> list[str]:
+    """Training flags of the tiny sine run of ``cell`` (after ``--task sine``)."""
+    return ["--cell", cell, *TINY_TRAINING]
 
 
 @pytest.fixture(scope="session")
-def exported_run(trained_run, tmp_path_factory):
-    """``exported_run(cell)``: a copy of ``trained_run(cell)`` exported once per session.
-    Tests must not modify it."""
-    import shutil
+def trained_run(tiny_runs):
+    """``trained_run(cell)``: the finished tiny sine run of that cell. Tests must not modify
+    it (copy it first)."""
+    return lambda cell: tiny_runs.trained("sine", tiny_sine(cell))
 
-    from export.__main__ import main as export_main
 
-    runs = {}
-
-    def get(cell: str) -> Path:
-        if cell not in runs:
-            run_dir = tmp_path_factory.mktemp("exported") / f"tiny-{cell}"
-            shutil.copytree(trained_run(cell), run_dir)
-            assert export_main([str(run_dir)]) == 0
-            runs[cell] = run_dir
-        return runs[cell]
-
-    return get
+@pytest.fixture(scope="session")
+def exported_run(tiny_runs):
+    """``exported_run(cell)``: a copy of ``trained_run(cell)``, exported. Tests must not
+    modify it."""
+    return lambda cell: tiny_runs.exported("sine", tiny_sine(cell))
 
 
 def foreign_classes(model_keras: Path) -> list[str]:

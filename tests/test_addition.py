@@ -1,20 +1,98 @@
-"""Binary addition (--task addition): the data split, the bit encoding, the course's target on
-held-out pairs, and the exported adder served by onnxruntime alone."""
+"""Addition (--task addition): the data split, the bit encoding, the course's target on
+held-out pairs, the adder served by onnxruntime alone, decimal addition, and the shared battery
+on the default binary run and a tiny decimal run."""
 
 import json
-import shutil
+from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
-from export.__main__ import main as export_main
-from keras_rnn import train
+from keras_rnn.runs import finished_run, load_trained_model
 from keras_rnn.tasks.addition import Config as AdditionConfig
-from keras_rnn.tasks.addition.task import examples, split_pairs
-from serving.predict import main as predict_main
+from keras_rnn.tasks.addition.task import decimal_answers, examples, split_pairs
 from serving.runtime import add, load_graph
 from serving.runtime.addition import from_bits, to_bits
-from tests.conftest import foreign_classes, run_without_tensorflow
+from tests.battery import TaskBattery, TaskCase, refusal
+from tests.conftest import run_without_tensorflow
+
+A, B = 9, 60  # the served query: --a A --b B
+
+
+def keras_sum(run_dir: Path) -> dict:
+    """What serving.predict --json prints for A + B on a binary run, computed by Keras."""
+    run, config = finished_run(run_dir)
+    inputs, _ = examples(np.array([[A, B]]), config)
+    outputs = load_trained_model(run)({"bits": inputs["bits"]}, training=False)
+    probabilities = keras.ops.convert_to_numpy(outputs["sum_bits"])[0, :, 0]
+    return {
+        "a": A,
+        "b": B,
+        "sum": int(from_bits(probabilities[None])[0]),
+        "bits": config.bits,
+        "sum_bit_probabilities": [float(p) for p in probabilities],
+    }
+
+
+def keras_decimal_sum(run_dir: Path) -> dict:
+    """What serving.predict --json prints for A + B on a decimal run, computed by Keras."""
+    run, config = finished_run(run_dir)
+    (answer,) = decimal_answers(load_trained_model(run), np.array([[A, B]]), config)
+    return {"a": A, "b": B, "answer": answer, "digits": config.digits}
+
+
+BINARY = TaskCase(
+    task="addition",
+    training=(),  # the default run (about 20 s): the course's target is checked on it
+    graphs=("binary_adder",),
+    metrics=frozenset(
+        {"exact_match", "bit_accuracy", "untrained_exact_match", "train_exact_match"}
+        | {"test_pairs", "examples"}
+    ),
+    query=("--a", str(A), "--b", str(B)),
+    answer=keras_sum,
+    bad_training=(
+        refusal(["--bits", "4"], "--bits 4 gives 64 operand pairs", "must leave some for training"),
+        refusal(["--bits", "1"], "--bits must be in [2, 16]"),
+        refusal(["--test-pairs", "0"], "--test-pairs must be positive"),
+        refusal(["--digits", "1"], "--digits 1 gives 100 operand pairs"),
+    ),
+    bad_predict=(
+        refusal(["--a", "128", "--b", "1"], "operand a = 128 is outside [0, 127]"),
+        refusal(["--a", "1", "--b", "-1"], "operand b = -1 is outside [0, 127]"),
+        refusal(["--a", "1"], "an addition run needs --a and --b"),
+        refusal(["--a", "x", "--b", "2"], "--a: invalid int value: 'x'"),
+    ),
+)
+
+DECIMAL = TaskCase(
+    task="addition",
+    training=(
+        *("--digits", "2", "--train-pairs", "1000", "--test-pairs", "200", "--val-pairs", "100"),
+        *("--cell", "gru", "--units", "8", "--epochs", "1"),
+    ),
+    graphs=("decimal_adder",),
+    metrics=frozenset(
+        {"exact_match", "digit_accuracy", "untrained_exact_match", "test_pairs", "examples"}
+    ),
+    query=("--a", str(A), "--b", str(B)),
+    answer=keras_decimal_sum,
+    bad_predict=(
+        refusal(["--a", "100", "--b", "1"], "operand a = 100 is outside [0, 99]"),
+        refusal(["--a", "1", "--b", "-1"], "operand b = -1 is outside [0, 99]"),
+    ),
+)
+
+
+class TestAdditionBattery(TaskBattery):
+    case = BINARY
+
+
+class TestDecimalAdditionBattery(TaskBattery):
+    """Mechanics on a tiny run (the 3-digit target is a measured run: see the README)."""
+
+    case = DECIMAL
 
 
 def test_bits_are_least_significant_first_and_round_trip():
@@ -46,26 +124,10 @@ def test_examples_encode_operands_and_their_sum():
     assert from_bits(targets["sum_bits"][..., 0])[0] == 69
 
 
-@pytest.mark.parametrize(
-    ("argv", "fragments"),
-    [
-        (["--bits", "4"], ["--bits 4 gives 64 operand pairs", "must leave some for training"]),
-        (["--bits", "1"], ["--bits must be in [2, 16]"]),
-        (["--test-pairs", "0"], ["--test-pairs must be positive"]),
-    ],
-)
-def test_bad_addition_config_is_one_line(argv, fragments, tmp_path, cli_error):
-    cli_error(train.main, ["--task", "addition", "--run-dir", tmp_path / "r", *argv], *fragments)
-    assert not (tmp_path / "r").exists()
-
-
 @pytest.fixture(scope="module")
-def adder(tmp_path_factory):
-    """The default addition run (about 20 s of training), exported."""
-    run_dir = tmp_path_factory.mktemp("addition") / "run"
-    assert train.main(["--task", "addition", "--run-dir", str(run_dir)]) == 0
-    assert export_main([str(run_dir)]) == 0
-    return run_dir
+def adder(tiny_runs):
+    """The default addition run, exported."""
+    return BINARY.exported(tiny_runs)
 
 
 def test_default_config_adds_every_held_out_pair_exactly(adder):
@@ -76,16 +138,9 @@ def test_default_config_adds_every_held_out_pair_exactly(adder):
     assert metrics["untrained_exact_match"] < 0.1
 
 
-def test_adder_exports_fused_with_parity(adder):
-    report = json.loads((adder / "export" / "parity.json").read_text())
-    (entry,) = report["graphs"]
-    assert report["ok"] and entry["name"] == "binary_adder"
-    assert entry["fused"] and entry["onnx_op_counts"]["RNN"] == 1  # 16 units: fused
-
-
-def test_model_names_keras_classes_only(adder):
-    """Plain ``keras.models.load_model`` loads it: no class of ours in the file."""
-    assert foreign_classes(adder / "model.keras") == []
+def test_adder_is_one_fused_rnn_node(adder):
+    (entry,) = json.loads((adder / "export" / "parity.json").read_text())["graphs"]
+    assert entry["onnx_op_counts"]["RNN"] == 1  # 16 units: fused
 
 
 def test_onnxruntime_adds_like_the_course(adder, tmp_path):
@@ -103,30 +158,6 @@ def test_onnxruntime_adds_like_the_course(adder, tmp_path):
     ]
     as_json = run_without_tensorflow("serving.predict", adder, "--a", "127", "--b", "127", "--json")
     assert json.loads(as_json.stdout)["sum"] == 254
-
-
-@pytest.mark.parametrize(
-    ("argv", "fragments"),
-    [
-        (["--a", "128", "--b", "1"], ["operand a = 128 is outside [0, 127]"]),
-        (["--a", "1", "--b", "-1"], ["operand b = -1 is outside [0, 127]"]),
-        (["--a", "1"], ["an addition run needs --a and --b"]),
-        (["--a", "1", "--b", "2", "--window", "3"], ["--window: not an option for addition runs"]),
-        (["--a", "x", "--b", "2"], ["--a: invalid int value: 'x'"]),
-    ],
-)
-def test_predict_addition_bad_arguments(argv, fragments, adder, cli_error):
-    cli_error(predict_main, [adder, *argv], *fragments)
-
-
-def test_an_unserved_task_is_one_line(adder, tmp_path, cli_error):
-    copy = tmp_path / "run"
-    shutil.copytree(adder, copy)
-    manifest = copy / "export" / "manifest.json"
-    data = json.loads(manifest.read_text())
-    data["graphs"][0]["runtime"]["task"] = "chess"
-    manifest.write_text(json.dumps(data))
-    cli_error(predict_main, [copy, "--a", "1", "--b", "2"], "task 'chess'", "does not serve")
 
 
 def test_decimal_queries_are_reversed_padded_text():
@@ -151,25 +182,12 @@ def test_decimal_pairs_are_distinct_across_splits():
     assert len(np.unique(codes)) == 9000 and codes.max() < 10_000
 
 
-def test_decimal_adder_trains_exports_and_serves(tmp_path):
-    """Mechanics on a tiny run (the 3-digit target is a measured run: see the README)."""
-    run_dir = tmp_path / "run"
-    argv = ["--task", "addition", "--digits", "2", "--train-pairs", "1000", "--test-pairs"]
-    argv += ["200", "--val-pairs", "100", "--cell", "gru", "--units", "8", "--epochs", "1"]
-    assert train.main([*argv, "--run-dir", str(run_dir)]) == 0
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert {"exact_match", "digit_accuracy", "untrained_exact_match"} <= set(metrics)
-    assert foreign_classes(run_dir / "model.keras") == []  # plain keras.models.load_model
-    assert export_main([str(run_dir)]) == 0
+def test_decimal_adder_is_two_fused_grus_and_prints_its_sum(tiny_runs):
+    run_dir = DECIMAL.exported(tiny_runs)
     (entry,) = json.loads((run_dir / "export" / "parity.json").read_text())["graphs"]
-    assert entry["ok"] and entry["fused"] and entry["onnx_op_counts"]["GRU"] == 2
+    assert entry["onnx_op_counts"]["GRU"] == 2
     result = run_without_tensorflow("serving.predict", run_dir, "--a", "12", "--b", "34")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("12 + 34 = ")
     refused = run_without_tensorflow("serving.predict", run_dir, "--a", "100", "--b", "1")
     assert refused.returncode == 2 and "outside [0, 99]" in refused.stderr
-
-
-def test_decimal_mode_needs_enough_pairs(tmp_path, cli_error):
-    argv = ["--task", "addition", "--digits", "1", "--run-dir", tmp_path / "r"]
-    cli_error(train.main, argv, "--digits 1 gives 100 operand pairs")

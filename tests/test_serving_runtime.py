@@ -1,47 +1,22 @@
-"""The TensorFlow-free runtime: onnxruntime forecasts equal Keras's, with TF unimportable."""
+"""The TensorFlow-free runtime on a sine export: CSV input with TF unimportable, the blocker
+itself, input checks, damaged files and refusals that are not a task's (the battery in
+test_sine.py serves the forecasts and checks their refusals)."""
 
-import json
 import shutil
 
-import keras
 import numpy as np
 import pytest
 
 from keras_rnn.errors import UserError
-from keras_rnn.tasks.sine.task import noisy_sine
 from serving.predict import main as predict_main
 from serving.runtime import forecast, load_graph
-from serving.runtime.series import recursive_forecast
 from tests.conftest import assert_user_error, run_without_tensorflow
-
-WINDOW = noisy_sine(400, 0.2, seed=0)[330:340]
-
-
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_runtime_forecasts_equal_keras(cell, exported_run):
-    run_dir = exported_run(cell)
-    result = forecast(load_graph(run_dir / "export"), WINDOW)
-    model = keras.models.load_model(run_dir / "model.keras")
-    inputs = WINDOW.reshape(1, -1, 1)
-    expected = {k: keras.ops.convert_to_numpy(v) for k, v in model({"window": inputs}).items()}
-    recursive = recursive_forecast(
-        lambda w: keras.ops.convert_to_numpy(model({"window": w})["next_value"]), inputs, 10
-    )
-    np.testing.assert_allclose(result["next_value"], expected["next_value"][0, 0], atol=1e-5)
-    np.testing.assert_allclose(result["next_values"], expected["next_values"][0], atol=1e-5)
-    np.testing.assert_allclose(result["recursive"], recursive[0], atol=1e-5)
+from tests.test_sine import WINDOW
 
 
-def test_predict_cli_runs_without_tensorflow(exported_run, tmp_path):
+def test_predict_reads_a_csv_without_tensorflow(exported_run, tmp_path):
     run_dir = exported_run("lstm")
     expected = forecast(load_graph(run_dir / "export"), WINDOW)
-    window = ",".join(f"{v:.9g}" for v in WINDOW)
-    as_json = run_without_tensorflow("serving.predict", run_dir, f"--window={window}", "--json")
-    assert as_json.returncode == 0, as_json.stderr
-    np.testing.assert_allclose(
-        json.loads(as_json.stdout)["next_values"], expected["next_values"], atol=1e-6
-    )
-
     csv_path = tmp_path / "series.csv"
     csv_path.write_text("t,value\n" + "".join(f"{i},{v:.9g}\n" for i, v in enumerate(WINDOW)))
     table = run_without_tensorflow(
@@ -101,44 +76,15 @@ def test_corrupt_onnx_is_one_line(damage, exported_run, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("argv", "fragments"),
-    [
-        (["--window", "0.1,abc"], ["--window item 2 ('abc') is not a number"]),
-        (["--window", "0.1,nan"], ["--window item 2 is nan"]),
-        (["--window", "1", "--column", "x"], ["--column needs --csv"]),
-        (["--csv", "missing.csv"], ["CSV file not found: missing.csv"]),
-        ([], ["a sine run needs exactly one of --window and --csv"]),
-        (["--window", "1", "--csv", "x.csv"], ["exactly one of --window and --csv"]),
-        (["--window", "1", "--a", "3"], ["--a: not an option for sine runs"]),
-        (["--window", "-0.5,0.1"], ["expected one argument", "needs --window=-0.5,0.1"]),
-    ],
-)
-def test_predict_bad_arguments(argv, fragments, exported_run, cli_error):
-    cli_error(predict_main, [exported_run("lstm"), *argv], *fragments)
-
-
-def test_predict_needs_an_export(trained_run, cli_error):
-    cli_error(
-        predict_main,
-        [trained_run("lstm"), "--window", "1"],
-        "manifest.json is missing",
-        "python -m export",
-    )
-
-
-@pytest.mark.parametrize(
     ("argv", "fragment"),
     [
         (["--threads", "-3"], "argument --threads: must be a positive integer, got '-3'"),
         (["--threads", "0"], "argument --threads: must be a positive integer, got '0'"),
-        (["--temperature", "2"], "--temperature: not an option for sine runs"),
-        (["--top-k", "3", "--seed", "1"], "--top-k, --seed: not an option for sine runs"),
         (["--seed", "-1"], "argument --seed: must be an integer >= 0, got '-1'"),
     ],
 )
-def test_predict_refuses_nonsense_and_flags_that_do_not_apply(
-    argv, fragment, exported_run, cli_error
-):
+def test_predict_refuses_values_no_flag_takes(argv, fragment, exported_run, cli_error):
+    """Checked while parsing, before the run's task is known (--seed is charlm's)."""
     cli_error(predict_main, [exported_run("lstm"), "--window", "0.1,0.2", *argv], fragment)
 
 

@@ -1,5 +1,12 @@
-"""Sine task helpers: the series, CSV input, windows, baselines, the model."""
+"""Sine task (--task sine): the series, CSV input, windows, baselines, the model, a tiny run's
+records, and the shared battery on tiny LSTM and GRU runs."""
 
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import keras
 import numpy as np
 import pytest
 
@@ -8,7 +15,68 @@ from keras_rnn.errors import UserError
 from keras_rnn.tasks.sine import task as sine
 from keras_rnn.tasks.sine.task import noisy_sine
 from serving.runtime.series import read_csv_series, recursive_forecast
-from tests.conftest import foreign_classes
+from tests.battery import TaskBattery, TaskCase, refusal
+from tests.conftest import tiny_sine
+
+WINDOW = noisy_sine(400, 0.2, seed=0)[330:340]  # test values the tiny runs never trained on
+
+
+def keras_forecast(run_dir: Path) -> dict:
+    """What serving.predict --json prints for ``--window`` WINDOW, computed by Keras."""
+    model = keras.models.load_model(run_dir / "model.keras")
+
+    def call(window: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: keras.ops.convert_to_numpy(v) for k, v in model({"window": window}).items()}
+
+    inputs = WINDOW.reshape(1, -1, 1)
+    outputs = call(inputs)
+    horizon = outputs["next_values"].shape[1]
+    recursive = recursive_forecast(lambda w: call(w)["next_value"], inputs, horizon)
+    return {
+        "next_value": float(outputs["next_value"][0, 0]),
+        "next_values": [float(v) for v in outputs["next_values"][0]],
+        "recursive": [float(v) for v in recursive[0]],
+    }
+
+
+SINE = TaskCase(
+    task="sine",
+    training=tuple(tiny_sine("lstm")),
+    graphs=("sine_forecaster",),
+    metrics=frozenset(
+        {"test_rmse", "persistence_rmse", "linear_rmse", "multistep_rmse", "test_points"}
+        | {"noise_std"}
+    ),
+    query=("--window=" + ",".join(f"{v:.9g}" for v in WINDOW),),
+    answer=keras_forecast,
+    plots=("forecast", "multistep"),
+    bad_training=(
+        refusal(["--noise", "-1"], "--noise must be >= 0, got -1"),
+        refusal(["--column", "value"], "--column needs --csv"),
+        refusal(["--window", "0"], "--window must be positive"),
+    ),
+    bad_predict=(
+        refusal(["--window", "0.1,abc"], "--window item 2 ('abc') is not a number"),
+        refusal(["--window", "0.1,nan"], "--window item 2 is nan"),
+        refusal(["--window", "1", "--column", "x"], "--column needs --csv"),
+        refusal(["--csv", "missing.csv"], "CSV file not found: missing.csv"),
+        refusal([], "a sine run needs exactly one of --window and --csv"),
+        refusal(["--window", "1", "--csv", "x.csv"], "exactly one of --window and --csv"),
+        refusal(["--window", "-0.5,0.1"], "expected one argument", "needs --window=-0.5,0.1"),
+    ),
+)
+
+
+class TestSineBattery(TaskBattery):
+    case = SINE
+
+
+class TestSineGRUBattery(TaskBattery):
+    """The GRU run: its files, export and served forecasts (the refusals are the LSTM's)."""
+
+    case = dataclasses.replace(
+        SINE, training=tuple(tiny_sine("gru")), bad_training=(), bad_predict=()
+    )
 
 
 def config(**values):
@@ -130,7 +198,20 @@ def test_model_takes_and_returns_raw_units_at_any_length():
     assert weights["next_value"] == pytest.approx(1 / data.std**2)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_model_names_keras_classes_only(cell, trained_run):
-    """Plain ``keras.models.load_model`` loads it: no class of ours in the file."""
-    assert foreign_classes(trained_run(cell) / "model.keras") == []
+def test_tiny_run_records_its_series_history_and_baselines(trained_run):
+    run_dir = trained_run("gru")
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["config"]["cell"] == "gru" and saved["config"]["units"] == 4
+    assert saved["data"]["length"] == 400 and len(saved["data"]["series_sha256"]) == 64
+    assert saved["environment"]["keras"] == keras.__version__
+
+    with (run_dir / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert {"next_value_rmse", "val_next_value_rmse"} <= set(rows[0])
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["multistep_rmse"]) == {"direct", "recursive", "persistence", "linear"}
+    assert all(len(v) == 10 for v in metrics["multistep_rmse"].values())
+    assert metrics["persistence_rmse"] == pytest.approx(0.1048, abs=5e-4)  # the course's 0.105
+    assert metrics["linear_rmse"] < metrics["persistence_rmse"]

@@ -1,21 +1,22 @@
 """Sequence tagging (--task tagging): tokenize-derived character tags, CoNLL reading, masked
-bidirectional training, fused export with sequence_lens, and the onnxruntime tagger."""
+bidirectional training, fused export with sequence_lens, the onnxruntime tagger, and the shared
+battery on a tiny CoNLL run."""
 
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 
-from export.__main__ import main as export_main
 from keras_rnn import train
 from keras_rnn.runs import finished_run, load_trained_model
 from keras_rnn.tasks.tagging import Config as TaggingConfig
 from keras_rnn.tasks.tagging import task as tagging
-from serving.predict import main as predict_main
 from serving.runtime import load_graph
 from serving.runtime.tagging import load_tags, tag
 from serving.runtime.vocab import Vocabulary
-from tests.conftest import foreign_classes, run_without_tensorflow
+from tests.battery import TaskBattery, TaskCase, refusal
+from tests.conftest import run_without_tensorflow
 
 
 def test_each_character_gets_its_token_type():
@@ -60,15 +61,49 @@ def test_conll_sentences_and_a_malformed_line(tmp_path, cli_error):
     cli_error(train.main, [*argv[:3], tmp_path / "missing", *argv[4:]], "CoNLL file not found")
 
 
+SENTENCE = "the big dog runs the zebra"  # the served query; "zebra" is not in the vocabulary
+
+
+def keras_tags(run_dir: Path) -> dict:
+    """What serving.predict --json prints for ``--text`` SENTENCE, tagged by Keras."""
+    run, config = finished_run(run_dir)
+    vocab_path = run_dir / "vocab" / "vocab.json"
+    vocab, names = Vocabulary.load(vocab_path), load_tags(vocab_path)
+    items = SENTENCE.split()
+    ids = vocab.encode(items)[0]
+    tags = [names[i - 1] for i in tagging.predict_tags(load_trained_model(run), [ids], config)[0]]
+    unknown = sorted({item for item in items if item not in vocab.characters[2:]})
+    return {"items": items, "tags": tags, "unknown": unknown}
+
+
+TAGGING = TaskCase(
+    task="tagging",
+    training=(
+        *("--conll", "{data}/data.conll", "--units", "8", "--epochs", "3"),
+        *("--batch-size", "16"),
+    ),
+    data=(("data.conll", CONLL),),
+    graphs=("tagger",),
+    metrics=frozenset({"token_accuracy", "macro_f1", "per_tag", "test_items"}),
+    query=("--text", SENTENCE),
+    answer=keras_tags,
+    assets=("vocab/vocab.json",),
+    bad_training=(
+        refusal(["--max-length", "0"], "--max-length must be positive"),
+        refusal(["--conll", "missing.conll"], "CoNLL file not found"),
+    ),
+    bad_predict=(refusal(["--text", "   "], "--text is empty"),),
+)
+
+
+class TestTaggingBattery(TaskBattery):
+    case = TAGGING
+
+
 @pytest.fixture(scope="module")
-def conll_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tagging")
-    (folder / "data.conll").write_text(CONLL)
-    run_dir = folder / "run"
-    argv = ["--task", "tagging", "--conll", str(folder / "data.conll"), "--run-dir", str(run_dir)]
-    assert train.main([*argv, "--units", "8", "--epochs", "3", "--batch-size", "16"]) == 0
-    assert export_main([str(run_dir)]) == 0
-    return run_dir
+def conll_run(tiny_runs):
+    """The battery's tiny CoNLL tagger, exported."""
+    return TAGGING.exported(tiny_runs)
 
 
 def test_metrics_and_per_tag_scores(conll_run):
@@ -81,29 +116,14 @@ def test_metrics_and_per_tag_scores(conll_run):
 
 def test_masked_bidirectional_tagger_exports_as_two_fused_grus(conll_run):
     (entry,) = json.loads((conll_run / "export" / "parity.json").read_text())["graphs"]
-    assert entry["ok"] and entry["fused"] and entry["onnx_op_counts"]["GRU"] == 2
+    assert entry["onnx_op_counts"]["GRU"] == 2
     assert sorted(line.split(": ")[1] for line in entry["recurrent_layers"]) == [
         "GRU (forward, masked (zeros at padding))",
         "GRU (reverse, masked (zeros at padding))",
     ]
 
 
-def test_model_names_keras_classes_only(conll_run):
-    """Plain ``keras.models.load_model`` loads it: no class of ours in the file."""
-    assert foreign_classes(conll_run / "model.keras") == []
-
-
-def test_onnxruntime_tags_like_keras(conll_run):
-    run, config = finished_run(conll_run)
-    model = load_trained_model(run)
-    vocab_path = conll_run / "export" / "vocab" / "vocab.json"
-    vocab, names = Vocabulary.load(vocab_path), load_tags(vocab_path)
-    graph = load_graph(conll_run / "export")
-    text = "the big dog runs the cat"
-    items, tags, unknown = tag(graph, vocab, names, text)
-    ids = [vocab.encode(text.split())[0]]
-    expected = [names[i - 1] for i in tagging.predict_tags(model, ids, config)[0]]
-    assert items == text.split() and tags == expected and unknown == []
+def test_predict_prints_a_tag_per_token_and_notes_unknown_ones(conll_run):
     result = run_without_tensorflow("serving.predict", conll_run, "--text", "the zebra runs")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith("'the'\t")
@@ -127,17 +147,6 @@ def test_left_padded_ids_get_keras_answer_with_a_warning(conll_run):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # right padding: no warning
         graph(ids=ids[2:])
-
-
-@pytest.mark.parametrize(
-    ("argv", "fragment"),
-    [
-        (["--text", "   "], "--text is empty"),
-        (["--text", "a", "--prefix", "b"], "--prefix: not an option for tagging runs"),
-    ],
-)
-def test_predict_tagging_bad_input(argv, fragment, conll_run, cli_error):
-    cli_error(predict_main, [conll_run, *argv], fragment)
 
 
 def test_default_data_is_tagged_standard_library_source():

@@ -25,31 +25,6 @@ def tiny_run(trained_run):
     return trained_run("gru")
 
 
-def test_run_directory_contract(tiny_run):
-    saved = json.loads((tiny_run / "config.json").read_text())
-    assert saved["config"]["cell"] == "gru" and saved["config"]["units"] == 4
-    assert saved["data"]["length"] == 400 and len(saved["data"]["series_sha256"]) == 64
-    assert saved["environment"]["keras"] == keras.__version__
-
-    with (tiny_run / "history.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    assert [row["epoch"] for row in rows] == ["0", "1"]
-    assert {"loss", "val_loss", "next_value_rmse", "val_next_value_rmse"} <= set(rows[0])
-
-    metrics = json.loads((tiny_run / "metrics.json").read_text())
-    assert {"test_rmse", "persistence_rmse", "linear_rmse", "multistep_rmse"} <= set(metrics)
-    assert set(metrics["multistep_rmse"]) == {"direct", "recursive", "persistence", "linear"}
-    assert all(len(v) == 10 for v in metrics["multistep_rmse"].values())
-    assert metrics["persistence_rmse"] == pytest.approx(0.1048, abs=5e-4)  # the course's 0.105
-    assert metrics["linear_rmse"] < metrics["persistence_rmse"]
-
-    for plot in ("loss", "forecast", "multistep"):
-        assert (tiny_run / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
-    assert (tiny_run / "checkpoints" / "initial.weights.h5").is_file()
-    assert not (tiny_run / "checkpoints" / "backup").exists()
-    assert not list(tiny_run.rglob(".tmp-*"))
-
-
 def test_saved_model_reproduces_the_test_rmse(tiny_run):
     from keras_rnn.config import config_from_dict
     from keras_rnn.tasks.sine import task as sine
