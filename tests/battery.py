@@ -134,8 +134,8 @@ class TaskBattery:
         assert foreign_classes(trained / "model.keras") == []
 
     def test_export_is_fused_with_parity(self, exported: Path) -> None:
-        """Every graph at parity, its recurrent layers fused nodes with no Loop or Scan left at
-        any depth, and the report's op counts those of the file."""
+        """Every graph at parity; each ONNX graph's recurrent layers fused nodes with no Loop or
+        Scan left at any depth, and the report's op counts those of the file."""
         export = exported / "export"
         manifest, report = read_json(export / "manifest.json"), read_json(export / "parity.json")
         assert manifest["task"] == self.case.task
@@ -144,7 +144,11 @@ class TaskBattery:
         assert report["ok"] is True
         assert [g["name"] for g in report["graphs"]] == list(self.case.graphs)
         for entry in report["graphs"]:
-            assert entry["ok"] is True and entry["fused"] is True, entry
+            assert entry["ok"] is True, entry
+            if "onnx" not in entry["formats"]:  # a SavedModel-only graph: nothing to fuse
+                assert entry["fused"] is None and entry["onnx_op_counts"] is None, entry
+                continue
+            assert entry["fused"] is True, entry
             assert not [line for line in entry["recurrent_layers"] if "Loop" in line], entry
             model = onnx.load(export / "onnx" / f"{entry['name']}.onnx")
             ops = list(op_types(model.graph))
