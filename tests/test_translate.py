@@ -1,12 +1,21 @@
 """Translation: the attention decoders against numpy oracles, the step models against the
-trained model, masking, and the task end to end on a tiny run."""
+trained model, masking, the shared battery on tiny Luong and Bahdanau runs, beam search and
+the string graph through every path, and a --pairs file in words mode."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from keras_rnn import reference
+from keras_rnn.runs import finished_run, load_trained_model
 from keras_rnn.tasks.translate import ATTENTIONS, Config
 from keras_rnn.tasks.translate import model as seq2seq
+from keras_rnn.tasks.translate.task import keras_translator
+from serving.runtime.vocab import TokenVocabulary
+from tests.battery import TaskBattery, TaskCase, refusal
+from tests.conftest import run_without_tensorflow
 
 SOURCE_SIZE, TARGET_SIZE = 12, 11
 
@@ -146,118 +155,134 @@ def test_a_saved_model_loads_and_gives_the_same_logits(tmp_path):
     )
 
 
-TINY = ["--task", "translate", "--units", "8", "--embedding-size", "8", "--epochs", "1"]
-TINY += ["--train-pairs", "600", "--val-pairs", "50", "--test-pairs", "40", "--patience", "0"]
-QUERIES = ["23 November 2026", "2026年11月23日", "", "zzz 23 ñov 2026", "monday 23/11/2026"]
+TINY = ("--units", "8", "--embedding-size", "8", "--epochs", "1", "--patience", "0")
+TINY += ("--train-pairs", "600", "--val-pairs", "50", "--test-pairs", "40")
+QUERIES = ("23 November 2026", "2026年11月23日", "", "zzz 23 ñov 2026", "monday 23/11/2026")
 
 
-@pytest.fixture(scope="module", params=["luong-concat", "bahdanau"])
-def translate_run(request, tmp_path_factory):
-    """A tiny translate run of each attention that has its own layers, exported."""
-    from export.__main__ import main as export_main
-    from keras_rnn import train
+def keras_translations(run_dir: Path, texts=QUERIES, beam: int = 0) -> dict:
+    """What serving.predict --json prints for ``texts``, translated by Keras."""
+    run, config = finished_run(run_dir)
+    vocab = run_dir / "vocab"
+    facts = json.loads((vocab / "target.json").read_text())
+    translator = keras_translator(
+        load_trained_model(run),
+        config,
+        TokenVocabulary.load(vocab / "source.json"),
+        TokenVocabulary.load(vocab / "target.json"),
+        facts["mode"],
+        facts["max_length"],
+    )
+    translations = translator.beam(texts, beam, 1.0) if beam else translator.greedy(texts)
+    return {
+        "translations": [
+            {"source": text, "translation": t.text, "unknown": t.unknown}
+            for text, t in zip(texts, translations, strict=True)
+        ]
+    }
 
-    run_dir = tmp_path_factory.mktemp("translate") / request.param
-    argv = [*TINY, "--attention", request.param, "--run-dir", str(run_dir)]
-    if request.param == "bahdanau":
-        argv += ["--cell", "lstm"]
-    assert train.main(argv) == 0
-    assert export_main([str(run_dir)]) == 0
-    return run_dir
+
+def translate_case(attention: str, cell: str) -> TaskCase:
+    return TaskCase(
+        task="translate",
+        training=(*TINY, "--attention", attention, "--cell", cell),
+        graphs=("translate", "encoder", "decoder_step"),
+        metrics=frozenset(
+            f"{decoding}_{name}"
+            for decoding in ("greedy", "beam")
+            for name in ("exact_match", "token_accuracy", "bleu", "chrf")
+        )
+        | {"test_pairs", "untrained_greedy_exact_match", "examples"},
+        plots=("attention_0", "attention_1", "attention_2"),
+        assets=("vocab/source.json", "vocab/target.json"),
+        query=QUERIES,
+        answer=keras_translations,
+        bad_training=(
+            refusal(["--cell", "simple"], "--cell simple does not apply to translation"),
+            refusal(["--no-bidirectional"], "the encoder is bidirectional"),
+            refusal(["--attention", "luong-dot", "--attention-units", "8"], "--attention-units"),
+            refusal(["--reverse"], "--reverse does not apply without --pairs"),
+            refusal(["--pairs", "missing.txt"], "pairs file not found: missing.txt"),
+            refusal(["--attention", "other"], "invalid choice: 'other'"),
+            refusal(["--beam-width", "0", "--length-penalty", "2"], "it ranks beams"),
+        ),
+        bad_predict=(
+            refusal(["x" * 400], "longer than the model's limit"),
+            refusal([], "needs texts to translate"),
+            refusal(["a", "--length-penalty", "0.5"], "--length-penalty applies to beam search"),
+            refusal(["a", "--beam", "x"], "--beam: must be an integer >= 0"),
+        ),
+        keras_classes_only=attention != "bahdanau",  # its decoder cell is a layer of ours
+    )
 
 
-def test_metrics_plots_and_vocabularies(translate_run):
-    import json
+LUONG = translate_case("luong-concat", "gru")
+BAHDANAU = translate_case("bahdanau", "lstm")
 
+
+class TestLuongTranslateBattery(TaskBattery):
+    case = LUONG
+
+
+class TestBahdanauTranslateBattery(TaskBattery):
+    case = BAHDANAU
+
+
+@pytest.fixture(scope="module", params=[LUONG, BAHDANAU], ids=["luong-concat", "bahdanau"])
+def translate_run(request, tiny_runs) -> Path:
+    """The battery's exported runs, for the task's own checks."""
+    return request.param.exported(tiny_runs)
+
+
+def test_metrics_vocabularies_and_decoding_parity(translate_run):
     metrics = json.loads((translate_run / "metrics.json").read_text())
-    for decoding in ("greedy", "beam"):
-        for name in ("exact_match", "token_accuracy", "bleu", "chrf"):
-            assert np.isfinite(metrics[f"{decoding}_{name}"])
     assert metrics["test_pairs"] == 40 and len(metrics["examples"]) == 5
-    assert sorted(p.name for p in (translate_run / "plots").iterdir()) == [
-        "attention_0.png",
-        "attention_1.png",
-        "attention_2.png",
-        "loss.png",
-    ]
+    assert 0 <= metrics["greedy_exact_match"] <= 1 and 0 <= metrics["beam_chrf"] <= 100
     target = json.loads((translate_run / "vocab" / "target.json").read_text())
     assert (target["start_id"], target["end_id"], target["mode"]) == (2, 3, "characters")
     assert set(target["tokens"][4:]) == set("0123456789-")
-
-
-def test_both_graphs_export_fused_with_parity(translate_run):
-    import json
-
     report = json.loads((translate_run / "export" / "parity.json").read_text())
-    names = [g["name"] for g in report["graphs"]]
-    assert report["ok"] and names == ["translate", "encoder", "decoder_step"]
-    for graph in report["graphs"][1:]:
-        assert graph["fused"], graph["onnx_op_counts"]
     assert report["graphs"][0]["formats"] == ["savedmodel"]  # strings in: no ONNX
-    decode = report["decode"]  # the whole test split, decoded by Keras and by onnxruntime
+    decode = report["decode"]  # the whole test split, decoded by Keras and by each export
     assert decode["ok"]
     for decoding in ("greedy onnx", "beam onnx", "greedy savedmodel translate"):
         assert decode[decoding] == {"sources": 40, "different": 0, "first_different": []}
 
 
-@pytest.mark.parametrize("beam", [[], ["--beam", "3"]])
-def test_onnxruntime_translates_exactly_as_keras(beam, translate_run, capsys):
-    """The same texts (an empty one, unknown characters, mixed lengths) give the same
-    translations from Keras and, with TensorFlow blocked, from onnxruntime."""
-    import json
-
-    from keras_rnn import translate
-    from tests.conftest import run_without_tensorflow
-
-    assert translate.main([str(translate_run), *QUERIES, *beam, "--json"]) == 0
-    keras_rows = json.loads(capsys.readouterr().out)["translations"]
-    result = run_without_tensorflow("serving.predict", translate_run, *QUERIES, *beam, "--json")
+def test_onnxruntime_beam_search_translates_exactly_as_keras(translate_run):
+    """The served query with --beam 3 (the battery checks greedy), TensorFlow blocked."""
+    result = run_without_tensorflow(
+        "serving.predict", translate_run, *QUERIES, "--beam", "3", "--json"
+    )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["translations"] == keras_rows
-    assert keras_rows[2]["translation"] == "" and keras_rows[3]["unknown"] == ["z", "ñ"]
+    assert json.loads(result.stdout) == keras_translations(translate_run, beam=3)
+    rows = json.loads(result.stdout)["translations"]
+    assert rows[2]["translation"] == "" and rows[3]["unknown"] == ["z", "ñ"]
     assert "not in the vocabulary, read as unknown: 'z ñ'" in result.stderr
 
 
-@pytest.mark.parametrize(
-    ("argv", "fragment"),
-    [
-        (["x" * 400], "longer than the model's limit"),
-        ([], "needs texts to translate"),
-        (["a", "--length-penalty", "0.5"], "--length-penalty applies to beam search"),
-        (["a", "--a", "1"], "--a: not an option for translate runs"),
-    ],
-)
-def test_predict_refuses_bad_translate_input(argv, fragment, translate_run, cli_error):
-    from serving.predict import main as predict_main
+def test_keras_translate_cli_prints_the_same_and_plots(translate_run, tmp_path, capsys):
+    from keras_rnn import translate
 
-    cli_error(predict_main, [translate_run, *argv], fragment)
-
-
-@pytest.mark.parametrize(
-    ("argv", "fragment"),
-    [
-        (["--cell", "simple"], "--cell simple does not apply to translation"),
-        (["--no-bidirectional"], "the encoder is bidirectional"),
-        (["--attention", "luong-dot", "--attention-units", "8"], "--attention-units does not"),
-        (["--reverse"], "--reverse does not apply without --pairs"),
-        (["--pairs", "missing.txt"], "pairs file not found: missing.txt"),
-        (["--attention", "other"], "invalid choice: 'other'"),
-    ],
-)
-def test_bad_translate_config_is_one_line(argv, fragment, tmp_path, cli_error):
-    from keras_rnn import train
-
-    cli_error(train.main, ["--task", "translate", "--run-dir", tmp_path / "r", *argv], fragment)
-    assert not (tmp_path / "r").exists()
+    capsys.readouterr()
+    plot = tmp_path / "attention.png"
+    assert translate.main([str(translate_run), *QUERIES, "--json", "--plot", str(plot)]) == 0
+    assert json.loads(capsys.readouterr().out) == keras_translations(translate_run)
+    assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_translate_cli_refuses_other_runs_and_bad_flags(trained_run, translate_run, cli_error):
     from keras_rnn import translate
 
     cli_error(translate.main, [trained_run("lstm"), "x"], "is a sine run")
-    cli_error(
-        translate.main, [translate_run, "x", "--beam", "x"], "--beam: must be an integer >= 0"
-    )
+    cli_error(translate.main, [translate_run, "x", "--beam", "x"], "--beam: must be an integer")
+
+
+def test_other_tasks_take_no_texts(exported_run, cli_error):
+    from serving.predict import main as predict_main
+
+    argv = [exported_run("lstm"), "hello", "--window", "0.1,0.2"]
+    cli_error(predict_main, argv, "sine runs take no texts as arguments: got 'hello'")
 
 
 def anki_file(path) -> str:
@@ -292,14 +317,19 @@ def anki_file(path) -> str:
 def test_a_pairs_file_trains_in_words_and_serves_the_same_without_tensorflow(tmp_path, capsys):
     """--pairs: English words and punctuation in, Chinese characters out (words mode, CJK one
     by one); Keras and onnxruntime give the same translations."""
-    import json
-
     from export.__main__ import main as export_main
     from keras_rnn import train, translate
-    from tests.conftest import run_without_tensorflow
 
     run_dir = tmp_path / "run"
-    argv = [*TINY[:8], "--pairs", anki_file(tmp_path / "cmn.txt"), "--prefixes", "course"]
+    argv = [
+        "--task",
+        "translate",
+        *TINY[:8],
+        "--pairs",
+        anki_file(tmp_path / "cmn.txt"),
+        "--prefixes",
+        "course",
+    ]
     argv += ["--val-pairs", "20", "--test-pairs", "20", "--run-dir", str(run_dir)]
     assert train.main(argv) == 0
     config = json.loads((run_dir / "config.json").read_text())
@@ -319,8 +349,6 @@ def test_a_pairs_file_trains_in_words_and_serves_the_same_without_tensorflow(tmp
 
 
 def test_the_savedmodel_translate_signature_refuses_a_source_over_the_limit(translate_run):
-    import json
-
     import tensorflow as tf
 
     saved = tf.saved_model.load(str(translate_run / "export" / "savedmodel" / "translate" / "1"))
