@@ -12,7 +12,6 @@ call only decodes and draws.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -71,18 +70,8 @@ def exact_by_length(config: Config, run) -> dict[int, tuple[int, int]]:
     """(exact, count) of the test split's greedy translations, by source-length bucket."""
 
     from keras_rnn.tasks.translate.task import keras_translator, read_splits
-    from serving.runtime.vocab import TokenVocabulary
 
-    vocab = run.path / "vocab"
-    facts = json.loads((vocab / "target.json").read_text(encoding="utf-8"))
-    translator = keras_translator(
-        load_trained_model(run),
-        config,
-        TokenVocabulary.load(vocab / "source.json"),
-        TokenVocabulary.load(vocab / "target.json"),
-        facts["mode"],
-        facts["max_length"],
-    )
+    translator = keras_translator(load_trained_model(run), config, run.path / "vocab")
     test = read_splits(config)[0]["test"]
     translations = translator.greedy([source for source, _ in test])
     buckets: dict[int, list[int]] = {}

@@ -20,7 +20,7 @@ from keras_rnn import quiet
 from keras_rnn.errors import UserError
 from keras_rnn.runs import finished_run, load_trained_model
 from serving import cli
-from serving.runtime.vocab import TokenVocabulary
+from serving.runtime.translate import as_json, check_beam_flags, translate_texts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--length-penalty",
         type=float,
-        default=1.0,
         help="beam search ranks by log-probability / length**LENGTH_PENALTY (default: 1)",
     )
     parser.add_argument("--plot", type=Path, help="PNG file for the first text's attention")
@@ -48,33 +47,19 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{run.path} is a {config.task} run: translate needs a translate run")
         if args.plot is not None and config.attention == "none":
             raise UserError("--plot: this run's model has no attention to draw")
-        vocab_paths = [run.path / "vocab" / f"{side}.json" for side in ("source", "target")]
-        source_vocab, target_vocab = map(TokenVocabulary.load, vocab_paths)
-        facts = json.loads(vocab_paths[1].read_text(encoding="utf-8"))
+        check_beam_flags(args.beam, args.length_penalty)
         with cli.exit_on_interrupt(lambda: "nothing was translated"):
             quiet.start_tensorflow(args.verbose)  # after the cheap checks
             from keras_rnn.tasks.translate.task import keras_translator, plot_attention
-            from serving.runtime.translate import translate_texts
 
-            translator = keras_translator(
-                load_trained_model(run),
-                config,
-                source_vocab,
-                target_vocab,
-                facts["mode"],
-                facts["max_length"],
-            )
+            translator = keras_translator(load_trained_model(run), config, run.path / "vocab")
             translations = translate_texts(translator, args.texts, args.beam, args.length_penalty)
             if args.plot is not None:
                 plot_attention(translator.attend(args.texts[0]), args.plot)
     except UserError as error:
         return cli.report(error)
     if args.json:
-        rows = [
-            {"source": text, "translation": t.text, "unknown": t.unknown}
-            for text, t in zip(args.texts, translations, strict=True)
-        ]
-        print(json.dumps({"translations": rows}))
+        print(json.dumps(as_json(args.texts, translations)))
     else:
         print("\n".join(t.text for t in translations))
     return 0

@@ -13,7 +13,6 @@ from keras_rnn.runs import finished_run, load_trained_model
 from keras_rnn.tasks.translate import ATTENTIONS, Config
 from keras_rnn.tasks.translate import model as seq2seq
 from keras_rnn.tasks.translate.task import keras_translator
-from serving.runtime.vocab import TokenVocabulary
 from tests.battery import TaskBattery, TaskCase, refusal
 from tests.conftest import run_without_tensorflow
 
@@ -163,16 +162,7 @@ QUERIES = ("23 November 2026", "2026年11月23日", "", "zzz 23 ñov 2026", "mon
 def keras_translations(run_dir: Path, texts=QUERIES, beam: int = 0) -> dict:
     """What serving.predict --json prints for ``texts``, translated by Keras."""
     run, config = finished_run(run_dir)
-    vocab = run_dir / "vocab"
-    facts = json.loads((vocab / "target.json").read_text())
-    translator = keras_translator(
-        load_trained_model(run),
-        config,
-        TokenVocabulary.load(vocab / "source.json"),
-        TokenVocabulary.load(vocab / "target.json"),
-        facts["mode"],
-        facts["max_length"],
-    )
+    translator = keras_translator(load_trained_model(run), config, run_dir / "vocab")
     translations = translator.beam(texts, beam, 1.0) if beam else translator.greedy(texts)
     return {
         "translations": [

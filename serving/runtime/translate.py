@@ -156,16 +156,35 @@ class Translator:
         return translation
 
 
+def vocab_translator(vocab_dir: Path, encode: Encode, step: AttendingStep) -> Translator:
+    """A ``Translator`` over ``encode`` and ``step`` with the vocabularies, tokenization mode and
+    length limit that training wrote in ``vocab_dir`` (``source.json``, ``target.json``)."""
+    source_vocab = TokenVocabulary.load(vocab_dir / "source.json")
+    target_path = vocab_dir / "target.json"
+    target_vocab = TokenVocabulary.load(target_path)
+    facts = json.loads(target_path.read_text(encoding="utf-8"))
+    if not isinstance(facts.get("mode"), str) or not isinstance(facts.get("max_length"), int):
+        raise UserError(f"{target_path} gives no tokenization mode and length limit")
+    mode = facts["mode"]
+    return Translator(
+        encode=encode,
+        step=step,
+        tokenize=lambda text: tokenize(text, mode),
+        detokenize=lambda tokens: detokenize(tokens, mode),
+        source_ids=source_vocab.encode,
+        target_tokens=target_vocab.decode,
+        start_id=START,
+        end_id=END,
+        max_length=facts["max_length"],
+    )
+
+
 def onnx_translator(decoder_step: ExportedGraph, threads: int | None = None) -> Translator:
     """A ``Translator`` over the exported ``encoder`` and ``decoder_step`` graphs, with the
     vocabularies exported beside them."""
     export_dir = decoder_step.export_dir
     encoder = load_graph(export_dir, "encoder", threads)
     names = decoder_step.runtime["states"]
-    source_vocab = TokenVocabulary.load(export_dir / decoder_step.runtime["source_vocab"])
-    target_path = export_dir / decoder_step.runtime["target_vocab"]
-    target_vocab = TokenVocabulary.load(target_path)
-    facts = json.loads(Path(target_path).read_text(encoding="utf-8"))
 
     def encode(source: np.ndarray) -> list[np.ndarray]:
         outputs = encoder(source=source)
@@ -183,33 +202,42 @@ def onnx_translator(decoder_step: ExportedGraph, threads: int | None = None) -> 
         new_states = [outputs[f"next_{n}"] for n in names] + [values, keys, source]
         return outputs["logits"], new_states, outputs["attention"]
 
-    mode = facts["mode"]
-    return Translator(
-        encode=encode,
-        step=step,
-        tokenize=lambda text: tokenize(text, mode),
-        detokenize=lambda tokens: detokenize(tokens, mode),
-        source_ids=source_vocab.encode,
-        target_tokens=target_vocab.decode,
-        start_id=START,
-        end_id=END,
-        max_length=facts["max_length"],
-    )
+    vocab_dir = (export_dir / decoder_step.runtime["target_vocab"]).parent
+    return vocab_translator(vocab_dir, encode, step)
+
+
+def check_beam_flags(beam: int, length_penalty: float | None) -> None:
+    """Refuse a length penalty without beam search (it would be ignored)."""
+    if length_penalty is not None and beam < 2:
+        raise UserError("--length-penalty applies to beam search: add --beam N (N >= 2)")
 
 
 def translate_texts(
-    translator: Translator, texts: Sequence[str], beam: int, length_penalty: float
+    translator: Translator, texts: Sequence[str], beam: int, length_penalty: float | None
 ) -> list[Translation]:
-    """Greedy translations (``beam`` 0 or 1) or beam-search ones; tokens outside the source
+    """Greedy translations (``beam`` 0 or 1) or beam-search ones (ranked with
+    ``length_penalty``, 1 when None; refused without a beam); tokens outside the source
     vocabulary are noted on stderr."""
+    check_beam_flags(beam, length_penalty)
     if beam > 1:
-        translations = translator.beam(texts, beam, length_penalty)
+        penalty = 1.0 if length_penalty is None else length_penalty
+        translations = translator.beam(texts, beam, penalty)
     else:
         translations = translator.greedy(texts)
     unknown = sorted({token for t in translations for token in t.unknown})
     if unknown:
         print(unknown_note(unknown, "source token(s)"), file=sys.stderr)
     return translations
+
+
+def as_json(texts: Sequence[str], translations: Sequence[Translation]) -> dict:
+    """What ``--json`` prints: each text with its translation and its unknown tokens."""
+    return {
+        "translations": [
+            {"source": text, "translation": t.text, "unknown": t.unknown}
+            for text, t in zip(texts, translations, strict=True)
+        ]
+    }
 
 
 # python -m serving.predict on a translate run (serving/predict.py dispatches on the task).
@@ -233,15 +261,6 @@ def predict(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
     """The translations of the positional texts by the exported graphs."""
     if not args.texts:
         raise UserError('a translate run needs texts to translate: RUN_DIR "text" ...')
-    if args.length_penalty is not None and not (args.beam or 0) > 1:
-        raise UserError("--length-penalty applies to beam search: add --beam N (N >= 2)")
     translator = onnx_translator(graph, args.threads)
-    penalty = 1.0 if args.length_penalty is None else args.length_penalty
-    translations = translate_texts(translator, args.texts, args.beam or 0, penalty)
-    result = {
-        "translations": [
-            {"source": text, "translation": t.text, "unknown": t.unknown}
-            for text, t in zip(args.texts, translations, strict=True)
-        ]
-    }
-    return result, "\n".join(t.text for t in translations)
+    translations = translate_texts(translator, args.texts, args.beam or 0, args.length_penalty)
+    return as_json(args.texts, translations), "\n".join(t.text for t in translations)

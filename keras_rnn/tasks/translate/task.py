@@ -35,8 +35,8 @@ from keras_rnn.tasks.translate.pairs import COURSE_PREFIXES, read_pairs
 from keras_rnn.tasks.translate.text_graph import TranslateText, translate_model
 from keras_rnn.text import tokenize_batch
 from serving.runtime.graph import load_graph
-from serving.runtime.text import detokenize, tokenize
-from serving.runtime.translate import Translation, Translator, onnx_translator
+from serving.runtime.text import tokenize
+from serving.runtime.translate import Translation, Translator, onnx_translator, vocab_translator
 from serving.runtime.vocab import END, START, TokenVocabulary
 
 PLOTTED = 3  # test examples whose attention is drawn into plots/
@@ -194,26 +194,17 @@ def compile_args(config: Config, data: Datasets) -> dict[str, Any]:
     return {"loss": {"logits": loss}}
 
 
-def keras_translator(
-    model: keras.Model,
-    config: Config,
-    source_vocab: TokenVocabulary,
-    target_vocab: TokenVocabulary,
-    mode: str,
-    max_length: int,
-) -> Translator:
-    """A ``Translator`` that steps through the Keras model (as ``tf.function``s)."""
+def keras_translator(model: keras.Model, config: Config, vocab_dir: Path) -> Translator:
+    """A ``Translator`` that steps through the Keras model (as ``tf.function``s), with the
+    vocabularies in ``vocab_dir``."""
     encoder = tf.function(encoder_model(model, config), reduce_retracing=True)
     step = tf.function(decoder_step_model(model, config), reduce_retracing=True)
     names = state_names(config)
 
     def encode(source: np.ndarray) -> list[np.ndarray]:
         outputs = encoder({"source": tf.constant(source)})
-        return [outputs[n].numpy() for n in names] + [
-            outputs["values"].numpy(),
-            outputs["keys"].numpy(),
-            source,
-        ]
+        constants = [outputs["values"].numpy(), outputs["keys"].numpy(), source]
+        return [outputs[n].numpy() for n in names] + constants
 
     def decoder_step(previous: np.ndarray, states: list[np.ndarray]):
         *recurrent, values, keys, source = states
@@ -223,17 +214,7 @@ def keras_translator(
         new_states = [outputs[f"next_{n}"].numpy() for n in names] + [values, keys, source]
         return outputs["logits"].numpy(), new_states, outputs["attention"].numpy()
 
-    return Translator(
-        encode=encode,
-        step=decoder_step,
-        tokenize=lambda text: tokenize(text, mode),
-        detokenize=lambda tokens: detokenize(tokens, mode),
-        source_ids=source_vocab.encode,
-        target_tokens=target_vocab.decode,
-        start_id=START,
-        end_id=END,
-        max_length=max_length,
-    )
+    return vocab_translator(vocab_dir, encode, decoder_step)
 
 
 def scores(translations: list[Translation], references: list[str], mode: str) -> dict[str, float]:
@@ -286,15 +267,14 @@ def evaluate(
     match, a few examples, and attention plots of the first test examples."""
     sources = [s for s, _ in data.splits["test"]]
     references = [t for _, t in data.splits["test"]]
-    vocabularies = (data.source_vocab, data.target_vocab, data.mode, data.max_length)
-    translator = keras_translator(model, config, *vocabularies)
+    translator = keras_translator(model, config, run.path / "vocab")  # the trainer wrote it
     print(f"decoding {len(sources):,} test sources: greedy", flush=True)  # progress
     greedy = translator.greedy(sources)
     decodings = {"greedy": greedy}
     if config.beam_width:
         print(f"decoding {len(sources):,} test sources: beam of {config.beam_width}", flush=True)
         decodings["beam"] = translator.beam(sources, config.beam_width, config.length_penalty)
-    baseline = keras_translator(untrained, config, *vocabularies).greedy(sources)
+    baseline = keras_translator(untrained, config, run.path / "vocab").greedy(sources)
     metrics: dict[str, Any] = {"test_pairs": len(sources)}
     for name, translations in decodings.items():
         metrics |= {
@@ -436,11 +416,7 @@ def check_decoding(model: keras.Model, config: Config, export_dir: Path) -> dict
     exported ``encoder`` and ``decoder_step`` graphs, and greedily by the SavedModel's
     ``translate`` signature: the same texts."""
     sources = [source for source, _ in read_splits(config)[0]["test"]]
-    facts = json.loads((export_dir / "vocab" / "target.json").read_text(encoding="utf-8"))
-    vocabularies = [
-        TokenVocabulary.load(export_dir / "vocab" / f"{side}.json") for side in ("source", "target")
-    ]
-    keras_side = keras_translator(model, config, *vocabularies, facts["mode"], facts["max_length"])
+    keras_side = keras_translator(model, config, export_dir / "vocab")
     onnx_side = onnx_translator(load_graph(export_dir, "decoder_step"))
     beam = (config.beam_width or 4, config.length_penalty)  # checked even if not scored
     greedy = [t.text for t in keras_side.greedy(sources)]
