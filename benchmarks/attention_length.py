@@ -69,7 +69,8 @@ def trained(config: Config, run_dir: Path):
 def exact_by_length(config: Config, run) -> dict[int, tuple[int, int]]:
     """(exact, count) of the test split's greedy translations, by source-length bucket."""
 
-    from keras_rnn.tasks.translate.task import keras_translator, read_splits
+    from keras_rnn.tasks.translate.data import read_splits
+    from keras_rnn.tasks.translate.decoding import keras_translator
 
     translator = keras_translator(load_trained_model(run), config, run.path / "vocab")
     test = read_splits(config)[0]["test"]

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         check_beam_flags(args.beam, args.length_penalty)
         with cli.exit_on_interrupt(lambda: "nothing was translated"):
             quiet.start_tensorflow(args.verbose)  # after the cheap checks
-            from keras_rnn.tasks.translate.task import keras_translator, plot_attention
+            from keras_rnn.tasks.translate.decoding import keras_translator, plot_attention
 
             translator = keras_translator(load_trained_model(run), config, run.path / "vocab")
             translations = translate_texts(translator, args.texts, args.beam, args.length_penalty)

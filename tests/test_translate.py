@@ -12,7 +12,7 @@ from keras_rnn import reference
 from keras_rnn.runs import finished_run, load_trained_model
 from keras_rnn.tasks.translate import ATTENTIONS, Config
 from keras_rnn.tasks.translate import model as seq2seq
-from keras_rnn.tasks.translate.task import keras_translator
+from keras_rnn.tasks.translate.decoding import keras_translator
 from tests.battery import TaskBattery, TaskCase, refusal
 from tests.conftest import run_without_tensorflow
 

@@ -9,9 +9,11 @@ format instead (``pairs.read_pairs``). Texts are tokenized by characters (the em
 or words (``--pairs``: words and punctuation, CJK characters one by one), and each side gets
 a vocabulary with padding, unknown, start and end ids, written to ``vocab/``.
 
-By role: ``dates``, ``numbers`` and ``pairs`` (the data), ``model`` (the encoder-decoder and
-its step models), ``task`` (the task's contract: datasets, training, evaluation with greedy
-and beam decoding, BLEU and chrF, attention plots, export); this module holds the ``Config``.
+By role: ``dates``, ``numbers`` and ``pairs`` (the texts), ``data`` (splits, vocabularies,
+pipelines), ``model`` (the encoder-decoder and its step models), ``decoding`` (the Keras
+translator, scores, attention plots, the export's decoding parity), ``text_graph`` (the
+string-in, string-out SavedModel graph), ``task`` (the task's contract: training, evaluation,
+export); this module holds the ``Config``.
 """
 
 from __future__ import annotations
@@ -81,7 +83,9 @@ class Config(TrainConfig):
         1.0, "beam search ranks by log-probability / length**LENGTH_PENALTY"
     )
     max_output_length: int = option(
-        200, "longest output decoding writes, in tokens (and longest source it reads)"
+        200,
+        "longest training text, in tokens; decoding reads sources and writes outputs up to the "
+        "longest training text's length plus one",
     )
 
     def validate(self) -> None:

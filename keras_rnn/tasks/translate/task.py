@@ -3,179 +3,33 @@ the task."""
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
-import sacrebleu
-import tensorflow as tf
 
-from keras_rnn import plots
-from keras_rnn.epochs import shuffled
-from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.runs import RunDir
 from keras_rnn.tasks import no_callbacks, no_log_callbacks
 from keras_rnn.tasks.translate import Config
-from keras_rnn.tasks.translate.dates import date_splits
-from keras_rnn.tasks.translate.model import (
-    build_model as build_network,
+from keras_rnn.tasks.translate import model as network
+from keras_rnn.tasks.translate.data import Datasets, make_datasets, read_splits
+from keras_rnn.tasks.translate.decoding import (
+    check_decoding,
+    keras_translator,
+    plot_attention,
+    scores,
 )
-from keras_rnn.tasks.translate.model import (
-    decoder_step_model,
-    encoder_model,
-    state_names,
-)
-from keras_rnn.tasks.translate.numbers import number_splits
-from keras_rnn.tasks.translate.pairs import COURSE_PREFIXES, read_pairs
 from keras_rnn.tasks.translate.text_graph import TranslateText, translate_model
-from keras_rnn.text import tokenize_batch
-from serving.runtime.graph import load_graph
-from serving.runtime.text import tokenize
-from serving.runtime.translate import Translation, Translator, onnx_translator, vocab_translator
-from serving.runtime.vocab import END, START, TokenVocabulary
+from serving.runtime.vocab import TokenVocabulary
+
+__all__ = [  # the contract (keras_rnn.tasks.Task); the rest is in data, model, decoding
+    "Config", "build_model", "callbacks", "check_decoding", "compile_args", "evaluate",
+    "export_graphs", "format_metrics", "log_callbacks", "make_datasets",
+]  # fmt: skip
 
 PLOTTED = 3  # test examples whose attention is drawn into plots/
-
-
-@dataclasses.dataclass
-class Datasets:
-    """The text pairs of each split, their vocabularies and the tf.data pipelines."""
-
-    splits: dict[str, list[tuple[str, str]]]  # "train", "val", "test": (source, target)
-    mode: str  # how texts are tokenized: "characters" or "words"
-    source_vocab: TokenVocabulary
-    target_vocab: TokenVocabulary
-    max_length: int  # longest training source or target, in tokens, plus the end token
-    source: dict[str, Any]
-    train: tf.data.Dataset
-    val: tf.data.Dataset
-
-    @property
-    def assets(self) -> dict[str, bytes]:
-        """Both vocabularies, with what a runtime needs to tokenize and decode."""
-        extra = {"mode": self.mode, "max_length": self.max_length}
-        return {
-            "vocab/source.json": self.source_vocab.to_json(**extra),
-            "vocab/target.json": self.target_vocab.to_json(**extra),
-        }
-
-
-def tokens_mode(config: Config) -> str:
-    """Characters for the embedded data, words (CJK characters one by one) for --pairs."""
-    return "words" if config.pairs else "characters"
-
-
-def read_splits(config: Config) -> tuple[dict[str, list[tuple[str, str]]], dict[str, Any]]:
-    """The (source, target) pairs of each split and what config.json records of them."""
-    if config.data == "dates" and not config.pairs:
-        splits = date_splits(
-            config.data_seed, config.train_pairs, config.val_pairs, config.test_pairs
-        )
-        return splits, {"data": "dates"}
-    if not config.pairs:
-        splits = number_splits(
-            config.data_seed,
-            config.train_pairs,
-            config.val_pairs,
-            config.test_pairs,
-            language=config.language,
-        )
-        return splits, {"data": "numbers", "language": config.language}
-    prefixes = tuple(p.strip() for p in config.prefixes.split(",") if p.strip())
-    if prefixes == ("course",):
-        prefixes = COURSE_PREFIXES
-    pairs, dropped = read_pairs(
-        config.pairs,
-        max_words=config.max_words or None,
-        prefixes=prefixes,
-        reverse=config.reverse,
-    )
-    held_out = config.val_pairs + config.test_pairs
-    if len(pairs) <= held_out:
-        raise UserError(
-            f"{config.pairs} gives {len(pairs)} pairs after its filters: --val-pairs "
-            f"{config.val_pairs} plus --test-pairs {config.test_pairs} must leave some for training"
-        )
-    order = np.random.default_rng(config.data_seed).permutation(len(pairs))
-    chosen = [pairs[i] for i in order]
-    splits = {
-        "test": chosen[: config.test_pairs],
-        "val": chosen[config.test_pairs : held_out],
-        "train": chosen[held_out:],
-    }
-    digest = hashlib.sha256(Path(config.pairs).read_bytes()).hexdigest()
-    return splits, {"pairs": config.pairs, "sha256": digest, "kept": len(pairs), "dropped": dropped}
-
-
-def make_datasets(config: Config) -> Datasets:
-    splits, source = read_splits(config)
-    mode = tokens_mode(config)
-    tokens = {
-        split: (
-            tokenize_batch([s for s, _ in pairs], mode),
-            tokenize_batch([t for _, t in pairs], mode),
-        )
-        for split, pairs in splits.items()
-    }
-    source_vocab = TokenVocabulary.build(tokens["train"][0])
-    target_vocab = TokenVocabulary.build(tokens["train"][1])
-    longest = max(len(row) for side in tokens["train"] for row in side) + 1
-    if longest > config.max_output_length:
-        raise UserError(
-            f"the longest training text has {longest - 1} tokens: raise --max-output-length "
-            f"{config.max_output_length} or filter the pairs (--max-words)"
-        )
-    source |= {
-        "tokens": mode,
-        "examples": {split: len(pairs) for split, pairs in splits.items()},
-        "source_vocabulary": source_vocab.size,
-        "target_vocabulary": target_vocab.size,
-    }
-    print(
-        f"translate: {len(splits['train']):,} training pairs, vocabularies of "
-        f"{source_vocab.size} and {target_vocab.size} {mode}",
-        flush=True,
-    )
-
-    def pipeline(split: str, shuffle: bool) -> tf.data.Dataset:
-        sources = [source_vocab.encode(row)[0] for row in tokens[split][0]]
-        targets = [target_vocab.encode(row)[0] for row in tokens[split][1]]
-        elements = (
-            {
-                "source": ragged(sources),
-                "target_in": ragged([np.concatenate([[START], t]) for t in targets]),
-            },
-            {"logits": ragged([np.concatenate([t, [END]]) for t in targets])},
-        )
-        if shuffle:
-            dataset = shuffled(elements, config.seed)
-        else:  # rows of the ragged tensors, as shuffled gives them, in order
-            dataset = tf.data.Dataset.range(len(sources)).map(
-                lambda i: tf.nest.map_structure(lambda tensor: tensor[i], elements)
-            )
-        return dataset.padded_batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
-
-    return Datasets(
-        splits=splits,
-        mode=mode,
-        source_vocab=source_vocab,
-        target_vocab=target_vocab,
-        max_length=min(longest, config.max_output_length),
-        source=source,
-        train=pipeline("train", shuffle=True),
-        val=pipeline("val", shuffle=False),
-    )
-
-
-def ragged(rows: list[np.ndarray]) -> tf.RaggedTensor:
-    return tf.RaggedTensor.from_row_lengths(
-        np.concatenate(rows).astype(np.int32), [len(row) for row in rows]
-    )
 
 
 # The task contract's training hooks: this task adds no callbacks.
@@ -184,7 +38,7 @@ callbacks = no_callbacks
 
 
 def build_model(config: Config, data: Datasets) -> keras.Model:
-    return build_network(config, data.source_vocab.size, data.target_vocab.size)
+    return network.build_model(config, data.source_vocab.size, data.target_vocab.size)
 
 
 def compile_args(config: Config, data: Datasets) -> dict[str, Any]:
@@ -192,72 +46,6 @@ def compile_args(config: Config, data: Datasets) -> dict[str, Any]:
     # Bahdanau decoder does not carry.
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
     return {"loss": {"logits": loss}}
-
-
-def keras_translator(model: keras.Model, config: Config, vocab_dir: Path) -> Translator:
-    """A ``Translator`` that steps through the Keras model (as ``tf.function``s), with the
-    vocabularies in ``vocab_dir``."""
-    encoder = tf.function(encoder_model(model, config), reduce_retracing=True)
-    step = tf.function(decoder_step_model(model, config), reduce_retracing=True)
-    names = state_names(config)
-
-    def encode(source: np.ndarray) -> list[np.ndarray]:
-        outputs = encoder({"source": tf.constant(source)})
-        constants = [outputs["values"].numpy(), outputs["keys"].numpy(), source]
-        return [outputs[n].numpy() for n in names] + constants
-
-    def decoder_step(previous: np.ndarray, states: list[np.ndarray]):
-        *recurrent, values, keys, source = states
-        feed = {"token": previous, "source": source, "values": values, "keys": keys}
-        feed |= dict(zip(names, recurrent, strict=True))
-        outputs = step({name: tf.constant(value) for name, value in feed.items()})
-        new_states = [outputs[f"next_{n}"].numpy() for n in names] + [values, keys, source]
-        return outputs["logits"].numpy(), new_states, outputs["attention"].numpy()
-
-    return vocab_translator(vocab_dir, encode, decoder_step)
-
-
-def scores(translations: list[Translation], references: list[str], mode: str) -> dict[str, float]:
-    """Exact match, token accuracy (reference tokens matched at their position), and corpus
-    BLEU (over the task's tokens, joined by spaces) and chrF (over the texts), by sacrebleu."""
-    reference_tokens = [tokenize(text, mode) for text in references]
-    exact = np.mean([t.tokens == r for t, r in zip(translations, reference_tokens, strict=True)])
-    matched = sum(
-        sum(a == b for a, b in zip(t.tokens, r, strict=False))
-        for t, r in zip(translations, reference_tokens, strict=True)
-    )
-    bleu = sacrebleu.corpus_bleu(
-        [" ".join(t.tokens) for t in translations],
-        [[" ".join(r) for r in reference_tokens]],
-        tokenize="none",
-    )
-    chrf = sacrebleu.corpus_chrf([t.text for t in translations], [references])
-    return {
-        "exact_match": float(exact),
-        "token_accuracy": matched / max(1, sum(map(len, reference_tokens))),
-        "bleu": float(bleu.score),
-        "chrf": float(chrf.score),
-    }
-
-
-def plot_attention(translation: Translation, path: Path) -> None:
-    """Attention weights: source tokens across, output tokens down. Characters that no
-    installed font draws are labelled U+XXXX (matplotlib ships no CJK font)."""
-    weights = translation.attention
-    size = (max(4, 0.3 * weights.shape[1] + 2), max(3, 0.3 * weights.shape[0] + 1.5))
-    with plots.plt.rc_context({"font.family": list(plots.text_fonts()[0])}):
-        figure, axes = plots.plt.subplots(figsize=size)
-        if weights.size:
-            axes.imshow(weights, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-        else:  # nothing was written (the end token first) or nothing read
-            axes.text(0.5, 0.5, "no attention: empty source or translation", ha="center")
-        axes.set_xticks(range(weights.shape[1]), map(plots.label, translation.source_tokens))
-        axes.set_yticks(range(weights.shape[0]), map(plots.label, translation.tokens))
-        axes.tick_params(axis="x", rotation=90)
-        axes.set_xlabel("source")
-        axes.set_ylabel("output")
-        axes.set_title(plots.label(translation.text))
-        plots.save_figure(figure, path)
 
 
 def evaluate(
@@ -322,8 +110,8 @@ def export_graphs(model: keras.Model, config: Config, run: RunDir) -> list[Expor
     previous id, states, values, keys, source ids -> logits, new states, attention)."""
     source_size = model.get_layer("source_embedding").input_dim
     target_size = model.get_layer("target_embedding").input_dim
-    encoder, step = encoder_model(model, config), decoder_step_model(model, config)
-    names = state_names(config)
+    encoder, step = network.encoder_model(model, config), network.decoder_step_model(model, config)
+    names = network.state_names(config)
     width = 2 * config.units
     key_width = step.input["keys"].shape[-1]
     runtime = {
@@ -409,45 +197,3 @@ def export_graphs(model: keras.Model, config: Config, run: RunDir) -> list[Expor
             atol=1e-4,
         ),
     ]
-
-
-def check_decoding(model: keras.Model, config: Config, export_dir: Path) -> dict[str, Any]:
-    """The whole test split translated greedily and with the beam by Keras and by the
-    exported ``encoder`` and ``decoder_step`` graphs, and greedily by the SavedModel's
-    ``translate`` signature: the same texts."""
-    sources = [source for source, _ in read_splits(config)[0]["test"]]
-    keras_side = keras_translator(model, config, export_dir / "vocab")
-    onnx_side = onnx_translator(load_graph(export_dir, "decoder_step"))
-    beam = (config.beam_width or 4, config.length_penalty)  # checked even if not scored
-    greedy = [t.text for t in keras_side.greedy(sources)]
-    serve = tf.saved_model.load(str(export_dir / "savedmodel" / "translate" / "1"))
-    served = [
-        text.decode("utf-8")
-        for first in range(0, len(sources), 256)
-        for text in serve.signatures["serving_default"](
-            text=tf.constant(sources[first : first + 256])
-        )["translation"].numpy()
-    ]
-    decodings = {
-        "greedy onnx": compared(greedy, [t.text for t in onnx_side.greedy(sources)]),
-        "beam onnx": compared(
-            [t.text for t in keras_side.beam(sources, *beam)],
-            [t.text for t in onnx_side.beam(sources, *beam)],
-        ),
-        "greedy savedmodel translate": compared(greedy, served),
-    }
-    return {
-        "ok": all(d["different"] == 0 for d in decodings.values()),
-        **decodings,
-        "summary": ", ".join(
-            f"{name} {len(sources) - d['different']}/{len(sources)}"
-            for name, d in decodings.items()
-        )
-        + " test translations identical to Keras's",
-    }
-
-
-def compared(expected: list[str], actual: list[str]) -> dict[str, Any]:
-    """How many of ``actual`` differ from ``expected``, and the first few indices."""
-    differ = [i for i, (a, b) in enumerate(zip(expected, actual, strict=True)) if a != b]
-    return {"sources": len(expected), "different": len(differ), "first_different": differ[:5]}

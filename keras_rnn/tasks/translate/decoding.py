@@ -1,0 +1,128 @@
+"""Decoding with the Keras models and checking the exports: the Keras ``Translator``, the
+scores, attention plots, and the decoding parity of an export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import sacrebleu
+import tensorflow as tf
+
+from keras_rnn import plots
+from keras_rnn.tasks.translate import Config
+from keras_rnn.tasks.translate import model as network
+from keras_rnn.tasks.translate.data import read_splits
+from serving.runtime.graph import load_graph
+from serving.runtime.text import tokenize
+from serving.runtime.translate import Translation, Translator, onnx_translator, vocab_translator
+
+
+def keras_translator(model: keras.Model, config: Config, vocab_dir: Path) -> Translator:
+    """A ``Translator`` that steps through the Keras model (as ``tf.function``s), with the
+    vocabularies in ``vocab_dir``."""
+    encoder = tf.function(network.encoder_model(model, config), reduce_retracing=True)
+    step = tf.function(network.decoder_step_model(model, config), reduce_retracing=True)
+    names = network.state_names(config)
+
+    def encode(source: np.ndarray) -> list[np.ndarray]:
+        outputs = encoder({"source": tf.constant(source)})
+        constants = [outputs["values"].numpy(), outputs["keys"].numpy(), source]
+        return [outputs[n].numpy() for n in names] + constants
+
+    def decoder_step(previous: np.ndarray, states: list[np.ndarray]):
+        *recurrent, values, keys, source = states
+        feed = {"token": previous, "source": source, "values": values, "keys": keys}
+        feed |= dict(zip(names, recurrent, strict=True))
+        outputs = step({name: tf.constant(value) for name, value in feed.items()})
+        new_states = [outputs[f"next_{n}"].numpy() for n in names] + [values, keys, source]
+        return outputs["logits"].numpy(), new_states, outputs["attention"].numpy()
+
+    return vocab_translator(vocab_dir, encode, decoder_step)
+
+
+def scores(translations: list[Translation], references: list[str], mode: str) -> dict[str, float]:
+    """Exact match, token accuracy (reference tokens matched at their position), and corpus
+    BLEU (over the task's tokens, joined by spaces) and chrF (over the texts), by sacrebleu."""
+    reference_tokens = [tokenize(text, mode) for text in references]
+    exact = np.mean([t.tokens == r for t, r in zip(translations, reference_tokens, strict=True)])
+    matched = sum(
+        sum(a == b for a, b in zip(t.tokens, r, strict=False))
+        for t, r in zip(translations, reference_tokens, strict=True)
+    )
+    bleu = sacrebleu.corpus_bleu(
+        [" ".join(t.tokens) for t in translations],
+        [[" ".join(r) for r in reference_tokens]],
+        tokenize="none",
+    )
+    chrf = sacrebleu.corpus_chrf([t.text for t in translations], [references])
+    return {
+        "exact_match": float(exact),
+        "token_accuracy": matched / max(1, sum(map(len, reference_tokens))),
+        "bleu": float(bleu.score),
+        "chrf": float(chrf.score),
+    }
+
+
+def plot_attention(translation: Translation, path: Path) -> None:
+    """Attention weights: source tokens across, output tokens down. Characters that no
+    installed font draws are labelled U+XXXX (matplotlib ships no CJK font)."""
+    weights = translation.attention
+    size = (max(4, 0.3 * weights.shape[1] + 2), max(3, 0.3 * weights.shape[0] + 1.5))
+    with plots.plt.rc_context({"font.family": list(plots.text_fonts()[0])}):
+        figure, axes = plots.plt.subplots(figsize=size)
+        if weights.size:
+            axes.imshow(weights, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        else:  # nothing was written (the end token first) or nothing read
+            axes.text(0.5, 0.5, "no attention: empty source or translation", ha="center")
+        axes.set_xticks(range(weights.shape[1]), map(plots.label, translation.source_tokens))
+        axes.set_yticks(range(weights.shape[0]), map(plots.label, translation.tokens))
+        axes.tick_params(axis="x", rotation=90)
+        axes.set_xlabel("source")
+        axes.set_ylabel("output")
+        axes.set_title(plots.label(translation.text))
+        plots.save_figure(figure, path)
+
+
+def check_decoding(model: keras.Model, config: Config, export_dir: Path) -> dict[str, Any]:
+    """The whole test split translated greedily and with the beam by Keras and by the
+    exported ``encoder`` and ``decoder_step`` graphs, and greedily by the SavedModel's
+    ``translate`` signature: the same texts."""
+    sources = [source for source, _ in read_splits(config)[0]["test"]]
+    keras_side = keras_translator(model, config, export_dir / "vocab")
+    onnx_side = onnx_translator(load_graph(export_dir, "decoder_step"))
+    beam = (config.beam_width or 4, config.length_penalty)  # checked even if not scored
+    greedy = [t.text for t in keras_side.greedy(sources)]
+    serve = tf.saved_model.load(str(export_dir / "savedmodel" / "translate" / "1"))
+    served = [
+        text.decode("utf-8")
+        for first in range(0, len(sources), 256)
+        for text in serve.signatures["serving_default"](
+            text=tf.constant(sources[first : first + 256])
+        )["translation"].numpy()
+    ]
+    decodings = {
+        "greedy onnx": compared(greedy, [t.text for t in onnx_side.greedy(sources)]),
+        "beam onnx": compared(
+            [t.text for t in keras_side.beam(sources, *beam)],
+            [t.text for t in onnx_side.beam(sources, *beam)],
+        ),
+        "greedy savedmodel translate": compared(greedy, served),
+    }
+    return {
+        "ok": all(d["different"] == 0 for d in decodings.values()),
+        **decodings,
+        "summary": ", ".join(
+            f"{name} {len(sources) - d['different']}/{len(sources)}"
+            for name, d in decodings.items()
+        )
+        + " test translations identical to Keras's",
+    }
+
+
+def compared(expected: list[str], actual: list[str]) -> dict[str, Any]:
+    """How many of ``actual`` differ from ``expected``, and the first few indices."""
+    differ = [i for i, (a, b) in enumerate(zip(expected, actual, strict=True)) if a != b]
+    return {"sources": len(expected), "different": len(differ), "first_different": differ[:5]}
