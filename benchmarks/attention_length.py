@@ -94,7 +94,7 @@ def table(results: dict[str, dict[int, tuple[int, int]]]) -> str:
         cells = [
             f"{r[bucket][0] / r[bucket][1]:.3f}" if bucket in r else "-" for r in results.values()
         ]
-        span = f"{bucket * BUCKET + 1}-{(bucket + 1) * BUCKET}"
+        span = f"{bucket * BUCKET}-{(bucket + 1) * BUCKET - 1}"
         lines.append(f"| {span} | {count} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
