@@ -20,11 +20,20 @@ from serving.runtime.text import tokenize
 from serving.runtime.translate import Translation, Translator, onnx_translator, vocab_translator
 
 
+def compiled(model: keras.Model) -> tf.types.experimental.PolymorphicFunction:
+    """``model`` as one ``tf.function`` traced once for inputs of any batch size and length
+    (its input signature; beam search changes both from call to call)."""
+    signature = {name: tf.TensorSpec(x.shape, x.dtype) for name, x in model.input.items()}
+    return tf.function(lambda inputs: model(inputs), input_signature=[signature])
+
+
 def keras_translator(model: keras.Model, config: Config, vocab_dir: Path) -> Translator:
     """A ``Translator`` that steps through the Keras model (as ``tf.function``s), with the
     vocabularies in ``vocab_dir``."""
-    encoder = tf.function(network.encoder_model(model, config), reduce_retracing=True)
-    step = tf.function(network.decoder_step_model(model, config), reduce_retracing=True)
+    encoder, step = (
+        compiled(network.encoder_model(model, config)),
+        compiled(network.decoder_step_model(model, config)),
+    )
     names = network.state_names(config)
 
     def encode(source: np.ndarray) -> list[np.ndarray]:
