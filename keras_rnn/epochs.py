@@ -42,13 +42,26 @@ def shuffled_indices(count: int, seed: int) -> tf.data.Dataset:
 def shuffled(elements: Any, seed: int) -> tf.data.Dataset:
     """``Dataset.from_tensor_slices(elements)`` in the order of the current epoch.
     ``elements`` is a nest of tensors (``tf.RaggedTensor`` too) with the same first size."""
+    tensors, count = _tensors(elements)
+    return _rows(shuffled_indices(count, seed), tensors)
+
+
+def in_order(elements: Any) -> tf.data.Dataset:
+    """The rows of ``elements`` (as ``shuffled`` takes them) in their order: for validation.
+    Unlike ``from_tensor_slices``, a ragged row comes out as a dense tensor."""
+    tensors, count = _tensors(elements)
+    return _rows(tf.data.Dataset.range(count), tensors)
+
+
+def _tensors(elements: Any) -> tuple[Any, int]:
     tensors = tf.nest.map_structure(
         lambda x: x if isinstance(x, tf.RaggedTensor) else tf.convert_to_tensor(x), elements
     )
-    count = int(tf.nest.flatten(tensors)[0].shape[0])
-    return shuffled_indices(count, seed).map(
-        lambda i: tf.nest.map_structure(lambda tensor: tensor[i], tensors)
-    )
+    return tensors, int(tf.nest.flatten(tensors)[0].shape[0])
+
+
+def _rows(indices: tf.data.Dataset, tensors: Any) -> tf.data.Dataset:
+    return indices.map(lambda i: tf.nest.map_structure(lambda tensor: tensor[i], tensors))
 
 
 class FeedEpoch(keras.callbacks.Callback):

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_rnn.epochs import shuffled
+from keras_rnn.epochs import in_order, shuffled
 from keras_rnn.errors import UserError
 from keras_rnn.tasks.translate import Config
 from keras_rnn.tasks.translate.dates import date_splits
@@ -131,12 +131,7 @@ def make_datasets(config: Config) -> Datasets:
             },
             {"logits": ragged([np.concatenate([t, [END]]) for t in targets])},
         )
-        if shuffle:
-            dataset = shuffled(elements, config.seed)
-        else:  # rows of the ragged tensors, as shuffled gives them, in order
-            dataset = tf.data.Dataset.range(len(sources)).map(
-                lambda i: tf.nest.map_structure(lambda tensor: tensor[i], elements)
-            )
+        dataset = shuffled(elements, config.seed) if shuffle else in_order(elements)
         return dataset.padded_batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
     return Datasets(
