@@ -8,7 +8,7 @@ DEMO_RUN := runs/demo-sine-lstm
 
 # The project itself goes in editable (console scripts keras-rnn-train, ... in .venv/bin) with
 # nothing more downloaded: requirements.txt brought setuptools and every dependency.
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt serving/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
