@@ -87,23 +87,28 @@ def export_run(run: RunDir, config: TrainConfig, force: bool = False) -> dict[st
 
 
 def export_graph(graph: ExportGraph, root: Path, default_atol: float) -> tuple[dict, dict]:
-    """Write one graph in each of ``graph.formats`` under ``root`` and check parity against
-    ``graph.atol``, or ``default_atol`` when it sets none; return its parity.json entry and
-    its manifest.json entry. Shared by the CLI and the tests."""
-    from export import onnx, parity, savedmodel
+    """Write one graph in each of ``graph.formats`` under ``root`` (a SavedModel with TF
+    Serving's warm-up requests; an ONNX file with its Triton model folder) and check parity
+    against ``graph.atol``, or ``default_atol`` when it sets none; return its parity.json entry
+    and its manifest.json entry. Shared by the CLI and the tests."""
+    from export import onnx, parity, savedmodel, triton, warmup
 
     savedmodel_dir = onnx_path = None
     layers: list[str] = []
     if "savedmodel" in graph.formats:
         savedmodel_dir = root / "savedmodel" / graph.name / "1"
         savedmodel.write_savedmodel(graph, savedmodel_dir)
+        warmup.write_warmup(graph, savedmodel_dir)  # TF Serving runs these requests at load
     if "onnx" in graph.formats:
         onnx_path = root / "onnx" / f"{graph.name}.onnx"
         onnx_path.parent.mkdir(parents=True, exist_ok=True)
         layers = onnx.write_onnx(graph, onnx_path)
     entry = parity.check_graph(graph, savedmodel_dir, onnx_path, default_atol)
     entry["recurrent_layers"] = layers
-    return entry, _manifest_entry(graph, savedmodel_dir, onnx_path, root)
+    manifest_entry = _manifest_entry(graph, savedmodel_dir, onnx_path, root)
+    if onnx_path is not None:
+        triton.write_model(root, manifest_entry)  # triton/NAME/: config.pbtxt, 1/model.onnx
+    return entry, manifest_entry
 
 
 def _manifest_entry(

@@ -1,8 +1,9 @@
 """python -m export.verify RUN_DIR: re-check an existing export against the run's model.
 
 Loads model.keras, rebuilds the task's graphs and checks each exported SavedModel and ONNX
-file against Keras again, without writing anything. Exit 0 when parity holds, 1 when it does
-not, 2 for a user mistake (no export, unfinished run, a damaged file, ...).
+file against Keras again, then (when parity holds) the Triton model folders against
+manifest.json and the ONNX files, without writing anything. Exit 0 when parity holds, 1 when
+it does not, 2 for a user mistake (no export, unfinished run, a damaged file, ...).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from export import triton
 from export.exporting import FORMAT_NAMES, format_report
 from keras_rnn import quiet
 from keras_rnn.errors import UserError
@@ -61,6 +63,8 @@ def verify(run_dir: Path, verbose: bool = False) -> dict:
     if decode is not None:
         report["decode"] = decode
         report["ok"] = report["ok"] and decode["ok"]
+    if report["ok"]:  # onnx/ holds good files: triton/ must hold copies of them
+        triton.check_repository(export, manifest["graphs"])
     return report
 
 

@@ -79,7 +79,9 @@ RUN_ENTRIES = frozenset(
     {"config.json", "vocab", "checkpoints", "model.keras", "history.csv", "metrics.json"}
     | {"plots", "tensorboard", "export"}
 )
-EXPORT_ENTRIES = frozenset({"manifest.json", "parity.json", "savedmodel", "onnx", "vocab"})
+EXPORT_ENTRIES = frozenset(
+    {"manifest.json", "parity.json", "savedmodel", "onnx", "vocab", "triton"}
+)
 DESKTOP_FILES = frozenset({".DS_Store", "Thumbs.db"})  # a file browser's, in any folder it shows
 # Temporaries named after the process that writes them: .tmp-PID-... (atomic_save,
 # atomic_write_bytes) and .export.tmp-PID / .export.old-PID (python -m export).
