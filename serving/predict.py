@@ -25,6 +25,7 @@ import pkgutil
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import serving.runtime
 from serving import cli
@@ -65,33 +66,57 @@ class _Flags:
         return action
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m serving.predict", description=__doc__.splitlines()[0])
+def task_parser(prog: str, description: str) -> cli.ArgumentParser:
+    """A parser with what every task CLI takes: RUN_DIR, the positional texts and --graph.
+    The caller adds its own options, then every task's flags with ``Tasks(parser)``
+    (serving.predict here, serving.clients for a server)."""
+    parser = _Parser(prog=prog, description=description)
     parser.add_argument("run_dir", type=Path, help="a run directory exported by python -m export")
     parser.add_argument("texts", nargs="*", help="translate runs: the texts to translate")
     parser.add_argument("--graph", help="graph name (default: the only one, or lm_step for charlm)")
+    return parser
+
+
+class Tasks:
+    """Every task's flags on one parser, and the dispatch to the task of a graph (an
+    ``ExportedGraph``, or anything with its attributes and call)."""
+
+    def __init__(self, parser: argparse.ArgumentParser):
+        self.runtimes = task_runtimes()
+        self.flags = {}
+        for task, module in self.runtimes.items():
+            self.flags[task] = _Flags(parser.add_argument_group(module.TITLE))
+            module.add_arguments(self.flags[task])
+
+    def check(self, graph: Any, args: argparse.Namespace) -> str:
+        """The task of ``graph`` (a served one), once the arguments fit it."""
+        task = graph.runtime.get("task")
+        if task not in self.runtimes:
+            raise UserError(
+                f"graph {graph.name} is from task {task!r}, which predict does not serve"
+            )
+        refuse_other_tasks_flags(args, task, self.flags)
+        if args.texts and not getattr(self.runtimes[task], "TAKES_TEXTS", False):
+            raise UserError(f"{task} runs take no texts as arguments: got {args.texts[0]!r}")
+        return task
+
+    def predict(self, graph: Any, args: argparse.Namespace) -> tuple[dict, str]:
+        """The task's ``predict(graph, args)``: the JSON-able result and the text to print."""
+        return self.runtimes[self.check(graph, args)].predict(graph, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = task_parser("python -m serving.predict", __doc__.splitlines()[0])
     parser.add_argument(
         "--threads", type=cli.positive_int, help="onnxruntime intra-op threads (at least 1)"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    runtimes = task_runtimes()
-    flags = {}
-    for task, module in runtimes.items():
-        flags[task] = _Flags(parser.add_argument_group(module.TITLE))
-        module.add_arguments(flags[task])
+    tasks = Tasks(parser)
     try:
         args = parser.parse_args(argv)
         with cli.exit_on_interrupt(lambda: "nothing was predicted"):
             graph = load_graph(args.run_dir / "export", args.graph, args.threads)
-            task = graph.runtime.get("task")
-            if task not in runtimes:
-                raise UserError(
-                    f"graph {graph.name} is from task {task!r}, which predict does not serve"
-                )
-            refuse_other_tasks_flags(args, task, flags)
-            if args.texts and not getattr(runtimes[task], "TAKES_TEXTS", False):
-                raise UserError(f"{task} runs take no texts as arguments: got {args.texts[0]!r}")
-            result, text = runtimes[task].predict(graph, args)
+            result, text = tasks.predict(graph, args)
     except UserError as error:
         return cli.report(error)
     print(json.dumps(result) if args.json else text)
