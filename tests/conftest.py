@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -177,3 +177,61 @@ def foreign_classes(model_keras: Path) -> list[str]:
     with zipfile.ZipFile(model_keras) as archive:
         walk(json.loads(archive.read("config.json")))
     return sorted(found)
+
+
+class Server:
+    """A ``python -m serving.server`` process (TensorFlow blocked) and where it listens."""
+
+    def __init__(self, process: subprocess.Popen, ready_line: str, log: Path) -> None:
+        import re
+
+        self.process, self.log_path = process, log
+        http, grpc = re.search(r"http://([\d.:]+) .* grpc ([\d.:]+)", ready_line).groups()
+        self.http, self.grpc = http, grpc  # host:port of each
+        self.url = f"http://{http}"
+
+    def log(self) -> str:
+        """What the server wrote to stderr so far."""
+        return self.log_path.read_text()
+
+    def stop(self) -> tuple[int, str, str]:
+        """SIGTERM; the exit status, the rest of stdout, and stderr."""
+        self.process.terminate()
+        stdout, _ = self.process.communicate(timeout=60)
+        return self.process.returncode, stdout, self.log()
+
+
+@contextlib.contextmanager
+def serve_without_tensorflow(*args, log: Path) -> Iterator[Server]:
+    """``python -m serving.server ARGS --port 0 --grpc-port 0`` with TensorFlow, Keras and the
+    training side unimportable, stderr going to the file ``log``; yields once it says it
+    listens, stops it afterwards."""
+    blocker = (
+        "import runpy, sys\n"
+        f"for name in {BLOCKED_MODULES!r}:\n"
+        "    sys.modules[name] = None\n"
+        "sys.argv = ['serving.server', *sys.argv[1:]]\n"
+        "runpy.run_module('serving.server', run_name='__main__', alter_sys=True)\n"
+    )
+    command = [sys.executable, "-c", blocker, *map(str, args), "--port", "0", "--grpc-port", "0"]
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        for line in process.stdout:
+            if line.startswith("listening on"):
+                break
+        else:
+            process.wait(timeout=60)
+            raise AssertionError(f"the server did not start: {log.read_text()}")
+        yield Server(process, line, log)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

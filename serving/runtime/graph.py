@@ -47,6 +47,13 @@ class ExportedGraph:
         self.session = open_session(export_dir / entry["onnx"], threads)
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
+        feed = self.checked_feed(inputs)
+        if self.masked_input is not None:
+            _warn_unless_right_padded(self.name, self.masked_input, feed)
+        return self.run(feed)
+
+    def checked_feed(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """``inputs`` as the arrays the session takes; a ``UserError`` names what is wrong."""
         expected = {spec["name"]: spec for spec in self.inputs}
         missing, unexpected = (
             sorted(set(expected) - set(inputs)),
@@ -58,9 +65,10 @@ class ExportedGraph:
             raise UserError(
                 f"graph {self.name} takes inputs {', '.join(expected)}: {'; '.join(problems)}"
             )
-        feed = {name: _checked(name, value, expected[name]) for name, value in inputs.items()}
-        if self.masked_input is not None:
-            _warn_unless_right_padded(self.name, self.masked_input, feed)
+        return {name: _checked(name, value, expected[name]) for name, value in inputs.items()}
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The session's outputs by name for a checked feed (thread-safe)."""
         names = [output.name for output in self.session.get_outputs()]
         return dict(zip(names, self.session.run(names, feed), strict=True))
 

@@ -1,0 +1,117 @@
+"""python -m serving.server --run RUN_DIR [--run RUN_DIR ...]: serve every ONNX graph of the
+runs' exports, by graph name, with onnxruntime and no TensorFlow.
+
+    python -m serving.server --run runs/sine-lstm --run runs/translate-gru
+
+HTTP (default port 8501): TF Serving's REST API under /v1/models/NAME (status, /metadata,
+:predict) and the Open Inference Protocol under /v2 (health, metadata, /infer). gRPC (default
+port 8001): the Open Inference Protocol's inference.GRPCInferenceService. Port 0 picks a free
+port; the ready line says which. SIGTERM or Ctrl-C stops taking requests and lets those in
+flight finish. One log line per request on stderr (--quiet: none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from serving import cli
+from serving.errors import UserError
+from serving.server.app import Settings, serve
+from serving.server.models import load_runs
+
+
+def port(text: str) -> int:
+    value = cli.non_negative_int(text)
+    if value > 65535:
+        raise cli.argparse.ArgumentTypeError(f"must be a port number (0-65535), got {text!r}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.ArgumentParser(
+        prog="python -m serving.server", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--run",
+        dest="runs",
+        type=Path,
+        action="append",
+        required=True,
+        help="an exported run directory (repeat for several runs)",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    parser.add_argument(
+        "--port",
+        type=port,
+        default=8501,
+        help="HTTP port (default 8501, TF Serving's REST port; 0: any free one)",
+    )
+    parser.add_argument(
+        "--grpc-port",
+        type=port,
+        default=8001,
+        help="gRPC port (default 8001, Triton's; 0: any free one)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=cli.positive_int,
+        default=os.cpu_count() or 1,
+        help="threads running requests at once (default: one per CPU core)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=cli.positive_int,
+        default=1,
+        help="onnxruntime intra-op threads per request (default 1; --workers gives concurrency)",
+    )
+    parser.add_argument(
+        "--max-request-mb",
+        type=cli.positive_int,
+        default=16,
+        help="largest request body in MiB (default 16); larger ones get 413",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no log line per request")
+    try:
+        args = parser.parse_args(argv)
+        registry, skipped = load_runs(args.runs, args.threads)
+    except UserError as error:
+        return cli.report(error)
+    settings = Settings(
+        host=args.host,
+        http_port=args.port,
+        grpc_port=args.grpc_port,
+        workers=args.workers,
+        max_request_bytes=args.max_request_mb * 1024 * 1024,
+        log_requests=not args.quiet,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+
+    def ready(http_port: int, grpc_port: int) -> None:
+        for graph in registry.graphs.values():
+            print(f"serving {graph.name} from {graph.run_dir}")
+        for note in skipped:
+            print(f"not serving {note}")
+        print(
+            f"listening on http://{args.host}:{http_port} (TF Serving REST /v1, Open Inference "
+            f"Protocol /v2) and grpc {args.host}:{grpc_port} (Open Inference Protocol)",
+            flush=True,
+        )
+
+    try:
+        signal_name = asyncio.run(serve(registry, settings, ready))
+    except OSError as error:  # the port is taken, the address is not ours
+        return cli.report(UserError(f"cannot listen on {args.host}: {error.strerror or error}"))
+    print(f"stopped on {signal_name}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

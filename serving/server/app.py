@@ -1,0 +1,216 @@
+"""One asyncio event loop serving HTTP (aiohttp) and gRPC (grpcio's asyncio server).
+
+aiohttp and grpcio are the maintained asyncio servers for the two transports; running both
+on one loop keeps one process, one set of onnxruntime sessions and one shutdown path. The
+protocol code is synchronous and runs, with inference, in a thread pool: the loop only moves
+bytes, so a large request does not stall the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+from serving.server import open_inference, open_inference_grpc, tfserving_rest
+from serving.server.models import Registry, RequestError
+from serving.server.tensors import dumps
+
+log = logging.getLogger("serving.server")
+
+
+class InFlight:
+    """The HTTP requests being handled; ``idle`` is set while there are none."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self.idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self.idle.set()
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    http_port: int = 8501
+    grpc_port: int = 8001
+    workers: int = 2  # threads running requests (each onnxruntime call uses its own threads)
+    max_request_bytes: int = 16 * 1024 * 1024
+    shutdown_seconds: float = 10.0  # how long in-flight requests may finish after SIGTERM
+    log_requests: bool = True
+
+
+def http_app(
+    registry: Registry, executor: ThreadPoolExecutor, settings: Settings, in_flight: InFlight
+) -> web.Application:
+    """The /v1 (TF Serving REST) and /v2 (Open Inference Protocol) routes."""
+
+    async def call(function: Callable, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
+
+    async def v1(request: web.Request) -> web.Response:
+        name, version, action = tfserving_rest.route(request.path)
+        if action == "predict":
+            if request.method != "POST":
+                raise RequestError(f"{request.path} takes POST", 405)
+            answer = await call(
+                tfserving_rest.predict, registry, name, version, await request.read()
+            )
+        elif request.method != "GET":
+            raise RequestError(f"{request.path} takes GET", 405)
+        else:
+            answer = getattr(tfserving_rest, action)(registry, name, version)
+        return _json(answer)
+
+    async def v2_models(request: web.Request) -> web.Response:
+        name, version, action = open_inference.route(request.path)
+        if action == "infer":
+            if request.method != "POST":
+                raise RequestError(f"{request.path} takes POST", 405)
+            header = request.headers.get(open_inference.HEADER_LENGTH)
+            body = await request.read()
+            document, length = await call(
+                open_inference.infer, registry, name, version, body, header
+            )
+            headers = {open_inference.HEADER_LENGTH: str(length)} if length is not None else {}
+            content_type = "application/octet-stream" if length is not None else "application/json"
+            return web.Response(body=document, headers=headers, content_type=content_type)
+        if request.method != "GET":
+            raise RequestError(f"{request.path} takes GET", 405)
+        metadata = open_inference.model_metadata(registry, name, version)
+        return _json({"ready": True} if action == "ready" else metadata)
+
+    async def live(request: web.Request) -> web.Response:
+        return _json({"live": True})
+
+    async def ready(request: web.Request) -> web.Response:
+        return _json({"ready": True})
+
+    async def server_metadata(request: web.Request) -> web.Response:
+        return _json(open_inference.SERVER)
+
+    app = web.Application(
+        client_max_size=settings.max_request_bytes,
+        middlewares=[_errors_and_log(settings, in_flight)],
+    )
+    app.router.add_route("*", "/v1/models/{tail:.+}", v1)
+    app.router.add_get("/v2/health/live", live)
+    app.router.add_get("/v2/health/ready", ready)
+    app.router.add_get("/v2", server_metadata)
+    app.router.add_route("*", "/v2/models/{tail:.+}", v2_models)
+    return app
+
+
+def _json(document: Any, status: int = 200) -> web.Response:
+    return web.Response(body=dumps(document), status=status, content_type="application/json")
+
+
+def _errors_and_log(settings: Settings, in_flight: InFlight) -> Callable:
+    """Every error as ``{"error": "..."}`` (TF Serving's shape, and the Open Inference
+    Protocol's) with its status, one log line per request, and the count of requests in
+    flight."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
+        started = time.perf_counter()
+        in_flight.enter()
+        try:
+            response = await handler(request)
+        except RequestError as error:
+            response = _json({"error": str(error)}, error.status)
+        except web.HTTPRequestEntityTooLarge:
+            message = (
+                f"the request body is larger than the limit of {settings.max_request_bytes} bytes"
+            )
+            response = _json({"error": message}, 413)
+        except web.HTTPException as error:  # no such route, a method it does not take
+            response = _json({"error": f"{error.reason}: {request.path}"}, error.status)
+        except Exception as error:  # a bug of ours: say so, keep serving
+            log.error("".join(traceback.format_exception(error)).rstrip())
+            response = _json({"error": f"internal error: {type(error).__name__}"}, 500)
+        finally:
+            in_flight.leave()
+        if settings.log_requests:
+            elapsed = (time.perf_counter() - started) * 1000
+            log.info(
+                f"{request.remote} {request.method} {request.path} {response.status} "
+                f"{elapsed:.1f} ms"
+            )
+        return response
+
+    return middleware
+
+
+async def serve(registry: Registry, settings: Settings, ready: Callable[[int, int], None]) -> str:
+    """Serve until SIGTERM or SIGINT, then let in-flight requests finish; ``ready`` gets the
+    bound HTTP and gRPC ports. Returns the signal's name."""
+    executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="infer")
+    request_log = log.info if settings.log_requests else (lambda line: None)
+    in_flight = InFlight()
+    runner = web.AppRunner(
+        http_app(registry, executor, settings, in_flight),
+        access_log=None,  # the middleware logs one line per request
+        handle_signals=False,
+        shutdown_timeout=settings.shutdown_seconds,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.http_port, reuse_address=True)
+    await site.start()
+    http_port = runner.addresses[0][1]
+    grpc_server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_request_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    grpc_server.add_generic_rpc_handlers(
+        [open_inference_grpc.handler(registry, executor, request_log)]
+    )
+    grpc_port = grpc_server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    if grpc_port == 0:
+        await runner.cleanup()
+        raise OSError(f"cannot listen for gRPC on {settings.host}:{settings.grpc_port}")
+    await grpc_server.start()
+    stop = asyncio.Event()
+    received = []
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, lambda s=signum: (received.append(s), stop.set()))
+    ready(http_port, grpc_port)
+    await stop.wait()
+    name = signal.Signals(received[0]).name
+    log.info(
+        f"stopping on {name}: no new connections; answering the {in_flight.count} HTTP "
+        "request(s) in flight"
+    )
+    # Stop taking connections and let what is in flight finish (aiohttp's own shutdown would
+    # drop a body still arriving), then close the connections and stop the workers.
+    for site in runner.sites:
+        await site.stop()
+    try:
+        await asyncio.wait_for(in_flight.idle.wait(), settings.shutdown_seconds)
+    except TimeoutError:
+        log.warning(
+            f"{in_flight.count} HTTP request(s) still in flight after "
+            f"{settings.shutdown_seconds:g} s are cut off"
+        )
+    await asyncio.gather(grpc_server.stop(settings.shutdown_seconds), runner.cleanup())
+    executor.shutdown(wait=True)
+    return name

@@ -1,0 +1,116 @@
+"""The graphs a server serves: every ONNX graph of the given runs, by name, at version 1.
+
+Both protocols end here: a request becomes named numpy arrays, ``ServedGraph.predict`` checks
+them against the manifest and runs the shared onnxruntime session (``InferenceSession.run``
+is thread-safe, so one session serves every worker thread).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving.errors import UserError
+from serving.runtime.graph import ExportedGraph
+
+VERSION = "1"  # the export's one version (savedmodel/<name>/1 in TF Serving's layout)
+
+
+class RequestError(Exception):
+    """A request the server refuses: ``status`` is the HTTP status (400, 404, 413, ...)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class ServedGraph:
+    """One ONNX graph and where it came from."""
+
+    graph: ExportedGraph
+    run_dir: Path
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    def predict(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The graph's outputs for ``inputs``, checked first; a bad input is a 400."""
+        try:
+            feed = self.graph.checked_feed(inputs)
+        except UserError as error:
+            raise RequestError(str(error)) from None
+        for name, array in feed.items():
+            if 0 in array.shape:
+                raise RequestError(f"input {name} is empty (shape {tuple(array.shape)})")
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise RequestError(f"input {name} contains NaN or infinity")
+        return self.graph.run(feed)
+
+
+class Registry:
+    """The served graphs by name; ``find`` answers 404s with TF Serving's wording."""
+
+    def __init__(self, graphs: dict[str, ServedGraph]):
+        self.graphs = graphs
+
+    def find(self, name: str, version: str | None = None) -> ServedGraph:
+        served = self.graphs.get(name)
+        if served is None:
+            raise RequestError(
+                f"Servable not found for request: Latest({name}) "
+                f"(served: {', '.join(self.graphs)})",
+                404,
+            )
+        if version not in (None, "", VERSION):
+            raise RequestError(
+                f"Servable not found for request: Specific({name}, {version}) "
+                f"(versions: {VERSION})",
+                404,
+            )
+        return served
+
+
+def load_runs(run_dirs: list[Path], threads: int | None = None) -> tuple[Registry, list[str]]:
+    """The ONNX graphs of every run's export, and one note per graph left out (SavedModel
+    only). Two runs with a graph of the same name are a ``UserError``."""
+    graphs: dict[str, ServedGraph] = {}
+    skipped = []
+    for run_dir in run_dirs:
+        export_dir = run_dir / "export"
+        for entry in _manifest(export_dir)["graphs"]:
+            name = entry["name"]
+            if "onnx" not in entry:
+                skipped.append(f"{name} ({run_dir}): SavedModel only, serve it with TF Serving")
+                continue
+            if name in graphs:
+                raise UserError(
+                    f"graph {name} is in both {graphs[name].run_dir} and {run_dir}: "
+                    "serve them from two servers"
+                )
+            graphs[name] = ServedGraph(ExportedGraph(export_dir, entry, threads), run_dir)
+    if not graphs:
+        raise UserError("no ONNX graph to serve in " + ", ".join(map(str, run_dirs)))
+    return Registry(graphs), skipped
+
+
+def _manifest(export_dir: Path) -> dict[str, Any]:
+    path = export_dir / "manifest.json"
+    if not export_dir.parent.is_dir():
+        raise UserError(f"{export_dir.parent} is not a run directory (no such folder)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not all("name" in entry for entry in manifest["graphs"]):
+            raise KeyError("name")
+    except FileNotFoundError:
+        raise UserError(
+            f"{path} is missing: export the run first (python -m export RUN_DIR)"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise UserError(f"{path} is malformed ({error})") from None
+    return manifest

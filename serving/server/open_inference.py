@@ -1,0 +1,129 @@
+"""The Open Inference Protocol (KServe v2) over HTTP, as Triton and KServe speak it:
+health, server and model metadata, and ``infer`` with JSON tensors or the binary tensor data
+extension (which tritonclient's HTTP client uses by default)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from serving.server.models import VERSION, Registry, RequestError, ServedGraph
+from serving.server.tensors import DTYPES, check_datatype, dumps, parse_json, v2_array
+
+SERVER = {"name": "keras-rnn", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+PLATFORM = "onnxruntime_onnx"  # Triton's platform name for ONNX graphs
+HEADER_LENGTH = "Inference-Header-Content-Length"  # the binary extension's header
+PATH = re.compile(
+    r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?"
+)
+
+
+def route(path: str) -> tuple[str, str | None, str]:
+    """``(model, version, action)`` of a /v2/models path: "metadata", "ready" or "infer"."""
+    match = PATH.fullmatch(path)
+    if match is None:
+        raise RequestError(f"no such endpoint: {path}", 404)
+    return match["name"], match["version"], (match["action"] or "/metadata").lstrip("/")
+
+
+def model_metadata(registry: Registry, name: str, version: str | None) -> dict[str, Any]:
+    served = registry.find(name, version)
+    return {
+        "name": name,
+        "versions": [VERSION],
+        "platform": PLATFORM,
+        "inputs": [_tensor_metadata(spec) for spec in served.graph.inputs],
+        "outputs": [_tensor_metadata(spec) for spec in served.graph.outputs],
+    }
+
+
+def _tensor_metadata(spec: dict[str, Any]) -> dict[str, Any]:
+    shape = [-1 if size is None else size for size in spec["shape"]]
+    return {"name": spec["name"], "datatype": DTYPES[spec["dtype"]][1], "shape": shape}
+
+
+def infer(
+    registry: Registry, name: str, version: str | None, body: bytes, header_length: str | None
+) -> tuple[bytes, int | None]:
+    """The response body for an infer request, and its JSON header's length when outputs
+    travel as binary data (the response then needs ``Inference-Header-Content-Length``)."""
+    served = registry.find(name, version)
+    header, binary = _split(body, header_length)
+    request = parse_json(header)
+    if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
+        raise RequestError("the request must be a JSON object with a list of inputs")
+    inputs = _inputs(served, request["inputs"], binary)
+    outputs = served.predict(inputs)
+    wanted, binary_outputs = _requested(request, outputs)
+    response: dict[str, Any] = {"model_name": name, "model_version": VERSION}
+    if "id" in request:
+        response["id"] = request["id"]
+    response["outputs"], chunks = [], []
+    for output in wanted:
+        array = outputs[output]
+        tensor = {"name": output, "datatype": DTYPES[array.dtype.name][1], "shape": [*array.shape]}
+        if output in binary_outputs:
+            data = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
+            tensor["parameters"] = {"binary_data_size": len(data)}
+            chunks.append(data)
+        else:
+            tensor["data"] = array.ravel().tolist()
+        response["outputs"].append(tensor)
+    document = dumps(response)
+    if not chunks:
+        return document, None
+    return document + b"".join(chunks), len(document)
+
+
+def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    if header_length is None:
+        return body, b""
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise RequestError(f"{HEADER_LENGTH} {header_length!r} does not fit the body")
+    return body[: int(header_length)], body[int(header_length) :]
+
+
+def _inputs(served: ServedGraph, tensors: list[Any], binary: bytes) -> dict[str, np.ndarray]:
+    specs = {spec["name"]: spec for spec in served.graph.inputs}
+    inputs, offset = {}, 0
+    for tensor in tensors:
+        size = (
+            (tensor.get("parameters") or {}).get("binary_data_size")
+            if isinstance(tensor, dict)
+            else None
+        )
+        chunk = None
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+                raise RequestError("binary_data_size runs past the end of the body")
+            chunk, offset = binary[offset : offset + size], offset + size
+        input_name, array = v2_array(tensor, chunk)
+        if input_name in specs:
+            check_datatype(input_name, tensor["datatype"], specs[input_name])
+        if input_name in inputs:
+            raise RequestError(f"input {input_name} is given twice")
+        inputs[input_name] = array
+    if offset != len(binary):
+        raise RequestError(f"{len(binary) - offset} bytes of binary data belong to no input")
+    return inputs
+
+
+def _requested(request: dict[str, Any], outputs: dict[str, np.ndarray]) -> tuple[list, set]:
+    """The outputs to return (all, or those the request names) and which go as binary."""
+    default_binary = bool((request.get("parameters") or {}).get("binary_data_output", False))
+    asked = request.get("outputs")
+    if asked is None:
+        return list(outputs), set(outputs) if default_binary else set()
+    if not isinstance(asked, list) or not all(isinstance(o, dict) for o in asked):
+        raise RequestError("outputs must be a list of objects with a name")
+    wanted, binary = [], set()
+    for output in asked:
+        name = output.get("name")
+        if name not in outputs:
+            raise RequestError(f"unknown output {name!r} (outputs: {', '.join(outputs)})")
+        wanted.append(name)
+        if (output.get("parameters") or {}).get("binary_data", default_binary):
+            binary.add(name)
+    return wanted, binary

@@ -1,0 +1,165 @@
+"""The Open Inference Protocol's gRPC service (``inference.GRPCInferenceService``, as Triton
+and KServe serve it) over the same graphs as the HTTP side.
+
+The messages are the protocol's generated classes that tritonclient ships. The handlers take
+and give raw bytes (no deserializer in the method handler) so that a malformed message is
+answered INVALID_ARGUMENT like every other bad request, not gRPC's generic INTERNAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+import grpc
+import numpy as np
+from google.protobuf.message import DecodeError, Message
+from tritonclient.grpc import service_pb2
+
+from serving.server import open_inference
+from serving.server.models import Registry, RequestError
+from serving.server.tensors import DTYPES, NUMPY_BY_DATATYPE, check_datatype
+
+SERVICE = "inference.GRPCInferenceService"
+STATUS_CODES = {404: grpc.StatusCode.NOT_FOUND, 413: grpc.StatusCode.RESOURCE_EXHAUSTED}
+# The typed ``contents`` field that holds each datatype when raw bytes are not used.
+CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+}
+
+
+def handler(
+    registry: Registry, executor: Executor, log: Callable[[str], None]
+) -> grpc.GenericRpcHandler:
+    """The service's method handlers; each call runs in ``executor`` and logs one line."""
+
+    def method(request_type: type[Message], answer: Callable[[Message], Message]):
+        name = answer.__name__
+
+        async def behavior(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    executor, _respond, request_type, answer, body
+                )
+            except RequestError as error:
+                code = STATUS_CODES.get(error.status, grpc.StatusCode.INVALID_ARGUMENT)
+                await context.abort(code, str(error))
+            except Exception:
+                code = grpc.StatusCode.INTERNAL
+                raise
+            finally:
+                elapsed = (time.perf_counter() - started) * 1000
+                log(f"{context.peer()} grpc {name} {code.name} {elapsed:.1f} ms")
+
+        return grpc.unary_unary_rpc_method_handler(behavior)
+
+    def ServerLive(request: Message) -> Message:
+        return service_pb2.ServerLiveResponse(live=True)
+
+    def ServerReady(request: Message) -> Message:
+        return service_pb2.ServerReadyResponse(ready=True)
+
+    def ModelReady(request: Message) -> Message:
+        registry.find(request.name, request.version)
+        return service_pb2.ModelReadyResponse(ready=True)
+
+    def ServerMetadata(request: Message) -> Message:
+        return service_pb2.ServerMetadataResponse(**open_inference.SERVER)
+
+    def ModelMetadata(request: Message) -> Message:
+        found = open_inference.model_metadata(registry, request.name, request.version)
+        response = service_pb2.ModelMetadataResponse(
+            name=found["name"], versions=found["versions"], platform=found["platform"]
+        )
+        for side in ("inputs", "outputs"):
+            for tensor in found[side]:
+                getattr(response, side).add(**tensor)
+        return response
+
+    def ModelInfer(request: Message) -> Message:
+        return _infer(registry, request)
+
+    methods = {
+        "ServerLive": method(service_pb2.ServerLiveRequest, ServerLive),
+        "ServerReady": method(service_pb2.ServerReadyRequest, ServerReady),
+        "ModelReady": method(service_pb2.ModelReadyRequest, ModelReady),
+        "ServerMetadata": method(service_pb2.ServerMetadataRequest, ServerMetadata),
+        "ModelMetadata": method(service_pb2.ModelMetadataRequest, ModelMetadata),
+        "ModelInfer": method(service_pb2.ModelInferRequest, ModelInfer),
+    }
+    return grpc.method_handlers_generic_handler(SERVICE, methods)
+
+
+def _respond(request_type: type[Message], answer: Callable, body: bytes) -> bytes:
+    request = request_type()
+    try:
+        request.ParseFromString(body)
+    except DecodeError as error:
+        raise RequestError(f"malformed {request_type.__name__}: {error}") from None
+    return answer(request).SerializeToString()
+
+
+def _infer(registry: Registry, request: Message) -> Message:
+    served = registry.find(request.model_name, request.model_version)
+    specs = {spec["name"]: spec for spec in served.graph.inputs}
+    raw = list(request.raw_input_contents)
+    if raw and len(raw) != len(request.inputs):
+        raise RequestError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
+    inputs = {}
+    for index, tensor in enumerate(request.inputs):
+        array = _array(tensor, raw[index] if raw else None)
+        if tensor.name in specs:
+            check_datatype(tensor.name, tensor.datatype, specs[tensor.name])
+        if tensor.name in inputs:
+            raise RequestError(f"input {tensor.name} is given twice")
+        inputs[tensor.name] = array
+    outputs = served.predict(inputs)
+    wanted = [output.name for output in request.outputs] or list(outputs)
+    response = service_pb2.ModelInferResponse(
+        model_name=request.model_name, model_version=open_inference.VERSION, id=request.id
+    )
+    for name in wanted:
+        if name not in outputs:
+            raise RequestError(f"unknown output {name!r} (outputs: {', '.join(outputs)})")
+        array = outputs[name]
+        response.outputs.add(name=name, datatype=DTYPES[array.dtype.name][1], shape=array.shape)
+        response.raw_output_contents.append(
+            np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
+        )
+    return response
+
+
+def _array(tensor: Message, raw: bytes | None) -> np.ndarray:
+    dtype = NUMPY_BY_DATATYPE.get(tensor.datatype)
+    if dtype is None:
+        raise RequestError(
+            f"input {tensor.name}: datatype {tensor.datatype!r} is not one of "
+            f"{', '.join(NUMPY_BY_DATATYPE)}"
+        )
+    shape = list(tensor.shape)
+    if any(size < 0 for size in shape):
+        raise RequestError(f"input {tensor.name}: shape {shape} has a negative size")
+    count = int(np.prod(shape))
+    if raw is not None:
+        if len(raw) != dtype.itemsize * count:
+            raise RequestError(
+                f"input {tensor.name}: {len(raw)} raw bytes do not hold shape {shape} "
+                f"of {tensor.datatype}"
+            )
+        return np.frombuffer(raw, dtype.newbyteorder("<")).reshape(shape)
+    field = CONTENTS.get(tensor.datatype)
+    values = getattr(tensor.contents, field) if field else []
+    if len(values) != count:
+        raise RequestError(f"input {tensor.name}: {len(values)} values do not fill shape {shape}")
+    return np.asarray(values, dtype).reshape(shape)
