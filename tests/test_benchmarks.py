@@ -87,3 +87,27 @@ def test_attention_length_benchmark_tables_exact_match_by_length_and_reuses_its_
     assert [line for line in again.stdout.splitlines() if line in rows] == rows
     changed = run_module("benchmarks.attention_length", *argv[:-1], "30", timeout=600)
     assert_user_error(changed.returncode, changed.stderr, "trained with other settings")
+
+
+def test_serving_benchmark_loads_each_protocol_without_errors(exported_run):
+    from benchmarks.serving import HEADER as SERVING_HEADER
+    from benchmarks.serving import PROTOCOLS
+
+    run = exported_run("lstm")
+    result = run_module("benchmarks.serving", run, "--requests", "20", "--concurrency", "1,3")
+    assert result.returncode == 0, result.stderr
+    assert SERVING_HEADER in result.stdout
+    rows = [line.strip("|").split(" | ") for line in result.stdout.splitlines()]
+    rows = [[cell.strip() for cell in row] for row in rows if row[0].strip() == "sine_forecaster"]
+    assert [(row[2], row[3]) for row in rows] == [("in-process onnxruntime", "1")] + [
+        (protocol, clients) for protocol in PROTOCOLS for clients in ("1", "3")
+    ]
+    for row in rows[1:]:
+        assert row[8] == "0"  # errors
+        assert float(row[4]) > 0 and float(row[5]) <= float(row[6]) <= float(row[7])
+        assert re.fullmatch(r"\d+\.\dx", row[10])
+
+
+def test_serving_benchmark_needs_an_export(trained_run):
+    result = run_module("benchmarks.serving", trained_run("lstm"))
+    assert_user_error(result.returncode, result.stderr, "manifest.json is missing")

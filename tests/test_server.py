@@ -416,5 +416,9 @@ def test_cli_refusals(runs, tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_without_tensorflow("serving.server", "--run", runs["sine"], "--port", port)
-    assert_user_error(result.returncode, result.stderr, "cannot listen on 127.0.0.1")
+        http_taken = run_without_tensorflow("serving.server", "--run", runs["sine"], "--port", port)
+        grpc_taken = run_without_tensorflow(
+            "serving.server", "--run", runs["sine"], "--port", 0, "--grpc-port", port
+        )
+    assert_user_error(http_taken.returncode, http_taken.stderr, "cannot listen on 127.0.0.1")
+    assert_user_error(grpc_taken.returncode, grpc_taken.stderr, f"gRPC port 127.0.0.1:{port}")

@@ -13,10 +13,15 @@ flight finish. One log line per request on stderr (--quiet: none).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
+
+# grpcio's core logs its own lines to stderr (a taken port, say) before Python sees the
+# error; this command reports every problem itself, in one line. Read when grpc is imported.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from serving import cli
 from serving.errors import UserError
@@ -109,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         signal_name = asyncio.run(serve(registry, settings, ready))
     except OSError as error:  # the port is taken, the address is not ours
         return cli.report(UserError(f"cannot listen on {args.host}: {error.strerror or error}"))
-    print(f"stopped on {signal_name}", flush=True)
+    with contextlib.suppress(BrokenPipeError):  # whoever read stdout has gone
+        print(f"stopped on {signal_name}", flush=True)
     return 0
 
 

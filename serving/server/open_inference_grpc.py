@@ -8,10 +8,8 @@ answered INVALID_ARGUMENT like every other bad request, not gRPC's generic INTER
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 
 import grpc
 import numpy as np
@@ -37,30 +35,28 @@ CONTENTS = {
 }
 
 
-def handler(
-    registry: Registry, executor: Executor, log: Callable[[str], None]
-) -> grpc.GenericRpcHandler:
-    """The service's method handlers; each call runs in ``executor`` and logs one line."""
+def handler(registry: Registry, log: Callable[[str], None] | None) -> grpc.GenericRpcHandler:
+    """The service's method handlers (grpcio runs them in its server's thread pool); each
+    call logs one line with ``log`` (None: no line)."""
 
     def method(request_type: type[Message], answer: Callable[[Message], Message]):
         name = answer.__name__
 
-        async def behavior(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def behavior(body: bytes, context: grpc.ServicerContext) -> bytes:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
-                return await asyncio.get_running_loop().run_in_executor(
-                    executor, _respond, request_type, answer, body
-                )
+                return _respond(request_type, answer, body)
             except RequestError as error:
                 code = STATUS_CODES.get(error.status, grpc.StatusCode.INVALID_ARGUMENT)
-                await context.abort(code, str(error))
+                context.abort(code, str(error))
             except Exception:
                 code = grpc.StatusCode.INTERNAL
                 raise
             finally:
-                elapsed = (time.perf_counter() - started) * 1000
-                log(f"{context.peer()} grpc {name} {code.name} {elapsed:.1f} ms")
+                if log is not None:
+                    elapsed = (time.perf_counter() - started) * 1000
+                    log(f"{context.peer()} grpc {name} {code.name} {elapsed:.1f} ms")
 
         return grpc.unary_unary_rpc_method_handler(behavior)
 
