@@ -28,7 +28,11 @@ SCRIPTS = {
     "keras-rnn-export": "export.__main__:main",
     "keras-rnn-verify": "export.verify:main",
     "keras-rnn-predict": "serving.predict:main",
+    "keras-rnn-serve": "serving.server.__main__:main",
+    "keras-rnn-tfserving": "serving.tfserving.__main__:main",
+    "keras-rnn-client": "serving.clients.__main__:main",
 }
+SERVING_SCRIPTS = {name: target for name, target in SCRIPTS.items() if target.startswith("serving")}
 
 
 def pip(*args: str | Path) -> None:
@@ -101,7 +105,7 @@ def test_project_wheel_holds_every_package_and_console_script(wheels):
 def test_serving_wheel_holds_the_serving_package_alone(wheels):
     files, scripts, requires = contents(wheels["keras_rnn_serving"])
     assert files == source_files("serving")
-    assert scripts == {"keras-rnn-predict": "serving.predict:main"}
+    assert scripts == SERVING_SCRIPTS
     assert {r.name for r in requires} == set(pins(REPO / "serving" / "requirements.txt"))
     for requirement in requires:
         assert pins()[requirement.name] in requirement.specifier, requirement
@@ -156,3 +160,10 @@ def test_installed_clis_run_from_another_directory(wheels, exported_run, tmp_pat
         assert result.returncode == 0, result.stderr
         module = target.split(":")[0].removesuffix(".__main__")
         assert result.stdout.startswith(f"usage: python -m {module}"), result.stdout
+
+
+def test_both_wheels_ship_the_tf_serving_dockerfile(wheels):
+    for wheel in wheels.values():
+        with zipfile.ZipFile(wheel) as archive:
+            dockerfile = archive.read("serving/tfserving/Dockerfile").decode()
+        assert dockerfile == (REPO / "serving" / "tfserving" / "Dockerfile").read_text()
