@@ -8,11 +8,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import queue
 import re
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -29,7 +26,12 @@ from serving.clients.__main__ import main as clients_main
 from serving.errors import UserError
 from serving.predict import main as predict_main
 from serving.runtime import load_graph
-from tests.conftest import REPO, assert_user_error, run_module, run_without_tensorflow
+from tests.conftest import (
+    assert_user_error,
+    run_module,
+    run_without_tensorflow,
+    serve_without_tensorflow,
+)
 from tests.test_sine import WINDOW
 from tests.test_translate import LUONG, QUERIES
 
@@ -562,44 +564,19 @@ def test_grpc_translation_goes_to_the_string_graph(tiny_runs):
 # --------------------------------------------------- (d) against python -m serving.server
 
 
-@contextlib.contextmanager
-def real_server(run_dir: Path, log: Path) -> Iterator[str]:
-    """python -m serving.server for ``run_dir`` on free ports, its stderr in ``log``; yields
-    the HTTP URL it prints once ready."""
-    command = ["-m", "serving.server", "--run", str(run_dir), "--port", "0", "--grpc-port", "0"]
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, *command], cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True
-        )
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read() -> None:
-        for line in process.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        url = None
-        while url is None:
-            line = lines.get(timeout=300)  # a guard against a hang, not a measurement
-            assert line is not None, f"the server ended ({process.wait()}): {log.read_text()}"
-            found = re.search(r"http://[\w.\-\[\]:]+", line)
-            url = found and found.group(0)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-
-
 def test_real_server_answers_as_predict(exported_run, tmp_path):
+    """python -m serving.server (TensorFlow blocked) answers the REST client and the CLI with
+    serving.predict's numbers."""
     run_dir = exported_run("lstm")
     local = load_graph(run_dir / "export")(**SINE_INPUT)
-    with real_server(run_dir, tmp_path / "server.log") as url:
-        remote = RestClient(url).predict("sine_forecaster", SINE_INPUT)
-        result = run_without_tensorflow(
-            "serving.clients", run_dir, WINDOW_FLAG, "--url", url, "--json"
-        )
+    with serve_without_tensorflow("--run", run_dir, log=tmp_path / "server.log") as server:
+        client = RestClient(server.url)
+        assert client.status("sine_forecaster") == AVAILABLE
+        remote = client.predict("sine_forecaster", SINE_INPUT)
+        argv = [run_dir, WINDOW_FLAG, "--url", server.url, "--json"]
+        result = run_without_tensorflow("serving.clients", *argv)
+        with pytest.raises(NotFound, match="model 'sine_forecaster' version 2 is not served"):
+            client.predict("sine_forecaster", SINE_INPUT, version=2)
     for name, values in local.items():
         assert remote[name].dtype == values.dtype
         np.testing.assert_allclose(remote[name], values, rtol=0, atol=1e-6)
