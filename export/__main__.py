@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2), file=sys.stderr)
         print("error: parity failed: nothing was written", file=sys.stderr)
         return 1
-    print(f"\nexport: {run.path / 'export'} (manifest.json, parity.json, savedmodel/, onnx/)")
+    written = sorted(entry.name + "/" * entry.is_dir() for entry in (run.path / "export").iterdir())
+    print(f"\nexport: {run.path / 'export'} ({', '.join(written)})")
     return 0
 
 

@@ -117,7 +117,7 @@ def canned_api() -> tuple[type[BaseHTTPRequestHandler], list, threading.Event]:
             self.reply(self.body())
 
         def reply(self, body: Any) -> None:
-            seen.append((self.command, self.path, body, id(self.connection)))
+            seen.append((self.command, self.path, body, self.client_address))
             model = re.match(r"/v1/models/([^/:]+)", self.path).group(1)
             if model == "missing":
                 self.answer(404, {"error": "Servable not found for request: Latest(missing)"})
@@ -213,7 +213,7 @@ def test_rest_status_and_metadata_paths(canned):
         ("GET", "/v1/models/echo"),
         ("GET", "/v1/models/echo/versions/3/metadata"),
     ]
-    assert seen[0][3] == seen[1][3]  # one kept-alive connection
+    assert seen[0][3] == seen[1][3]  # one kept-alive connection (same client port)
 
 
 def test_rest_replaces_a_connection_the_server_closed(canned):
@@ -611,7 +611,8 @@ class FakeClient:
 
 
 def test_remote_graph_checks_inputs_as_exported_graph_and_outputs_by_manifest(exported_run):
-    from serving.clients.remote import RemoteGraph, manifest_entry
+    from serving.clients.remote import RemoteGraph
+    from serving.runtime.graph import manifest_entry
 
     export_dir = exported_run("lstm") / "export"
     answer = {"next_value": np.zeros((1, 1), np.float32), "next_values": np.zeros((1, 10))}

@@ -23,10 +23,11 @@ import sys
 from serving import cli
 from serving.clients import PROTOCOLS, connect
 from serving.clients.base import DEFAULT_GRPC_URL, DEFAULT_REST_URL, DEFAULT_TIMEOUT
-from serving.clients.remote import RemoteGraph, manifest_entry
+from serving.clients.remote import RemoteGraph
 from serving.clients.translate import remote_translate
 from serving.errors import UserError
 from serving.predict import Tasks, task_parser
+from serving.runtime.graph import manifest_entry
 
 
 def seconds(text: str) -> float:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import numpy as np
 
 from serving.clients.base import ModelClient, NotFound
 from serving.errors import UserError
-from serving.runtime.graph import _checked  # the checks ExportedGraph makes of its inputs
+from serving.runtime.graph import checked_inputs, manifest_entry
 
 
 class RemoteGraph:
@@ -35,18 +34,7 @@ class RemoteGraph:
         self.client, self.version = client, version
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
-        expected = {spec["name"]: spec for spec in self.inputs}
-        missing, unexpected = (
-            sorted(set(expected) - set(inputs)),
-            sorted(set(inputs) - set(expected)),
-        )
-        if missing or unexpected:
-            problems = [f"missing {', '.join(missing)}"] if missing else []
-            problems += [f"unexpected {', '.join(unexpected)}"] if unexpected else []
-            raise UserError(
-                f"graph {self.name} takes inputs {', '.join(expected)}: {'; '.join(problems)}"
-            )
-        feed = {name: _input(name, value, expected[name]) for name, value in inputs.items()}
+        feed = checked_inputs(self.name, self.inputs, inputs)
         outputs = self.client.predict(self.name, feed, self.version)
         lacking = [spec["name"] for spec in self.outputs if spec["name"] not in outputs]
         if lacking:
@@ -71,35 +59,3 @@ class RemoteGraph:
             return False
         versions = status.get("model_version_status", []) if isinstance(status, dict) else []
         return any(v.get("state") == "AVAILABLE" for v in versions if isinstance(v, dict))
-
-
-def _input(name: str, value: Any, spec: dict[str, Any]) -> np.ndarray:
-    if spec["dtype"] == "string":
-        return np.asarray(value, dtype=object)
-    return _checked(name, value, spec)
-
-
-def manifest_entry(export_dir: Path, name: str | None = None) -> dict[str, Any]:
-    """The manifest's entry of graph ``name``; without a name, of the only graph or the one
-    its runtime facts mark ``default`` (as ``load_graph`` picks, SavedModel-only graphs too:
-    TF Serving serves those)."""
-    manifest_path = export_dir / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        entries = {entry["name"]: entry for entry in manifest["graphs"]}
-    except FileNotFoundError:
-        raise UserError(
-            f"{manifest_path} is missing: export the run first (python -m export RUN_DIR)"
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
-        raise UserError(f"{manifest_path} is malformed ({error})") from None
-    if name is None:
-        defaults = [n for n, entry in entries.items() if entry.get("runtime", {}).get("default")]
-        if len(defaults) == 1:
-            entries = {defaults[0]: entries[defaults[0]]}
-        if len(entries) != 1:
-            raise UserError(f"the export has graphs {', '.join(entries)}: pick one with --graph")
-        name = next(iter(entries))
-    if name not in entries:
-        raise UserError(f"the export has no graph {name!r} (graphs: {', '.join(entries)})")
-    return entries[name]

@@ -15,8 +15,8 @@ from serving.runtime.translate import (
     Translator,
     as_json,
     check_beam_flags,
+    graph_translator,
     translate_texts,
-    vocab_translator,
 )
 from serving.runtime.vocab import unknown_note
 
@@ -48,27 +48,7 @@ def remote_translate(graph: RemoteGraph, args: argparse.Namespace) -> tuple[dict
 def remote_translator(graph: RemoteGraph) -> Translator:
     """``onnx_translator``'s ``Translator``, over the server's ``encoder`` and
     ``decoder_step`` models."""
-    encoder, step_graph = graph.sibling("encoder"), graph.sibling("decoder_step")
-    names = step_graph.runtime["states"]
-
-    def encode(source: np.ndarray) -> list[np.ndarray]:
-        outputs = encoder(source=source)
-        return [outputs[n] for n in names] + [outputs["values"], outputs["keys"], source]
-
-    def step(previous: np.ndarray, states: list[np.ndarray]):
-        *recurrent, values, keys, source = states
-        outputs = step_graph(
-            token=previous,
-            source=source,
-            values=values,
-            keys=keys,
-            **dict(zip(names, recurrent, strict=True)),
-        )
-        new_states = [outputs[f"next_{n}"] for n in names] + [values, keys, source]
-        return outputs["logits"], new_states, outputs["attention"]
-
-    vocab_dir = (graph.export_dir / graph.runtime["target_vocab"]).parent
-    return vocab_translator(vocab_dir, encode, step)
+    return graph_translator(graph.sibling("encoder"), graph.sibling("decoder_step"))
 
 
 def translate_strings(

@@ -54,18 +54,7 @@ class ExportedGraph:
 
     def checked_feed(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         """``inputs`` as the arrays the session takes; a ``UserError`` names what is wrong."""
-        expected = {spec["name"]: spec for spec in self.inputs}
-        missing, unexpected = (
-            sorted(set(expected) - set(inputs)),
-            sorted(set(inputs) - set(expected)),
-        )
-        if missing or unexpected:
-            problems = [f"missing {', '.join(missing)}"] if missing else []
-            problems += [f"unexpected {', '.join(unexpected)}"] if unexpected else []
-            raise UserError(
-                f"graph {self.name} takes inputs {', '.join(expected)}: {'; '.join(problems)}"
-            )
-        return {name: _checked(name, value, expected[name]) for name, value in inputs.items()}
+        return checked_inputs(self.name, self.inputs, inputs)
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The session's outputs by name for a checked feed (thread-safe)."""
@@ -104,7 +93,24 @@ def _detail(error: Exception) -> str:
     return str(error).splitlines()[0].split(" failed:", 1)[-1].strip()
 
 
+def checked_inputs(
+    graph: str, specs: list[dict[str, Any]], inputs: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """``inputs`` checked against the manifest's input ``specs`` of ``graph`` (names, dtypes,
+    ranks, fixed sizes) and cast to their dtypes; a ``UserError`` names what is wrong.
+    String inputs (SavedModel-only graphs) become object arrays."""
+    expected = {spec["name"]: spec for spec in specs}
+    missing, unexpected = sorted(set(expected) - set(inputs)), sorted(set(inputs) - set(expected))
+    if missing or unexpected:
+        problems = [f"missing {', '.join(missing)}"] if missing else []
+        problems += [f"unexpected {', '.join(unexpected)}"] if unexpected else []
+        raise UserError(f"graph {graph} takes inputs {', '.join(expected)}: {'; '.join(problems)}")
+    return {name: _checked(name, value, expected[name]) for name, value in inputs.items()}
+
+
 def _checked(name: str, value: Any, spec: dict[str, Any]) -> np.ndarray:
+    if spec["dtype"] == "string":
+        return np.asarray(value, dtype=object)
     array = np.asarray(value)
     dtype = np.dtype(spec["dtype"])
     same_kind = array.dtype.kind == dtype.kind or (dtype.kind == "f" and array.dtype.kind in "iu")
@@ -164,6 +170,17 @@ def load_graph(
 ) -> ExportedGraph:
     """The graph ``name`` of the export at ``export_dir``; without a name, its only graph or
     the one whose runtime facts mark it ``default``."""
+    entry = manifest_entry(export_dir, name)
+    if "onnx" not in entry:
+        raise UserError(
+            f"graph {entry['name']} was exported as a SavedModel only: serve it with TF Serving"
+        )
+    return ExportedGraph(export_dir, entry, threads)
+
+
+def manifest_entry(export_dir: Path, name: str | None = None) -> dict[str, Any]:
+    """The manifest's entry of graph ``name`` (any format); without a name, of the only graph
+    or the one whose runtime facts mark it ``default``."""
     manifest_path = export_dir / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -183,6 +200,4 @@ def load_graph(
         name = next(iter(entries))
     if name not in entries:
         raise UserError(f"the export has no graph {name!r} (graphs: {', '.join(entries)})")
-    if "onnx" not in entries[name]:
-        raise UserError(f"graph {name} was exported as a SavedModel only: serve it with TF Serving")
-    return ExportedGraph(export_dir, entries[name], threads)
+    return entries[name]

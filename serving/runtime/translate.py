@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -182,8 +183,14 @@ def vocab_translator(vocab_dir: Path, encode: Encode, step: AttendingStep) -> Tr
 def onnx_translator(decoder_step: ExportedGraph, threads: int | None = None) -> Translator:
     """A ``Translator`` over the exported ``encoder`` and ``decoder_step`` graphs, with the
     vocabularies exported beside them."""
+    return graph_translator(load_graph(decoder_step.export_dir, "encoder", threads), decoder_step)
+
+
+def graph_translator(encoder: Any, decoder_step: Any) -> Translator:
+    """A ``Translator`` over ``encoder`` and ``decoder_step`` graphs: anything with
+    ``ExportedGraph``'s ``runtime`` and ``export_dir`` that is called with keyword arrays (the
+    onnxruntime graphs, or a server's through ``serving.clients.RemoteGraph``)."""
     export_dir = decoder_step.export_dir
-    encoder = load_graph(export_dir, "encoder", threads)
     names = decoder_step.runtime["states"]
 
     def encode(source: np.ndarray) -> list[np.ndarray]:
