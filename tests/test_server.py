@@ -304,6 +304,19 @@ def test_grpc_bad_requests_and_malformed_protobuf(server):
     wrong.set_data_from_numpy(np.ones((1, 1, 1), np.float32))
     with pytest.raises(InferenceServerException, match="unexpected windows"):
         client.infer(SINE, [wrong])
+    with pytest.raises(InferenceServerException, match=r"Specific\(sine_forecaster, 2\)") as error:
+        client.infer(SINE, [window], model_version="2")
+    assert error.value.status() == "StatusCode.NOT_FOUND"
+    for values, datatype, fragment in [
+        (np.ones((1, 2), np.float32), "FP32", "rank 3"),
+        (np.ones((1, 2, 1), np.int32), "INT32", "window is FP32, got INT32"),
+        (np.ones((1, 2, 3), np.float32), "FP32", "size 1 on axis 2"),
+    ]:
+        tensor = triton_grpc.InferInput("window", list(values.shape), datatype)
+        tensor.set_data_from_numpy(values)
+        with pytest.raises(InferenceServerException, match=fragment) as error:
+            client.infer(SINE, [tensor])
+        assert error.value.status() == "StatusCode.INVALID_ARGUMENT"
     with grpc.insecure_channel(server.grpc) as channel:
         raw = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
         with pytest.raises(grpc.RpcError) as failure:
