@@ -1,5 +1,7 @@
-"""python -m serving.server --run RUN_DIR [--run RUN_DIR ...]: serve every ONNX graph of the
-runs' exports, by graph name, with onnxruntime and no TensorFlow.
+"""python -m serving.server --run RUN_DIR ...: the runs' ONNX graphs behind HTTP and gRPC.
+
+Serves every ONNX graph of the runs' exports, by graph name, with onnxruntime and no
+TensorFlow.
 
     python -m serving.server --run runs/sine-lstm --run runs/translate-gru
 
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run",
         dest="runs",
+        metavar="RUN_DIR",
         type=Path,
         action="append",
         required=True,
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no log line per request")
     try:
         args = parser.parse_args(argv)
-        registry, skipped = load_runs(args.runs, args.threads)
+        with cli.exit_on_interrupt(lambda: "nothing was served"):
+            registry, skipped = load_runs(args.runs, args.threads)
     except UserError as error:
         return cli.report(error)
     settings = Settings(
