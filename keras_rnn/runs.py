@@ -15,6 +15,7 @@ from typing import Any
 
 from keras_rnn.config import TrainConfig, config_class, config_from_dict, task_configs
 from keras_rnn.errors import UserError
+from serving import cli
 
 
 @dataclass(frozen=True)
@@ -200,21 +201,6 @@ def check_export_dir(path: Path, force: bool) -> None:
         raise UserError(f"{path} exists: pass --force to replace it")
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` may still be running (True when unsure)."""
-    if pid == os.getpid() or os.name == "nt":  # on Windows, os.kill would end the process
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0: only checks that the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    except (OverflowError, ValueError):  # no such process id can exist
-        return False
-    return True
-
-
 def remove_stale_temporaries(run: RunDir) -> None:
     """Delete the temporaries (TEMPORARY) that a killed training or export left in ``run``.
 
@@ -228,7 +214,7 @@ def remove_stale_temporaries(run: RunDir) -> None:
             continue
         for entry in folder.iterdir():
             match = TEMPORARY.match(entry.name)
-            if not match or _process_alive(int(match.group(1))):
+            if not match or cli.process_alive(int(match.group(1))):
                 continue
             export = folder / "export"
             if entry.name.startswith(".export.old-") and not (

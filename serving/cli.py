@@ -109,3 +109,19 @@ def _int_at_least(text: str, minimum: int, what: str) -> int:
     if value is None or value < minimum:
         raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
     return value
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still be running (True when unsure): a temporary named after
+    a process that is gone was left by a killed command and may be removed."""
+    if pid == os.getpid() or os.name == "nt":  # on Windows, os.kill would end the process
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except (OverflowError, ValueError):  # no such process id can exist
+        return False
+    except OSError:  # PermissionError: another user's process
+        return True
+    return True

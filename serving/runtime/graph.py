@@ -178,19 +178,27 @@ def load_graph(
     return ExportedGraph(export_dir, entry, threads)
 
 
+def read_manifest(export_dir: Path) -> dict[str, Any]:
+    """The export's ``manifest.json``; a ``UserError`` when it is missing or malformed (every
+    graph entry must have a name)."""
+    path = export_dir / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not all("name" in entry for entry in manifest["graphs"]):
+            raise KeyError("name")
+    except FileNotFoundError:
+        raise UserError(
+            f"{path} is missing: export the run first (python -m export RUN_DIR)"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise UserError(f"{path} is malformed ({error})") from None
+    return manifest
+
+
 def manifest_entry(export_dir: Path, name: str | None = None) -> dict[str, Any]:
     """The manifest's entry of graph ``name`` (any format); without a name, of the only graph
     or the one whose runtime facts mark it ``default``."""
-    manifest_path = export_dir / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        entries = {entry["name"]: entry for entry in manifest["graphs"]}
-    except FileNotFoundError:
-        raise UserError(
-            f"{manifest_path} is missing: export the run first (python -m export RUN_DIR)"
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
-        raise UserError(f"{manifest_path} is malformed ({error})") from None
+    entries = {entry["name"]: entry for entry in read_manifest(export_dir)["graphs"]}
     if name is None:
         defaults = [n for n, entry in entries.items() if entry.get("runtime", {}).get("default")]
         if len(defaults) == 1:

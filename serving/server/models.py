@@ -7,7 +7,6 @@ is thread-safe, so one session serves every worker thread).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from serving.errors import UserError
-from serving.runtime.graph import ExportedGraph
+from serving.runtime.graph import ExportedGraph, read_manifest
 
 VERSION = "1"  # the export's one version (savedmodel/<name>/1 in TF Serving's layout)
 
@@ -83,7 +82,9 @@ def load_runs(run_dirs: list[Path], threads: int | None = None) -> tuple[Registr
     skipped = []
     for run_dir in run_dirs:
         export_dir = run_dir / "export"
-        for entry in _manifest(export_dir)["graphs"]:
+        if not run_dir.is_dir():
+            raise UserError(f"{run_dir} is not a run directory (no such folder)")
+        for entry in read_manifest(export_dir)["graphs"]:
             name = entry["name"]
             if "onnx" not in entry:
                 skipped.append(f"{name} ({run_dir}): SavedModel only, serve it with TF Serving")
@@ -97,20 +98,3 @@ def load_runs(run_dirs: list[Path], threads: int | None = None) -> tuple[Registr
     if not graphs:
         raise UserError("no ONNX graph to serve in " + ", ".join(map(str, run_dirs)))
     return Registry(graphs), skipped
-
-
-def _manifest(export_dir: Path) -> dict[str, Any]:
-    path = export_dir / "manifest.json"
-    if not export_dir.parent.is_dir():
-        raise UserError(f"{export_dir.parent} is not a run directory (no such folder)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        if not all("name" in entry for entry in manifest["graphs"]):
-            raise KeyError("name")
-    except FileNotFoundError:
-        raise UserError(
-            f"{path} is missing: export the run first (python -m export RUN_DIR)"
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
-        raise UserError(f"{path} is malformed ({error})") from None
-    return manifest

@@ -204,20 +204,5 @@ def _recover_stale(out: Path) -> None:
         match = pattern.fullmatch(entry.name)
         if match and entry.is_dir() and not entry.is_symlink():
             pid = int(match[2])
-            if not _process_alive(pid):
+            if not cli.process_alive(pid):
                 _undo(_sibling(out, "tmp", pid), _sibling(out, "old", pid), out)
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` may still be running (True when unsure)."""
-    if pid == os.getpid() or os.name == "nt":  # on Windows, os.kill would end the process
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0: only checks that the process exists
-    except ProcessLookupError:
-        return False
-    except (OverflowError, ValueError):  # no such process id can exist
-        return False
-    except OSError:  # PermissionError: another user's process
-        return True
-    return True
