@@ -111,3 +111,28 @@ def test_serving_benchmark_loads_each_protocol_without_errors(exported_run):
 def test_serving_benchmark_needs_an_export(trained_run):
     result = run_module("benchmarks.serving", trained_run("lstm"))
     assert_user_error(result.returncode, result.stderr, "manifest.json is missing")
+
+
+def test_bidirectional_benchmark_checks_both_forms_agree_and_times_them():
+    from benchmarks.bidirectional import HEADER as BIDIRECTIONAL_HEADER
+
+    result = run_module("benchmarks.bidirectional", "--units", "4", "--repeats", "2")
+    assert result.returncode == 0, result.stderr
+    assert BIDIRECTIONAL_HEADER in result.stdout
+    rows = [line.strip("|").split(" | ") for line in result.stdout.splitlines()]
+    rows = [
+        [cell.strip() for cell in row] for row in rows if row[0].strip() in ("RNN", "GRU", "LSTM")
+    ]
+    assert [(row[0], row[2]) for row in rows] == [
+        (cell, shape)
+        for cell in ("RNN", "GRU", "LSTM")
+        for shape in ("batch 1 x 10", "batch 32 x 50")
+    ]
+    for row in rows:
+        assert float(row[3]) > 0 and float(row[4]) > 0
+        assert re.fullmatch(r"\d+\.\d\dx", row[5])
+
+
+def test_bidirectional_benchmark_refuses_bad_sizes():
+    result = run_module("benchmarks.bidirectional", "--units", "4,x")
+    assert_user_error(result.returncode, result.stderr, "--units must be comma-separated sizes")
