@@ -10,11 +10,10 @@ status 130. TensorFlow's start-up lines stay off the terminal unless --verbose a
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from export.exporting import export_run, format_report
+from export.exporting import export_run, print_outcome
 from keras_rnn import quiet
 from keras_rnn.errors import UserError
 from keras_rnn.runs import check_export_dir, finished_run
@@ -35,14 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             report = export_run(run, config, args.force)
     except UserError as error:
         return cli.report(error)
-    print(format_report(report))
-    if not report["ok"]:
-        print(json.dumps(report, indent=2), file=sys.stderr)
-        print("error: parity failed: nothing was written", file=sys.stderr)
-        return 1
-    written = sorted(entry.name + "/" * entry.is_dir() for entry in (run.path / "export").iterdir())
-    print(f"\nexport: {run.path / 'export'} ({', '.join(written)})")
-    return 0
+    return print_outcome(report, run.path / "export")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,11 @@ only when parity holds; on a parity failure nothing is left behind.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +43,40 @@ def export_run(run: RunDir, config: TrainConfig, force: bool = False) -> dict[st
     building = run.path / f".export.tmp-{os.getpid()}"
     retired = run.path / f".export.old-{os.getpid()}"
 
+    def build(folder: Path) -> dict[str, Any]:
+        report, manifest_graphs = write_graphs(graphs, folder, parity.ATOL[config.cell])
+        if not report["ok"]:
+            return report
+        if (run.path / "vocab").is_dir():  # tokenizer files the runtimes read
+            # copyfile, not copytree's default copy2: a copy gets the mode this umask gives
+            shutil.copytree(run.path / "vocab", folder / "vocab", copy_function=shutil.copyfile)
+        write_json(
+            folder / "manifest.json",
+            {"task": config.task, "opset": onnx.OPSET, "graphs": manifest_graphs},
+        )
+        if task.check_decoding is not no_decoding_check:
+            print("checking decoding through the exported graphs against Keras", flush=True)
+        decode = task.check_decoding(model, config, folder)
+        if decode is not None:
+            report["decode"] = decode
+            report["ok"] = decode["ok"]
+            if not report["ok"]:
+                return report
+        write_json(folder / "parity.json", report)
+        return report
+
+    return build_in_place(target, building, retired, build)
+
+
+def build_in_place(
+    target: Path, building: Path, retired: Path, build: Callable[[Path], dict[str, Any]]
+) -> dict[str, Any]:
+    """Call ``build(building)``, which writes an export into the new folder ``building`` and
+    returns its report; when the report is ok, move it to ``target``, an existing ``target``
+    going by way of ``retired``. No temporary folder stays, and a replaced export comes back
+    if the new one did not take its place (also on Ctrl-C). Returns the report."""
+
     def tidy() -> None:
-        """No temporary folder stays, and a replaced export comes back if the new one did
-        not take its place (also on Ctrl-C)."""
         if retired.exists() and not target.exists():
             retired.rename(target)
         shutil.rmtree(building, ignore_errors=True)
@@ -50,40 +84,29 @@ def export_run(run: RunDir, config: TrainConfig, force: bool = False) -> dict[st
 
     with cli.on_interrupt(tidy):
         try:
-            entries, manifest_graphs = [], []
-            for graph in graphs:
-                formats = ", ".join(FORMAT_NAMES[name] for name in graph.formats)
-                print(f"exporting {graph.name}: {formats}, parity check", flush=True)
-                entry, manifest_entry = export_graph(graph, building, parity.ATOL[config.cell])
-                entries.append(entry)
-                manifest_graphs.append(manifest_entry)
-            report = {"ok": all(entry["ok"] for entry in entries), "graphs": entries}
-            if not report["ok"]:
-                return report
-            if (run.path / "vocab").is_dir():  # tokenizer files the runtimes read
-                # copyfile, not copytree's default copy2: a copy gets the mode this umask gives
-                shutil.copytree(
-                    run.path / "vocab", building / "vocab", copy_function=shutil.copyfile
-                )
-            write_json(
-                building / "manifest.json",
-                {"task": config.task, "opset": onnx.OPSET, "graphs": manifest_graphs},
-            )
-            if task.check_decoding is not no_decoding_check:
-                print("checking decoding through the exported graphs against Keras", flush=True)
-            decode = task.check_decoding(model, config, building)
-            if decode is not None:
-                report["decode"] = decode
-                report["ok"] = decode["ok"]
-                if not report["ok"]:
-                    return report
-            write_json(building / "parity.json", report)
-            if target.exists():
-                target.rename(retired)
-            building.rename(target)
+            report = build(building)
+            if report["ok"]:
+                if target.exists():
+                    target.rename(retired)
+                building.rename(target)
             return report
         finally:
             tidy()
+
+
+def write_graphs(
+    graphs: list[ExportGraph], root: Path, default_atol: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``export_graph`` for each graph, with a progress line; the parity report (``ok`` when
+    every graph is) and the manifest.json entries."""
+    entries, manifest_graphs = [], []
+    for graph in graphs:
+        formats = ", ".join(FORMAT_NAMES[name] for name in graph.formats)
+        print(f"exporting {graph.name}: {formats}, parity check", flush=True)
+        entry, manifest_entry = export_graph(graph, root, default_atol)
+        entries.append(entry)
+        manifest_graphs.append(manifest_entry)
+    return {"ok": all(entry["ok"] for entry in entries), "graphs": entries}, manifest_graphs
 
 
 def export_graph(graph: ExportGraph, root: Path, default_atol: float) -> tuple[dict, dict]:
@@ -163,3 +186,16 @@ def format_report(report: dict[str, Any]) -> str:
         ok = "yes" if report["decode"]["ok"] else "NO"
         lines += ["", f"decoding through the exported graphs: {report['decode']['summary']} ({ok})"]
     return "\n".join(lines)
+
+
+def print_outcome(report: dict[str, Any], target: Path) -> int:
+    """Print the report; then the folder ``target`` and what it holds (exit status 0), or, when
+    parity failed, the JSON report and one ``error:`` line on stderr (exit status 1)."""
+    print(format_report(report))
+    if not report["ok"]:
+        print(json.dumps(report, indent=2), file=sys.stderr)
+        print("error: parity failed: nothing was written", file=sys.stderr)
+        return 1
+    written = sorted(entry.name + "/" * entry.is_dir() for entry in target.iterdir())
+    print(f"\nexport: {target} ({', '.join(written)})")
+    return 0
