@@ -136,3 +136,18 @@ def test_bidirectional_benchmark_checks_both_forms_agree_and_times_them():
 def test_bidirectional_benchmark_refuses_bad_sizes():
     result = run_module("benchmarks.bidirectional", "--units", "4,x")
     assert_user_error(result.returncode, result.stderr, "--units must be comma-separated sizes")
+
+
+def test_converter_benchmark_compares_tf2onnx_alone_with_the_converter():
+    from benchmarks.converter import HEADER as CONVERTER_HEADER
+
+    result = run_module("benchmarks.converter", "--repeats", "2")
+    assert result.returncode == 0, result.stderr
+    assert "parity of the export: ok" in result.stdout and CONVERTER_HEADER in result.stdout
+    rows = [line.strip("|").split(" | ") for line in result.stdout.splitlines()]
+    rows = {(row[0].strip(), row[3]): row for row in rows if len(row) == 6 and "x 50" in row[3]}
+    for shape in ("batch 1 x 50", "batch 32 x 50"):
+        assert rows["tf2onnx alone (from_function)", shape][2] == "2 Loop"
+        assert rows["python -m export.model", shape][2] == "2 GRU"
+    difference = float(result.stdout.rsplit("outputs: ", 1)[1])
+    assert difference < 1e-4

@@ -26,6 +26,7 @@ SCRIPTS = {
     "keras-rnn-generate": "keras_rnn.generate:main",
     "keras-rnn-translate": "keras_rnn.translate:main",
     "keras-rnn-export": "export.__main__:main",
+    "keras-rnn-export-model": "export.model.__main__:main",
     "keras-rnn-verify": "export.verify:main",
     "keras-rnn-predict": "serving.predict:main",
     "keras-rnn-serve": "serving.server.__main__:main",
