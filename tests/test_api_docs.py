@@ -38,7 +38,8 @@ def test_the_page_shows_each_part_of_the_api():
     for name in ("run_training", "finished_run", "load_trained_model", "export_run"):
         assert name in code
     assert "load_graph" in code and "forecast(" in code and "add(" in code
-    assert len(BLOCKS) == 5
+    assert "connect(" in code and "export_model(" in code
+    assert len(BLOCKS) == 7
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
@@ -55,3 +56,5 @@ def test_blocks_print_what_the_page_says(session):
     next_value, direct, recursive = lines[blocks[3] - 1].split()
     assert math.isfinite(float(next_value)) and direct == recursive == "10"
     assert lines[blocks[4] - 1] == "69"
+    assert lines[blocks[5] - 1] == "AVAILABLE (2, 1)"
+    assert lines[blocks[6] - 1] == "True True 1"
