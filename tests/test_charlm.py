@@ -55,6 +55,7 @@ CHARLM = TaskCase(
     graphs=("char_lm", "lm_step"),
     metrics=frozenset(
         {"val_perplexity", "val_bits_per_char", "test_perplexity", "test_bits_per_char"}
+        | {"test_bits_per_char_xz", "test_bits_per_char_xz_after_train"}
         | {"vocabulary", "sample"}
     ),
     query=(

@@ -4,10 +4,7 @@ position, the vocabulary, random or consecutive training windows and evaluation 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
-import sysconfig
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,27 +12,19 @@ import tensorflow as tf
 
 from keras_rnn.errors import UserError
 from keras_rnn.tasks.charlm import Config
+from keras_rnn.tasks.charlm.corpus import read_text, split_points
 from keras_rnn.text import encode, split_characters
 from serving.runtime.vocab import Vocabulary
 
 MAX_ROW = 2048  # characters per evaluation row (the context a character is predicted from)
 MAX_LOGITS = 2**24  # logits per evaluation batch (64 MB of float32)
 
-# Standard-library modules of the embedded corpus, in this order (paths under stdlib).
-CORPUS = (
-    "argparse.py", "ast.py", "calendar.py", "collections/__init__.py", "configparser.py",
-    "csv.py", "dataclasses.py", "datetime.py", "difflib.py", "email/message.py", "enum.py",
-    "fractions.py", "functools.py", "gettext.py", "heapq.py", "http/client.py", "inspect.py",
-    "json/decoder.py", "json/encoder.py", "locale.py", "logging/__init__.py", "pathlib.py",
-    "pprint.py", "random.py", "shutil.py", "statistics.py", "string.py", "subprocess.py",
-    "tarfile.py", "textwrap.py", "threading.py", "tokenize.py", "typing.py", "zipfile.py",
-)  # fmt: skip
-
 
 @dataclasses.dataclass
 class Datasets:
     """The encoded text, its split points, the vocabulary and the tf.data pipelines."""
 
+    text: str  # the whole text
     ids: np.ndarray  # int32, the whole text
     val_start: int
     test_start: int
@@ -49,36 +38,11 @@ class Datasets:
         return {"vocab/vocab.json": self.vocab.to_json()}  # read by the runtimes
 
 
-def read_text(config: Config) -> tuple[str, dict[str, Any]]:
-    """The training text and what config.json records about it."""
-    if config.text:
-        path = Path(config.text)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UserError(f"text file not found: {path}") from None
-        except IsADirectoryError:
-            raise UserError(f"{path} is a directory, not a text file") from None
-        except UnicodeDecodeError as error:
-            raise UserError(f"{path} is not UTF-8 text (byte {error.start})") from None
-        source = {"kind": "text file", "file": path.name}
-    else:
-        stdlib = Path(sysconfig.get_paths()["stdlib"])
-        text = "".join((stdlib / name).read_text(encoding="utf-8") for name in CORPUS)
-        source = {"kind": "Python standard library", "files": list(CORPUS)}
-    if not text.strip():
-        raise UserError(f"{config.text or 'the corpus'} is empty: nothing to learn from")
-    source["characters"] = len(text)
-    source["text_sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return text, source
-
-
 def make_datasets(config: Config) -> Datasets:
     text, source = read_text(config)
     codepoints = split_characters(text)
     length = len(codepoints)
-    test_start = length - round(length * config.test_fraction)
-    val_start = test_start - round(length * config.val_fraction)
+    val_start, test_start = split_points(length, config)
     parts = (
         ("training", val_start),
         ("validation", test_start - val_start),
@@ -108,6 +72,7 @@ def make_datasets(config: Config) -> Datasets:
         )
         val = evaluation_rows(ids[val_start:test_start], vocab.size)
     return Datasets(
+        text=text,
         ids=ids,
         val_start=val_start,
         test_start=test_start,

@@ -12,14 +12,14 @@ import numpy as np
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.runs import RunDir
 from keras_rnn.tasks.charlm import Config
+from keras_rnn.tasks.charlm.compression import xz_baselines
+from keras_rnn.tasks.charlm.corpus import CORPUS, read_text
 from keras_rnn.tasks.charlm.data import (
-    CORPUS,
     MAX_LOGITS,
     MAX_ROW,
     Datasets,
     evaluation_rows,
     make_datasets,
-    read_text,
     streams,
 )
 from keras_rnn.tasks.charlm.generation import (
@@ -122,7 +122,8 @@ def check_decoding(model: keras.Model, config: Config, export_dir: Path) -> dict
 def evaluate(
     model: keras.Model, untrained: keras.Model, data: Datasets, config: Config, run: RunDir
 ) -> dict[str, Any]:
-    """Perplexity and bits per character on validation and test."""
+    """Perplexity and bits per character on validation and test, and what xz -9e spends per
+    test character (the baseline to beat)."""
     model = stateless(model, config)
     parts = {"val": data.ids[data.val_start : data.test_start], "test": data.ids[data.test_start :]}
     metrics = {}
@@ -134,6 +135,8 @@ def evaluate(
         bits = float(entropy.result())
         metrics[f"{split}_bits_per_char"] = bits
         metrics[f"{split}_perplexity"] = 2.0**bits
+    print("compressing the test text with xz -9e, alone and after the training text", flush=True)
+    metrics |= xz_baselines(data.text[: data.val_start], data.text[data.test_start :])
     metrics["vocabulary"] = data.vocab.size
     print("writing a 400-character sample", flush=True)  # progress
     metrics["sample"] = (
@@ -155,6 +158,9 @@ def format_metrics(metrics: dict[str, Any], config: Config) -> str:
                 f"| {metrics[f'{split}_bits_per_char']:.3f} |"
                 for split in ("val", "test")
             ),
+            f"| test, xz -9e alone | | {metrics['test_bits_per_char_xz']:.3f} |",
+            f"| test, xz -9e after the training text | "
+            f"| {metrics['test_bits_per_char_xz_after_train']:.3f} |",
             "",
             f"sample (temperature 0.5): {metrics['sample']!r}",
         ]
