@@ -9,12 +9,19 @@ recognised ``While`` for one fused node. Whatever it does not recognise exactly 
 ``Loop``, which is correct, only slower, and ``report`` says why.
 
 Recognising a body is ``export/fusion_cells.py`` (the cell patterns, over the tree matcher of
-``export/fusion_match.py``); this module builds the fused nodes. The patterns are the graphs
-Keras 3.15's TensorFlow backend emits (``use_cudnn=False``), with operands in Keras's order: a
-Keras release that reorders them loses fusion, not correctness. Semantics kept:
+``export/fusion_match.py``, and each gate's weighted sum read by ``export/fusion_terms.py``);
+this module builds the fused nodes. The patterns are the graphs Keras 3.15's TensorFlow backend
+emits (``use_cudnn=False``), with the cell's operands in Keras's order (a Keras release that
+reorders them loses fusion, not correctness); the sums are read in any order and form (one
+MatMul or one per gate, MatMul or tf2onnx's Gemm, with or without a bias). Semantics kept:
 
-- Weights: Keras LSTM gates i, f, c, o become ONNX i, o, f, c. Keras GRU (``reset_after=True``)
-  gates z, r, h keep their order, with ``linear_before_reset=1`` and both bias rows.
+- Weights: Keras LSTM gates i, f, c, o become ONNX i, o, f, c. Keras GRU gates z, r, h keep
+  their order: ``reset_after=True`` is ``linear_before_reset=1`` with both bias rows,
+  ``reset_after=False`` is ``linear_before_reset=0`` with the one bias as ONNX's input bias
+  (the recurrent bias zeros). Without a bias the node has no B (zeros).
+- Activations: the ONNX activation that is the same function (hard_sigmoid is HardSigmoid
+  alpha 1/6, beta 0.5; linear is Affine alpha 1, beta 0), alphas and betas as onnxruntime
+  reads them.
 - A mask becomes ``sequence_lens`` (the number of valid steps). That is exact for right
   padding, the padding this project produces. A batch with any other mask (left padding, gaps)
   has each row's valid steps moved to the front first and its outputs moved back after, so
@@ -39,6 +46,7 @@ from tf2onnx.graph_builder import GraphBuilder
 
 from export import masking
 from export.fusion_cells import GATES, STATES, LoopCell, NotFused, recognise_body
+from export.fusion_terms import check_gates
 
 ONNX_OP = {"simple": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
@@ -110,18 +118,14 @@ def _fuse(g: Graph, loop: Node, body: LoopCell, max_units: int | None) -> str:
         else builder.make_unsqueeze({"data": loop.input[index[name]], "axes": [0]})
         for name in states
     ]
-    constants = [
-        g.make_const(f"{scope}/{name}", value).output[0] for name, value in weights.items()
+    constants = [  # no bias: ONNX's B is optional, zeros by default
+        "" if value is None else g.make_const(f"{scope}/{name}", value).output[0]
+        for name, value in weights.items()
     ]
     fused = g.make_node(
         ONNX_OP[body.cell],
         [x, *constants, lengths, *initial],
-        attr={
-            "hidden_size": units,
-            "direction": direction,
-            "activations": body.activations,
-            **({"linear_before_reset": 1} if body.cell == "gru" else {}),
-        },
+        attr={"hidden_size": units, "direction": direction, **body.attributes()},
         output_count=1 + len(states),
         op_name_scope=scope,
     )
@@ -161,29 +165,33 @@ def _fuse(g: Graph, loop: Node, body: LoopCell, max_units: int | None) -> str:
     for name in states:
         g.replace_all_inputs(loop.output[index[name]], finals[name])
     padding = ", masked" + (" (zeros at padding)" if body.zero_fill else "") if body.masked else ""
-    return f"{ONNX_OP[body.cell]} ({direction}{padding}{', last output' if body.last_only else ''})"
+    options = "".join(f", {option}" for option in body.options())
+    last = ", last output" if body.last_only else ""
+    return f"{ONNX_OP[body.cell]} ({direction}{padding}{last}{options})"
 
 
-def _weights(g: Graph, loop: Node, body: LoopCell) -> tuple[dict[str, np.ndarray], int]:
-    """The loop's constant weights as ONNX's W, R and B, and the number of units."""
-    inputs = [loop.input[body.variables[name]] for name in ("kernel", "recurrent_kernel", "bias")]
+def _weights(g: Graph, loop: Node, body: LoopCell) -> tuple[dict[str, np.ndarray | None], int]:
+    """The loop's constant weights as ONNX's W, R and B (None without a bias), and the number
+    of units, once every gate is checked to sum what the ONNX node computes."""
+    names = ["kernel", "recurrent_kernel", *(["bias"] if body.has_bias else [])]
+    inputs = [loop.input[body.variables[name]] for name in names]
     if not all(g.is_const(tensor) for tensor in inputs):
         raise NotFused("weights are not constants")
-    kernel, recurrent_kernel, bias = (g.get_tensor_value(t, as_list=False) for t in inputs)
+    kernel, recurrent_kernel, *bias = (g.get_tensor_value(t, as_list=False) for t in inputs)
     units = recurrent_kernel.shape[0]
     gates = GATES[body.cell]
-    expected_bias = (2, gates * units) if body.cell == "gru" else (gates * units,)
+    # GRU reset_after has an input and a recurrent bias row; the others one bias vector
+    two_rows = body.cell == "gru" and body.reset_after
+    bias_shape = (2, gates * units) if two_rows else (gates * units,)
     if (
         kernel.dtype != np.float32
         or kernel.shape[1:] != (gates * units,)
         or recurrent_kernel.shape != (units, gates * units)
-        or bias.shape != expected_bias
+        or any(b.shape != bias_shape for b in bias)
     ):
         raise NotFused("weights are not float32 of the shapes the cell needs")
-    columns = [(start, gates * units if stop is None else stop) for start, stop in body.columns]
-    if body.cell == "gru" and columns != [(gate * units, (gate + 1) * units) for gate in range(3)]:
-        raise NotFused(f"GRU gate slices {columns} are not the thirds of {3 * units} columns")
-    return _onnx_weights(body.cell, kernel, recurrent_kernel, bias), units
+    check_gates(body.gates, body.cell, units, len(bias_shape) if bias else None)
+    return _onnx_weights(body.cell, kernel, recurrent_kernel, bias[0] if bias else None), units
 
 
 def _sequence_inputs(g: Graph, loop: Node, body: LoopCell) -> tuple[str, str | None, str]:
@@ -201,7 +209,7 @@ def _sequence_inputs(g: Graph, loop: Node, body: LoopCell) -> tuple[str, str | N
     if mask_list.type != "TensorListFromTensor":
         raise NotFused("the mask is not a whole tensor")
     zeros = loop.inputs[index["fill" if body.zero_fill else "previous_output"]]
-    if zeros.type != "ZerosLike":
+    if not (zeros.type == "ZerosLike" or _is_zeros(g, zeros)):
         raise NotFused("padded steps do not start from zeros")
     x, mask = x_list.input[0], mask_list.input[0]
     shape = g.get_shape(mask)
@@ -216,7 +224,10 @@ def _sequence_inputs(g: Graph, loop: Node, body: LoopCell) -> tuple[str, str | N
 
 
 def _is_zeros(g: Graph, node: Node) -> bool:
-    """Whether ``node`` is Keras's default initial state, ``Fill(shape, 0)``."""
+    """Whether ``node`` is zeros: Keras's default initial state, ``Fill(shape, 0)``, or, when
+    every shape is static (a fixed batch size), the constant TensorFlow folds that into."""
+    if node.is_const():
+        return not node.get_tensor_value(as_list=False).any()
     return (
         node.type == "Fill" and g.is_const(node.input[1]) and g.get_tensor_value(node.input[1]) == 0
     )
@@ -239,16 +250,22 @@ def _unreversed(g: Graph, tensor: str) -> str | None:
 
 
 def _onnx_weights(
-    cell: str, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray
-) -> dict[str, np.ndarray]:
+    cell: str, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray | None
+) -> dict[str, np.ndarray | None]:
     """W, R and B as ONNX wants them: (1, gates*U, F), (1, gates*U, U), (1, 2*gates*U)."""
     if cell == "lstm":  # Keras i, f, c, o -> ONNX i, o, f, c
         order = [0, 3, 1, 2]
         kernel, recurrent_kernel, bias = (
-            np.concatenate([np.split(w, 4, axis=-1)[gate] for gate in order], axis=-1)
+            None if w is None else np.concatenate([np.split(w, 4, axis=-1)[g] for g in order], -1)
             for w in (kernel, recurrent_kernel, bias)
         )
-    # GRU keeps two bias rows (input, recurrent); the others have one, and ONNX adds W's and R's.
-    biases = bias.reshape(-1) if cell == "gru" else np.concatenate([bias, np.zeros_like(bias)])
-    values = {"W": kernel.T[None], "R": recurrent_kernel.T[None], "B": biases[None]}
-    return {name: np.ascontiguousarray(value, np.float32) for name, value in values.items()}
+    values = {"W": kernel.T[None], "R": recurrent_kernel.T[None], "B": None}
+    if bias is not None:
+        # GRU reset_after has both bias rows (input, recurrent); otherwise ONNX's recurrent bias
+        # is zeros, which ONNX adds to the input one.
+        biases = bias.reshape(-1) if bias.ndim == 2 else np.concatenate([bias, np.zeros_like(bias)])
+        values["B"] = biases[None]
+    return {
+        name: None if value is None else np.ascontiguousarray(value, np.float32)
+        for name, value in values.items()
+    }

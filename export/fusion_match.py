@@ -1,8 +1,9 @@
 """A tree matcher over tf2onnx's graph, for the cell patterns of ``export/fusion_cells.py``.
 
 tf2onnx's GraphMatcher reports neither which output of a node was used (GRU and LSTM slice one
-Split three or four ways) nor whether two uses of a value are the same tensor, and both decide
-whether a loop is an RNN cell.
+Split three or four ways), nor whether two uses of a value are the same tensor, nor which of
+several forms matched (which activation a gate applies), and all three decide whether a loop
+is an RNN cell and which.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ class Op:
 
 
 @dataclass(frozen=True)
+class Either:
+    """Matches the first of ``options`` ((label, pattern) pairs) that matches. With ``bind``,
+    binds ``bind`` to the tensor and ``bind + ":form"`` to the label of the option taken."""
+
+    options: tuple
+    bind: str | None = None
+
+
+@dataclass(frozen=True)
 class Const:
     """Matches a scalar constant equal to one of ``values``."""
 
@@ -46,6 +56,8 @@ def match(g: Graph, tensor: str, pattern, bound: dict[str, str]) -> bool:
         node = g.get_node_by_output(tensor)
     if isinstance(pattern, str):
         return pattern == ANY or bound.setdefault(pattern, tensor) == tensor
+    if isinstance(pattern, Either):
+        return _match_either(g, tensor, pattern, bound)
     if node is None:
         return False
     if isinstance(pattern, Const):
@@ -63,3 +75,17 @@ def match(g: Graph, tensor: str, pattern, bound: dict[str, str]) -> bool:
     return len(node.input) == len(pattern.inputs) and all(
         match(g, inner, part, bound) for inner, part in zip(node.input, pattern.inputs, strict=True)
     )
+
+
+def _match_either(g: Graph, tensor: str, pattern: Either, bound: dict[str, str]) -> bool:
+    for label, option in pattern.options:
+        tried = dict(bound)  # an option that fails part-way must not leave its bindings
+        if match(g, tensor, option, tried):
+            if pattern.bind is not None and not (
+                tried.setdefault(pattern.bind, tensor) == tensor
+                and tried.setdefault(f"{pattern.bind}:form", label) == label
+            ):
+                return False
+            bound.update(tried)
+            return True
+    return False
