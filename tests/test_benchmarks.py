@@ -27,27 +27,33 @@ def test_inference_benchmark_needs_an_export(trained_run):
     assert_user_error(result.returncode, result.stderr, "manifest.json is missing")
 
 
-def test_fusion_benchmark_compares_fused_and_loop_for_each_shape():
-    result = run_module("benchmarks.fusion", "--cells", "gru", "--units", "4", "--repeats", "2")
+def test_fusion_benchmark_compares_fused_and_loop_for_each_option_and_shape():
+    argv = ["--cells", "gru", "--units", "4", "--repeats", "2", "--options", "default,reset-before"]
+    result = run_module("benchmarks.fusion", *argv)
     assert result.returncode == 0, result.stderr
     assert FUSION_HEADER in result.stdout
     rows = [line.strip("|").split(" | ") for line in result.stdout.splitlines()]
     rows = [row for row in rows if row[0].strip() == "gru"]
-    assert [(row[2], row[3]) for row in rows] == [
-        ("no", "batch 1 x 10"),
-        ("no", "batch 32 x 50"),
-        ("yes", "batch 1 x 10"),
-        ("yes", "batch 32 x 50"),
+    assert [(row[1], row[3], row[4]) for row in rows] == [
+        (option, mask, shape)
+        for option in ("default", "reset-before")
+        for mask in ("no", "yes")
+        for shape in ("batch 1 x 10", "batch 32 x 50")
     ]
     for row in rows:
-        assert row[4] == "1 Loop" and row[6] == "1 GRU"
-        assert float(row[5]) > 0 and float(row[7]) > 0
-        assert re.fullmatch(r"\d+\.\d\dx", row[8].strip())
+        assert row[5] == "1 Loop" and row[7] == "1 GRU"
+        assert float(row[6]) > 0 and float(row[8]) > 0
+        assert re.fullmatch(r"\d+\.\d\dx", row[9].strip())
 
 
 def test_fusion_benchmark_rejects_an_unknown_cell():
     result = run_module("benchmarks.fusion", "--cells", "transformer")
     assert_user_error(result.returncode, result.stderr, "unknown cell transformer")
+
+
+def test_fusion_benchmark_rejects_an_unknown_option():
+    result = run_module("benchmarks.fusion", "--options", "default,peepholes")
+    assert_user_error(result.returncode, result.stderr, "unknown option peepholes: choose from")
 
 
 def test_masks_benchmark_times_the_check_and_each_padding_after_checking_keras():
