@@ -62,16 +62,23 @@ class FusionRewriter:
     _bodies: dict[str, LoopCell | NotFused] = field(default_factory=dict)
 
     def __call__(self, g: Graph, ops: list[Node]) -> list[Node]:
+        # A bug of ours must not end the conversion (tf2onnx would log it and drop the
+        # report): the loop stays a Loop with the error as its reason, and parity still
+        # checks whatever graph results.
         try:
             self._bodies[g.graph_name] = recognise_body(g, tuple(self.fuse))
         except NotFused as reason:
             self._bodies[g.graph_name] = reason
+        except Exception as error:
+            self._bodies[g.graph_name] = NotFused(f"the rewriter failed: {_described(error)}")
         for node in ops:
             if node.is_while():
                 try:
                     outcome = self._fuse_loop(g, node)
                 except NotFused as reason:
                     outcome = f"left as Loop ({reason})"
+                except Exception as error:
+                    outcome = f"left as Loop (the rewriter failed: {_described(error)})"
                 self.report.append(f"{node.name}: {outcome}")
         return g.get_nodes()
 
@@ -80,6 +87,10 @@ class FusionRewriter:
         if isinstance(body, NotFused):
             raise body
         return _fuse(g, loop, body, self.fuse[body.cell])
+
+
+def _described(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def _fuse(g: Graph, loop: Node, body: LoopCell, max_units: int | None) -> str:

@@ -336,6 +336,20 @@ def test_report_names_each_fused_layer(tmp_path):
     ]
 
 
+def test_a_rewriter_bug_leaves_the_loop_with_the_error_as_its_reason(tmp_path, monkeypatch):
+    import export.fusion
+
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(export.fusion, "recognise_body", broken)
+    graph = layer_graph("broken", rnn_layer("gru", UNITS, return_sequences=True), "gru")
+    entry, _ = export_graph(graph, tmp_path, parity.ATOL["gru"])
+    assert entry["ok"] and entry["onnx_op_counts"]["Loop"] == 1, entry
+    (layer,) = entry["recurrent_layers"]
+    assert "left as Loop (the rewriter failed: RuntimeError: boom)" in layer, layer
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_masked_bidirectional_export_loads_without_onnxruntime_warnings(cell, tmp_path, capfd):
     """What the mask handling adds must not make onnxruntime warn at every session start (it
