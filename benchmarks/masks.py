@@ -44,7 +44,7 @@ def left_padded(values: np.ndarray) -> np.ndarray:
 
 def without_gap_check(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` with each top-level ``If`` replaced by the nodes of its else branch (the
-    right-padding path), and the nodes that only fed the conditions removed."""
+    right-padding path), and the nodes and constants that only fed the conditions removed."""
     graph = model.graph
     nodes = []
     for node in graph.node:
@@ -62,6 +62,9 @@ def without_gap_check(model: onnx.ModelProto) -> onnx.ModelProto:
             needed |= set(node.input)
     del graph.node[:]
     graph.node.extend(reversed(kept))
+    unused = [tensor for tensor in graph.initializer if tensor.name not in needed]
+    for tensor in unused:  # onnxruntime would warn about each at load
+        graph.initializer.remove(tensor)
     onnx.checker.check_model(model)
     return model
 
