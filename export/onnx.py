@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -30,19 +31,25 @@ def cpu_twin(model: keras.Model) -> keras.Model:
 
     A model traced on a GPU contains CudnnRNNV3, which tf2onnx cannot convert. use_cudnn is not
     part of a layer's config (and Bidirectional resets it, keras#21533), so it is set on the
-    built layers, both directions included.
+    built layers, both directions and nested models included.
     """
     twin = keras.models.clone_model(model)
     twin.set_weights(model.get_weights())
-    for layer in twin.layers:
-        for inner in (
-            layer,
-            getattr(layer, "forward_layer", None),
-            getattr(layer, "backward_layer", None),
-        ):
-            if hasattr(inner, "use_cudnn"):
-                inner.use_cudnn = False
+    for layer in _layers(twin):
+        if hasattr(layer, "use_cudnn"):
+            layer.use_cudnn = False
     return twin
+
+
+def _layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
+    """``layer`` and every layer inside it: a nested model's layers, and both directions of a
+    ``Bidirectional``, at any depth."""
+    yield layer
+    inner = [*getattr(layer, "layers", ())]
+    inner += [getattr(layer, name, None) for name in ("forward_layer", "backward_layer", "layer")]
+    for sublayer in inner:
+        if isinstance(sublayer, keras.layers.Layer):
+            yield from _layers(sublayer)
 
 
 def write_onnx(graph: ExportGraph, path: Path, fuse: dict[str, int | None] = FUSED) -> list[str]:

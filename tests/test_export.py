@@ -223,6 +223,21 @@ def test_cpu_twin_disables_cudnn_in_both_directions_and_keeps_weights():
     np.testing.assert_allclose(twin(sample)["y"], model(sample)["y"], atol=1e-6)
 
 
+def test_cpu_twin_reaches_layers_of_nested_models():
+    inner = keras.Sequential(
+        [keras.Input((None, 2)), keras.layers.Bidirectional(keras.layers.GRU(3))], name="inner"
+    )
+    inputs = keras.Input((None, 2), name="x")
+    model = keras.Model({"x": inputs}, {"y": inner(inputs)})
+    twin = onnx_export.cpu_twin(model)
+    (nested,) = [x for x in twin.layers if isinstance(x, keras.Model)]
+    (bidirectional,) = nested.layers
+    directions = [bidirectional.forward_layer, bidirectional.backward_layer]
+    assert [layer.use_cudnn for layer in directions] == [False, False]
+    original = inner.layers[0]
+    assert original.forward_layer.use_cudnn == "auto"  # the model itself is left as it was
+
+
 def test_verify_passes_then_catches_a_swapped_onnx_file(exported_run, tmp_path, capsys):
     assert verify_main([str(exported_run("lstm"))]) == 0
     assert "parity holds" in capsys.readouterr().out
