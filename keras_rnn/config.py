@@ -2,11 +2,12 @@
 
 ``TrainConfig`` holds the hyperparameters every task shares; each task package defines its
 ``Config`` subclass in its ``__init__.py`` (``keras_rnn/tasks/<name>/``), found by
-``task_configs``. ``RuntimeConfig`` holds how a run executes (threads), apart from what it
-learns, as TensorFlow Model Garden keeps a runtime config beside each task's. CLI flags are
-generated from the fields (``--batch-size`` for ``batch_size``; help text and choices from
-field metadata), and the resolved configs are saved in the run's ``config.json``. This module
-imports no TensorFlow, so arguments are checked before TensorFlow starts.
+``task_configs``. ``RuntimeConfig`` holds how a run executes (threads, distribution), apart
+from what it learns, as TensorFlow Model Garden keeps a runtime config beside each task's. CLI
+flags are generated from the fields (``--batch-size`` for ``batch_size``; help text and
+choices from field metadata), and the resolved configs are saved in the run's
+``config.json``. This module imports no TensorFlow, so arguments are checked before
+TensorFlow starts.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from keras_rnn.errors import UserError
 
 CELLS = ("simple", "lstm", "gru")
 MERGE_MODES = ("concat", "sum", "mul", "ave")
+STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 def option(default: Any, help: str, choices: tuple | None = None, input_file: bool = False) -> Any:
@@ -116,6 +118,11 @@ class TrainConfig:
             unused["dropout"] = "to one layer: it acts between stacked layers (--layers 2 or more)"
         return unused
 
+    def undistributable(self) -> str | None:
+        """Why ``--strategy mirrored`` or ``multiworker`` cannot train this config (ending
+        "--strategy S cannot train this run: "), or None when they can."""
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -128,10 +135,19 @@ class RuntimeConfig:
     threads: int = option(
         0, "threads TensorFlow runs each operation on (0: TensorFlow's choice, one per core)"
     )
+    strategy: str = option(
+        "default",
+        "how training is spread: default (one device), mirrored (every GPU of this machine, or "
+        "without a GPU its logical CPU devices), multiworker (the machines TF_CONFIG lists); "
+        "--batch-size stays the global batch, split across the replicas",
+        STRATEGIES,
+    )
 
     def __post_init__(self) -> None:
         if self.threads < 0:
             raise UserError(f"--threads must be >= 0, got {self.threads}")
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"--strategy: {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

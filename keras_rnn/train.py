@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from keras_rnn import quiet
+from keras_rnn import distribute, quiet
 from keras_rnn.config import (
     RuntimeConfig,
     TrainConfig,
@@ -138,9 +138,12 @@ def resume_hint(run_dir: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     try:
         config, args = parse_args(argv)
-        check_run_dir(args.run_dir, force=args.force, resume=args.resume)
-        if args.force:
-            check_inputs_outside(config, args.run_dir)
+        position = distribute.worker(args.runtime.strategy)  # TF_CONFIG, before TensorFlow
+        distribute.check_distributable(config, args.runtime)
+        if position.chief:  # another worker leaves the run directory to the chief
+            check_run_dir(args.run_dir, force=args.force, resume=args.resume)
+            if args.force:
+                check_inputs_outside(config, args.run_dir)
         with cli.exit_on_interrupt(lambda: resume_hint(args.run_dir)):
             quiet.start_tensorflow(args.verbose)
             from keras_rnn.trainer import run_training
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(task.format_metrics(metrics, config))
     print()
-    print(f"run directory: {run.path}")
+    print(f"run directory: {run.path}" + ("" if position.chief else " (written by the chief)"))
     for label, path in (
         ("model", run.model_keras),
         ("metrics", run.metrics_json),

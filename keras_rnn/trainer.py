@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_rnn import plots
+from keras_rnn import distribute, plots
 from keras_rnn.callbacks import (
     BestWeights,
     ExactBackupAndRestore,
@@ -25,6 +25,7 @@ from keras_rnn.callbacks import (
     ResumableEarlyStopping,
 )
 from keras_rnn.config import RuntimeConfig, TrainConfig
+from keras_rnn.distribute import Worker
 from keras_rnn.epochs import FeedEpoch
 from keras_rnn.errors import UserError
 from keras_rnn.runs import (
@@ -38,8 +39,9 @@ from keras_rnn.runs import (
 from keras_rnn.tasks import Task, TaskData, load_task
 
 
-def environment() -> dict[str, Any]:
-    """Library versions and accelerator facts recorded in config.json."""
+def environment(strategy: tf.distribute.Strategy, position: Worker) -> dict[str, Any]:
+    """Library versions, accelerator facts and how the run was distributed (the strategy's
+    class, its replicas and workers), recorded in config.json."""
     gpus = tf.config.list_physical_devices("GPU")
     return {
         "python": platform.python_version(),
@@ -50,7 +52,9 @@ def environment() -> dict[str, Any]:
         "gpus": [gpu.name for gpu in gpus],
         "cudnn": bool(gpus),  # every layer is built cuDNN-eligible; Keras uses it on a GPU
         "mixed_precision": keras.mixed_precision.global_policy().name != "float32",
-        "strategy": tf.distribute.get_strategy().__class__.__name__,
+        "strategy": distribute.strategy_name(strategy),
+        "replicas": strategy.num_replicas_in_sync,
+        "workers": position.count,
     }
 
 
@@ -108,6 +112,26 @@ def learning_rate(
     )
 
 
+def compiled_model(
+    task: Task,
+    config: TrainConfig,
+    data: TaskData,
+    runtime: RuntimeConfig,
+    strategy: tf.distribute.Strategy,
+) -> keras.Model:
+    """The task's model with Adam and the task's loss, built and compiled inside the scope of
+    ``strategy`` (made from ``runtime.strategy``), so that its variables are the strategy's."""
+    with strategy.scope():
+        model = task.build_model(config, data)
+        optimizer = keras.optimizers.Adam(
+            learning_rate(config, data.train), global_clipnorm=config.clipnorm or None
+        )
+        model.compile(optimizer=optimizer, **task.compile_args(config, data))
+    if runtime.strategy != "default":
+        distribute.fix_keras(model)
+    return model
+
+
 def train(
     task: Task,
     config: TrainConfig,
@@ -115,21 +139,24 @@ def train(
     run: RunDir,
     resume: bool,
     runtime: RuntimeConfig | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> dict[str, Any]:
-    """Fit on ``data``, evaluate, and write everything into ``run``; return the test metrics."""
-    model = task.build_model(config, data)
-    optimizer = keras.optimizers.Adam(
-        learning_rate(config, data.train), global_clipnorm=config.clipnorm or None
-    )
-    model.compile(optimizer=optimizer, **task.compile_args(config, data))
+    """Fit on ``data`` under ``strategy`` (made from ``runtime`` by ``run_training``; None:
+    no distribution), evaluate, and write everything into ``run``; return the test metrics."""
+    runtime = runtime or RuntimeConfig()
+    strategy = strategy or tf.distribute.get_strategy()
+    model = compiled_model(task, config, data, runtime, strategy)
+    train_data, val_data = data.train, data.val
+    if runtime.strategy != "default":
+        train_data, val_data = map(distribute.distributed_dataset, (train_data, val_data))
     if not resume:
         write_json(
             run.config_json,
             {
                 "config": config.to_dict(),
-                "runtime": (runtime or RuntimeConfig()).to_dict(),
+                "runtime": runtime.to_dict(),
                 "data": data.source,
-                "environment": environment(),
+                "environment": environment(strategy, distribute.worker(runtime.strategy)),
             },
         )
         atomic_save(run.initial_weights, model.save_weights)
@@ -162,8 +189,8 @@ def train(
     if resume:
         print(f"resuming: {first_epoch} of {config.epochs} epochs were done")
     model.fit(
-        data.train,
-        validation_data=data.val,
+        train_data,
+        validation_data=val_data,
         epochs=first_epoch if stopped else config.epochs,
         callbacks=callbacks,
         shuffle=False,  # the tf.data pipeline shuffles (seeded)
@@ -204,13 +231,25 @@ def run_training(
     resume: bool,
     runtime: RuntimeConfig | None = None,
 ) -> tuple[Task, RunDir, dict]:
-    """Apply ``runtime``, seed, load the data (before touching the run directory: bad data
-    changes no file), prepare the run directory and train. Returns the task module, the run
-    and its metrics."""
-    apply_runtime(runtime or RuntimeConfig())
+    """Apply ``runtime`` (threads, then the strategy: before any other TensorFlow operation),
+    seed, load the data (before touching the run directory: bad data changes no file), prepare
+    the run directory and train. Returns the task module, the run and its metrics.
+
+    Under ``--strategy multiworker`` only the chief prepares and writes ``run_path``; another
+    worker trains in a throwaway run directory (``distribute.worker_run``) and returns the
+    chief's run with its own metrics (the same numbers)."""
+    runtime = runtime or RuntimeConfig()
+    position = distribute.worker(runtime.strategy)
+    distribute.check_distributable(config, runtime)
+    apply_runtime(runtime)
+    strategy = distribute.make_strategy(runtime.strategy)
     task = load_task(config.task)
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     data = task.make_datasets(config)
-    run = prepare_run_dir(run_path, force=force, resume=resume)
-    return task, run, train(task, config, data, run, resume=resume, runtime=runtime)
+    if position.chief:
+        run = prepare_run_dir(run_path, force=force, resume=resume)
+        return task, run, train(task, config, data, run, resume, runtime, strategy)
+    with distribute.worker_run(run_path, resume, position) as scratch:
+        metrics = train(task, config, data, scratch, resume, runtime, strategy)
+    return task, RunDir(run_path), metrics

@@ -77,6 +77,15 @@ class Config(TrainConfig):
         if not self.sample_prefix:
             raise UserError("--sample-prefix must not be empty")
 
+    def undistributable(self) -> str | None:
+        if self.batching != "consecutive":
+            return None
+        return (
+            "--batching consecutive carries each stream's state in stateful layers built for a "
+            f"fixed batch of {self.batch_size} rows, which tf.distribute would split across "
+            "replicas: use --batching random, or --strategy default"
+        )
+
     def inapplicable(self) -> dict[str, str]:
         # Dropout also acts before the output layer here, so it applies to one layer too.
         unused = {"merge_mode": "to a language model: it is never bidirectional"}
