@@ -95,7 +95,12 @@ class ExactBackupAndRestore(keras.callbacks.BackupAndRestore):
                 if path.is_file():
                     atomic_write_bytes(Path(previous), path.read_bytes())
         atomic_save(weights, self.model.save_weights)
-        state = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        state = {
+            "epoch": self._current_epoch,
+            "batch": self._last_batch_seen,
+            # whether the optimizer's state includes float16 loss scaling (trainer checks it)
+            "loss_scale": isinstance(self.model.optimizer, keras.optimizers.LossScaleOptimizer),
+        }
         atomic_write_bytes(metadata, json.dumps(state).encode())
 
 

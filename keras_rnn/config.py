@@ -2,12 +2,12 @@
 
 ``TrainConfig`` holds the hyperparameters every task shares; each task package defines its
 ``Config`` subclass in its ``__init__.py`` (``keras_rnn/tasks/<name>/``), found by
-``task_configs``. ``RuntimeConfig`` holds how a run executes (threads, distribution), apart
-from what it learns, as TensorFlow Model Garden keeps a runtime config beside each task's. CLI
-flags are generated from the fields (``--batch-size`` for ``batch_size``; help text and
-choices from field metadata), and the resolved configs are saved in the run's
-``config.json``. This module imports no TensorFlow, so arguments are checked before
-TensorFlow starts.
+``task_configs``. ``RuntimeConfig`` holds how a run executes (threads, distribution,
+precision), apart from what it learns, as TensorFlow Model Garden keeps a runtime config
+beside each task's. CLI flags are generated from the fields (``--batch-size`` for
+``batch_size``; help text and choices from field metadata), and the resolved configs are
+saved in the run's ``config.json``. This module imports no TensorFlow, so arguments are
+checked before TensorFlow starts.
 """
 
 from __future__ import annotations
@@ -141,6 +141,12 @@ class RuntimeConfig:
         "without a GPU its logical CPU devices), multiworker (the machines TF_CONFIG lists); "
         "--batch-size stays the global batch, split across the replicas",
         STRATEGIES,
+    )
+
+    mixed_precision: bool = option(
+        False,
+        "compute in float16 on a GPU, or in bfloat16 on a processor with bfloat16 instructions; "
+        "variables and outputs stay float32, and model.keras is a float32 model",
     )
 
     def __post_init__(self) -> None:

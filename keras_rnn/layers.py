@@ -11,6 +11,14 @@ import keras
 from keras_rnn.config import CELLS, MERGE_MODES
 from keras_rnn.errors import UserError
 
+# The dtype of the layers that make a model's outputs (and of sine's input normalisation):
+# float32 under every policy. Under mixed precision (keras_rnn.precision) the other layers
+# compute in float16 or bfloat16, but softmax, sigmoid and the loss need float32's precision
+# and range, as Keras's mixed precision guide says, and so do values in a series' own units
+# (bfloat16 keeps 8 significant bits: 1000 and 1004 are the same number). Without a mixed
+# policy this is every layer's dtype anyway.
+FLOAT32 = "float32"
+
 
 def rnn_layer(
     cell: str,

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_rnn import distribute, plots
+from keras_rnn import distribute, plots, precision
 from keras_rnn.callbacks import (
     BestWeights,
     ExactBackupAndRestore,
@@ -39,9 +39,12 @@ from keras_rnn.runs import (
 from keras_rnn.tasks import Task, TaskData, load_task
 
 
-def environment(strategy: tf.distribute.Strategy, position: Worker) -> dict[str, Any]:
-    """Library versions, accelerator facts and how the run was distributed (the strategy's
-    class, its replicas and workers), recorded in config.json."""
+def environment(
+    strategy: tf.distribute.Strategy, position: Worker, policy: str = "float32"
+) -> dict[str, Any]:
+    """Library versions, accelerator facts, how the run was distributed (the strategy's
+    class, its replicas and workers) and the dtype policy it trained in, recorded in
+    config.json."""
     gpus = tf.config.list_physical_devices("GPU")
     return {
         "python": platform.python_version(),
@@ -51,7 +54,8 @@ def environment(strategy: tf.distribute.Strategy, position: Worker) -> dict[str,
         "platform": platform.platform(),
         "gpus": [gpu.name for gpu in gpus],
         "cudnn": bool(gpus),  # every layer is built cuDNN-eligible; Keras uses it on a GPU
-        "mixed_precision": keras.mixed_precision.global_policy().name != "float32",
+        "mixed_precision": policy != "float32",
+        "dtype_policy": policy,
         "strategy": distribute.strategy_name(strategy),
         "replicas": strategy.num_replicas_in_sync,
         "workers": position.count,
@@ -142,9 +146,41 @@ def train(
     strategy: tf.distribute.Strategy | None = None,
 ) -> dict[str, Any]:
     """Fit on ``data`` under ``strategy`` (made from ``runtime`` by ``run_training``; None:
-    no distribution), evaluate, and write everything into ``run``; return the test metrics."""
+    no distribution) in the dtype policy ``runtime`` asks for, then save and evaluate the
+    model in float32 and write everything into ``run``; return the test metrics."""
     runtime = runtime or RuntimeConfig()
     strategy = strategy or tf.distribute.get_strategy()
+    policy = training_policy(runtime)
+    with precision.dtype_policy(policy):
+        model = _fit(task, config, data, run, resume, runtime, strategy, policy)
+    if run.best_weights.is_file():
+        model.load_weights(run.best_weights)
+    with precision.dtype_policy("float32"):
+        if policy != "float32":  # the same weights in a float32 model: what export serves
+            trained, model = model, task.build_model(config, data)
+            model.set_weights(trained.get_weights())
+        atomic_save(run.model_keras, model.save)
+        untrained = task.build_model(config, data)
+        untrained.load_weights(run.initial_weights)
+        metrics = task.evaluate(model, untrained, data, config, run)
+    plots.plot_history(run.history_csv, run.plots / "loss.png")
+    write_json(run.metrics_json, metrics)
+    shutil.rmtree(run.backup, ignore_errors=True)  # finished: nothing left to resume
+    return metrics
+
+
+def _fit(
+    task: Task,
+    config: TrainConfig,
+    data: TaskData,
+    run: RunDir,
+    resume: bool,
+    runtime: RuntimeConfig,
+    strategy: tf.distribute.Strategy,
+    policy: str,
+) -> keras.Model:
+    """Build, compile and fit the model, writing config.json (not on resume), the assets,
+    history and checkpoints into ``run``; return the fitted model."""
     model = compiled_model(task, config, data, runtime, strategy)
     train_data, val_data = data.train, data.val
     if runtime.strategy != "default":
@@ -156,13 +192,15 @@ def train(
                 "config": config.to_dict(),
                 "runtime": runtime.to_dict(),
                 "data": data.source,
-                "environment": environment(strategy, distribute.worker(runtime.strategy)),
+                "environment": environment(strategy, distribute.worker(runtime.strategy), policy),
             },
         )
         atomic_save(run.initial_weights, model.save_weights)
     for name, content in data.assets.items():  # vocabularies: the same bytes on --resume
         atomic_write_bytes(run.path / name, content)
     first_epoch = _restored_epoch(run) if resume else 0
+    if resume:
+        _check_loss_scaling(run, model)
     best, wait = _history_state(run, first_epoch) if resume else (math.inf, 0)
     callbacks = [
         FeedEpoch(),  # each epoch's data order (keras_rnn.epochs)
@@ -196,16 +234,29 @@ def train(
         shuffle=False,  # the tf.data pipeline shuffles (seeded)
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    if run.best_weights.is_file():
-        model.load_weights(run.best_weights)
-    atomic_save(run.model_keras, model.save)
-    untrained = task.build_model(config, data)
-    untrained.load_weights(run.initial_weights)
-    metrics = task.evaluate(model, untrained, data, config, run)
-    plots.plot_history(run.history_csv, run.plots / "loss.png")
-    write_json(run.metrics_json, metrics)
-    shutil.rmtree(run.backup, ignore_errors=True)  # finished: nothing left to resume
-    return metrics
+    return model
+
+
+def training_policy(runtime: RuntimeConfig) -> str:
+    """The dtype policy ``runtime`` trains in on this machine (``precision.policy_name``)."""
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    return precision.policy_name(runtime.mixed_precision, gpu)
+
+
+def _check_loss_scaling(run: RunDir, model: keras.Model) -> None:
+    """Refuse to resume a backup written with float16 loss scaling without it, or the
+    reverse: the optimizer's state would not load (Keras skips it with a warning)."""
+    metadata = run.backup / "training_metadata.json"
+    saved = read_json(metadata) if metadata.is_file() else {}
+    scaled = isinstance(saved, dict) and saved.get("loss_scale") is True
+    scaling = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    if scaled != scaling:
+        before, now = ("with", "without") if scaled else ("without", "with")
+        raise UserError(
+            f"{run.path} was trained {before} float16 loss scaling (--mixed-precision on a GPU) "
+            f"and would go on {now} it, losing the optimizer's state: resume it with the "
+            "--mixed-precision setting and the kind of device it was trained with"
+        )
 
 
 def apply_runtime(runtime: RuntimeConfig) -> None:
@@ -231,9 +282,10 @@ def run_training(
     resume: bool,
     runtime: RuntimeConfig | None = None,
 ) -> tuple[Task, RunDir, dict]:
-    """Apply ``runtime`` (threads, then the strategy: before any other TensorFlow operation),
-    seed, load the data (before touching the run directory: bad data changes no file), prepare
-    the run directory and train. Returns the task module, the run and its metrics.
+    """Apply ``runtime`` (threads; the dtype policy, checked here and applied by ``train``;
+    the strategy, before any other TensorFlow operation), seed, load the data (before touching
+    the run directory: bad data changes no file), prepare the run directory and train.
+    Returns the task module, the run and its metrics.
 
     Under ``--strategy multiworker`` only the chief prepares and writes ``run_path``; another
     worker trains in a throwaway run directory (``distribute.worker_run``) and returns the
@@ -242,6 +294,7 @@ def run_training(
     position = distribute.worker(runtime.strategy)
     distribute.check_distributable(config, runtime)
     apply_runtime(runtime)
+    training_policy(runtime)  # refused before the run directory is touched
     strategy = distribute.make_strategy(runtime.strategy)
     task = load_task(config.task)
     keras.utils.set_random_seed(config.seed)

@@ -209,7 +209,7 @@ def test_threads_apply_to_tensorflow_and_are_recorded_apart(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "threads 1" in result.stdout.splitlines()
     saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["runtime"] == {"threads": 1, "strategy": "default"}
+    assert saved["runtime"] == {"threads": 1, "strategy": "default", "mixed_precision": False}
     assert "threads" not in saved["config"]
 
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from keras_rnn.epochs import shuffled
 from keras_rnn.graphs import ExportGraph
-from keras_rnn.layers import configured_stack
+from keras_rnn.layers import FLOAT32, configured_stack
 from keras_rnn.runs import RunDir
 from keras_rnn.tasks import no_callbacks, no_decoding_check, no_log_callbacks
 from keras_rnn.tasks.addition import Config
@@ -106,7 +106,7 @@ def build_model(config: Config, data: Datasets) -> keras.Model:
         return decimal_model(config)
     inputs = keras.Input(shape=(None, 2), name="bits")
     x = configured_stack(inputs, config, return_sequences=True)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="sum_bits")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="sum_bits", dtype=FLOAT32)(x)
     return keras.Model({"bits": inputs}, {"sum_bits": outputs}, name="binary_adder")
 
 
@@ -118,7 +118,9 @@ def decimal_model(config: Config) -> keras.Model:
     x = configured_stack(x, config, name="encoder")
     x = keras.layers.RepeatVector(config.digits + 1, name="repeat")(x)
     x = configured_stack(x, config, return_sequences=True, name="decoder")
-    answer = keras.layers.Dense(len(CHARACTERS), activation="softmax", name="answer")(x)
+    answer = keras.layers.Dense(
+        len(CHARACTERS), activation="softmax", name="answer", dtype=FLOAT32
+    )(x)
     return keras.Model({"query": query}, {"answer": answer}, name="decimal_adder")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import keras
 
-from keras_rnn.layers import configured_stack
+from keras_rnn.layers import FLOAT32, configured_stack
 from keras_rnn.tasks.charlm import Config
 from keras_rnn.tasks.charlm.data import Datasets
 
@@ -54,7 +54,7 @@ def network(config: Config, vocab_size: int, stateful: bool = False) -> keras.Mo
     x = configured_stack(x, config, return_sequences=True, stateful=stateful)
     if config.dropout:  # as in char-rnn: between layers and before the output layer
         x = keras.layers.Dropout(config.dropout, name="output_dropout")(x)
-    logits = keras.layers.Dense(vocab_size, name="logits")(x)
+    logits = keras.layers.Dense(vocab_size, name="logits", dtype=FLOAT32)(x)
     return keras.Model({"characters": characters}, {"logits": logits}, name="char_lm")
 
 

@@ -17,7 +17,7 @@ from keras_rnn import plots
 from keras_rnn.epochs import shuffled_indices
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
-from keras_rnn.layers import configured_stack
+from keras_rnn.layers import FLOAT32, configured_stack
 from keras_rnn.runs import RunDir
 from keras_rnn.tasks import no_callbacks, no_decoding_check, no_log_callbacks
 from keras_rnn.tasks.sine import Config
@@ -138,12 +138,16 @@ def build_model(config: Config, data: Datasets) -> keras.Model:
     statistics of the training part), and accepts windows of any length.
     """
     inputs = keras.Input(shape=(None, 1), name="window")
-    x = keras.layers.Normalization(mean=data.mean, variance=data.std**2, name="normalize")(inputs)
+    x = keras.layers.Normalization(
+        mean=data.mean, variance=data.std**2, name="normalize", dtype=FLOAT32
+    )(inputs)
     x = configured_stack(x, config)
     outputs = {}
     for name, size in (("next_value", 1), ("next_values", config.horizon)):
-        scaled = keras.layers.Dense(size, name=f"{name}_normalized")(x)
-        outputs[name] = keras.layers.Rescaling(data.std, offset=data.mean, name=name)(scaled)
+        scaled = keras.layers.Dense(size, name=f"{name}_normalized", dtype=FLOAT32)(x)
+        outputs[name] = keras.layers.Rescaling(
+            data.std, offset=data.mean, name=name, dtype=FLOAT32
+        )(scaled)
     return keras.Model({"window": inputs}, outputs, name="sine_forecaster")
 
 

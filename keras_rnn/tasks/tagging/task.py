@@ -20,7 +20,7 @@ import tensorflow as tf
 from keras_rnn.epochs import shuffled
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
-from keras_rnn.layers import configured_stack
+from keras_rnn.layers import FLOAT32, configured_stack
 from keras_rnn.runs import RunDir
 from keras_rnn.tasks import no_callbacks, no_decoding_check, no_log_callbacks
 from keras_rnn.tasks.tagging import Config
@@ -205,7 +205,7 @@ def build_model(config: Config, data: Datasets) -> keras.Model:
     )
     x = embedding(ids)
     x = configured_stack(x, config, return_sequences=True)
-    logits = keras.layers.Dense(len(data.tag_names) + 1, name="tag_logits")(x)
+    logits = keras.layers.Dense(len(data.tag_names) + 1, name="tag_logits", dtype=FLOAT32)(x)
     return keras.Model({"ids": ids}, {"tag_logits": logits}, name="tagger")
 
 

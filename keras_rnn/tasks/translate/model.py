@@ -22,7 +22,7 @@ from typing import Any
 
 import keras
 
-from keras_rnn.layers import rnn_layer
+from keras_rnn.layers import FLOAT32, rnn_layer
 from keras_rnn.tasks.translate import Config
 
 ADDITIVE = ("luong-concat", "bahdanau")
@@ -142,7 +142,7 @@ def make_layers(config: Config, source_size: int, target_size: int) -> dict[str,
         "target_embedding": keras.layers.Embedding(
             target_size, config.embedding_size, mask_zero=True, name="target_embedding"
         ),
-        "logits": keras.layers.Dense(target_size, name="logits"),
+        "logits": keras.layers.Dense(target_size, name="logits", dtype=FLOAT32),
     }
     for index in range(config.layers):
         layer = rnn_layer(config.cell, config.units, return_sequences=True, return_state=True)
