@@ -1,10 +1,15 @@
-"""Builders for recurrent stacks used by every task's Functional model.
+"""Builders for recurrent stacks used by every task's Functional model, and what cuDNN makes
+of a model's recurrent layers.
 
 Defaults keep every layer cuDNN-eligible on a GPU (Keras 3 rules): tanh/sigmoid activations,
 no recurrent dropout, no unroll, use_bias, GRU ``reset_after=True``; masks must be right-padded.
+``cudnn_blockers`` says why a layer would not use cuDNN, ``cudnn_report`` sums up a model for
+config.json.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import keras
 
@@ -105,3 +110,55 @@ def configured_stack(x: keras.KerasTensor, config, **options) -> keras.KerasTens
         dropout=config.dropout,
         **options,
     )
+
+
+def recurrent_layers(model: keras.Model) -> list[keras.layers.RNN]:
+    """Every recurrent layer of ``model``: nested ones (a ``Bidirectional``'s two directions,
+    an ``RNN`` inside a custom layer) included, the wrappers themselves not."""
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.RNN)]
+
+
+def cudnn_blockers(layer: keras.layers.RNN) -> list[str]:
+    """Why Keras 3 would not run ``layer`` with cuDNN on a GPU; empty when it would.
+
+    Keras 3.15.1 has cuDNN kernels for LSTM and GRU only, used when the activation is tanh, the
+    recurrent activation sigmoid, there is no recurrent dropout and no unroll, the layer has
+    biases, a GRU has ``reset_after=True``, and ``use_cudnn`` is not False. One more condition
+    belongs to the data, not the layer: a mask must be right-padded (on a GPU Keras raises on
+    any other); every pipeline here pads at the end.
+    """
+    if not isinstance(layer, keras.layers.LSTM | keras.layers.GRU):
+        kind = (
+            type(layer.cell).__name__ if type(layer) is keras.layers.RNN else type(layer).__name__
+        )
+        return [f"Keras has no cuDNN kernel for {kind}"]
+    cell = layer.cell
+    checks = {
+        "activation is not tanh": cell.activation not in (keras.activations.tanh, keras.ops.tanh),
+        "recurrent activation is not sigmoid": cell.recurrent_activation
+        not in (keras.activations.sigmoid, keras.ops.sigmoid),
+        "recurrent dropout": cell.recurrent_dropout != 0,
+        "unroll": layer.unroll,
+        "no bias": not cell.use_bias,
+        "reset_after=False": isinstance(layer, keras.layers.GRU) and not cell.reset_after,
+        "use_cudnn=False": layer.use_cudnn is False,
+    }
+    return [reason for reason, blocks in checks.items() if blocks]
+
+
+def cudnn_report(model: keras.Model, gpu: bool) -> dict[str, Any]:
+    """config.json's ``cudnn``: whether cuDNN was ``available`` (a GPU visible), the recurrent
+    layers that ``used`` it (the eligible ones, on a GPU), the ``eligible`` ones, and why
+    each other one is not."""
+    eligible, other = [], {}
+    for layer in recurrent_layers(model):
+        if blockers := cudnn_blockers(layer):
+            other[layer.name] = "; ".join(blockers)
+        else:
+            eligible.append(layer.name)
+    return {
+        "available": gpu,
+        "used": eligible if gpu else [],
+        "eligible": eligible,
+        "not_eligible": other,
+    }

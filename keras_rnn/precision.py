@@ -20,8 +20,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keras_rnn.errors import UserError
+from keras_rnn.runs import RunDir, read_json
+
+if TYPE_CHECKING:
+    import keras
 
 CPUINFO = Path("/proc/cpuinfo")
 BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")  # Linux's names of the bfloat16 instruction sets
@@ -79,3 +84,21 @@ def dtype_policy(name: str) -> Iterator[None]:
         yield
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def check_loss_scaling(run: RunDir, model: keras.Model) -> None:
+    """Refuse to resume a backup written with float16 loss scaling without it, or the
+    reverse: the optimizer's state would not load (Keras skips it with a warning)."""
+    import keras
+
+    metadata = run.backup / "training_metadata.json"
+    saved = read_json(metadata) if metadata.is_file() else {}
+    scaled = isinstance(saved, dict) and saved.get("loss_scale") is True
+    scaling = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    if scaled != scaling:
+        before, now = ("with", "without") if scaled else ("without", "with")
+        raise UserError(
+            f"{run.path} was trained {before} float16 loss scaling (--mixed-precision on a GPU) "
+            f"and would go on {now} it, losing the optimizer's state: resume it with the "
+            "--mixed-precision setting and the kind of device it was trained with"
+        )

@@ -28,6 +28,7 @@ from keras_rnn.config import RuntimeConfig, TrainConfig
 from keras_rnn.distribute import Worker
 from keras_rnn.epochs import FeedEpoch
 from keras_rnn.errors import UserError
+from keras_rnn.layers import cudnn_report
 from keras_rnn.runs import (
     RunDir,
     atomic_save,
@@ -40,9 +41,13 @@ from keras_rnn.tasks import Task, TaskData, load_task
 
 
 def environment(
-    strategy: tf.distribute.Strategy, position: Worker, policy: str = "float32"
+    model: keras.Model,
+    strategy: tf.distribute.Strategy,
+    position: Worker,
+    policy: str = "float32",
 ) -> dict[str, Any]:
-    """Library versions, accelerator facts, how the run was distributed (the strategy's
+    """Library versions, accelerator facts (with whether cuDNN was there and which of
+    ``model``'s recurrent layers used it), how the run was distributed (the strategy's
     class, its replicas and workers) and the dtype policy it trained in, recorded in
     config.json."""
     gpus = tf.config.list_physical_devices("GPU")
@@ -53,7 +58,7 @@ def environment(
         "numpy": np.__version__,
         "platform": platform.platform(),
         "gpus": [gpu.name for gpu in gpus],
-        "cudnn": bool(gpus),  # every layer is built cuDNN-eligible; Keras uses it on a GPU
+        "cudnn": cudnn_report(model, gpu=bool(gpus)),
         "mixed_precision": policy != "float32",
         "dtype_policy": policy,
         "strategy": distribute.strategy_name(strategy),
@@ -192,7 +197,9 @@ def _fit(
                 "config": config.to_dict(),
                 "runtime": runtime.to_dict(),
                 "data": data.source,
-                "environment": environment(strategy, distribute.worker(runtime.strategy), policy),
+                "environment": environment(
+                    model, strategy, distribute.worker(runtime.strategy), policy
+                ),
             },
         )
         atomic_save(run.initial_weights, model.save_weights)
@@ -200,7 +207,7 @@ def _fit(
         atomic_write_bytes(run.path / name, content)
     first_epoch = _restored_epoch(run) if resume else 0
     if resume:
-        _check_loss_scaling(run, model)
+        precision.check_loss_scaling(run, model)
     best, wait = _history_state(run, first_epoch) if resume else (math.inf, 0)
     callbacks = [
         FeedEpoch(),  # each epoch's data order (keras_rnn.epochs)
@@ -241,22 +248,6 @@ def training_policy(runtime: RuntimeConfig) -> str:
     """The dtype policy ``runtime`` trains in on this machine (``precision.policy_name``)."""
     gpu = bool(tf.config.list_physical_devices("GPU"))
     return precision.policy_name(runtime.mixed_precision, gpu)
-
-
-def _check_loss_scaling(run: RunDir, model: keras.Model) -> None:
-    """Refuse to resume a backup written with float16 loss scaling without it, or the
-    reverse: the optimizer's state would not load (Keras skips it with a warning)."""
-    metadata = run.backup / "training_metadata.json"
-    saved = read_json(metadata) if metadata.is_file() else {}
-    scaled = isinstance(saved, dict) and saved.get("loss_scale") is True
-    scaling = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-    if scaled != scaling:
-        before, now = ("with", "without") if scaled else ("without", "with")
-        raise UserError(
-            f"{run.path} was trained {before} float16 loss scaling (--mixed-precision on a GPU) "
-            f"and would go on {now} it, losing the optimizer's state: resume it with the "
-            "--mixed-precision setting and the kind of device it was trained with"
-        )
 
 
 def apply_runtime(runtime: RuntimeConfig) -> None:

@@ -131,7 +131,7 @@ def test_loss_scaling_is_for_float16_only():
 def test_resume_refuses_a_change_of_loss_scaling(saved, policy, tmp_path):
     from keras_rnn.tasks.sine import Config as SineConfig
     from keras_rnn.tasks.sine import task as sine
-    from keras_rnn.trainer import _check_loss_scaling, compiled_model
+    from keras_rnn.trainer import compiled_model
 
     config = SineConfig(units=4)
     data = sine.make_datasets(config)
@@ -142,10 +142,10 @@ def test_resume_refuses_a_change_of_loss_scaling(saved, policy, tmp_path):
     with precision.dtype_policy(policy):
         model = compiled_model(sine, config, data, RuntimeConfig(), tf.distribute.get_strategy())
     with pytest.raises(UserError, match="losing the optimizer's state"):
-        _check_loss_scaling(run, model)
+        precision.check_loss_scaling(run, model)
     metadata["loss_scale"] = not saved
     (run.backup / "training_metadata.json").write_text(json.dumps(metadata))
-    _check_loss_scaling(run, model)  # the same as before: no complaint
+    precision.check_loss_scaling(run, model)  # the same as before: no complaint
 
 
 def mixed_precision_available() -> bool:
