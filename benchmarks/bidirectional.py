@@ -9,14 +9,13 @@ thread count: the measurement behind keeping two nodes. onnxruntime only, no Ten
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 
 import numpy as np
 import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 
+from benchmarks.inference import median_ms
 from serving import cli
 from serving.errors import UserError
 
@@ -86,17 +85,6 @@ def random_weights(cell: str, units: int, rng: np.random.Generator) -> list[dict
     ]
 
 
-def median_ms(session: onnxruntime.InferenceSession, x: np.ndarray, repeats: int) -> float:
-    for _ in range(5):
-        session.run(None, {"x": x})
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        session.run(None, {"x": x})
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
-
-
 def row(cell: str, units: int, shape: str, threads: int, repeats: int) -> str:
     rng = np.random.default_rng(0)
     weights = random_weights(cell, units, rng)
@@ -116,7 +104,10 @@ def row(cell: str, units: int, shape: str, threads: int, repeats: int) -> str:
     difference = np.abs(two.run(None, {"x": x})[0] - one.run(None, {"x": x})[0]).max()
     if difference > 1e-5:
         raise AssertionError(f"{cell} {units}: the two forms differ by {difference:.2e}")
-    two_ms, one_ms = median_ms(two, x, repeats), median_ms(one, x, repeats)
+    two_ms, one_ms = (
+        median_ms(lambda s=session: s.run(None, {"x": x}), repeats, warmup=5)
+        for session in (two, one)
+    )
     return f"| {cell} | {units} | {shape} | {two_ms:.3f} | {one_ms:.3f} | {two_ms / one_ms:.2f}x |"
 
 

@@ -11,14 +11,13 @@ latency, and the largest difference between the two files' outputs.
 from __future__ import annotations
 
 import collections
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.inference import median_ms
 from keras_rnn import quiet
 from serving import cli
 from serving.errors import UserError
@@ -77,17 +76,6 @@ def inputs(batch: int) -> np.ndarray:
     lengths = rng.integers(1, STEPS + 1, size=batch)
     values[np.arange(STEPS)[None, :] >= lengths[:, None]] = 0.0
     return values
-
-
-def median_ms(run, repeats: int) -> float:
-    for _ in range(5):
-        run()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
