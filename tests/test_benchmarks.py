@@ -157,3 +157,52 @@ def test_converter_benchmark_compares_tf2onnx_alone_with_the_converter():
         assert rows["python -m export.model", shape][2] == "2 GRU"
     difference = float(result.stdout.rsplit("outputs: ", 1)[1])
     assert difference < 1e-4
+
+
+def test_training_benchmark_rows_for_each_keras_variant_and_pytorch_where_installed():
+    """A tiny run (4 units, 2 timed steps): a row per Keras variant and configuration with
+    positive speeds; the PyTorch rows and ratios where torch is installed, else the line that
+    says how to add them. A bad flag is one error line."""
+    import importlib.util
+
+    import pytest
+
+    from benchmarks.training import HEADER as TRAINING_HEADER
+    from benchmarks.training import INSTALL
+
+    bad = run_module("benchmarks.training", "--cells", "gru,transformer")
+    assert_user_error(bad.returncode, bad.stderr, "unknown cell transformer")
+    tiny = ["--cells", "gru", "--units", "4", "--warmup", "1", "--steps", "2"]
+    result = run_module(
+        "benchmarks.training",
+        *["--configurations", "sine,charlm", "--steps-per-execution", "2", *tiny],
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert TRAINING_HEADER in result.stdout
+    rows = [
+        [cell.strip() for cell in line.strip("|").split(" | ")]
+        for line in result.stdout.splitlines()
+        if line.startswith(("| sine:", "| charlm:"))
+    ]
+    keras = [
+        "Keras fit",
+        "Keras fit, steps_per_execution=2",
+        "Keras fit, jit_compile=True",
+        "Keras fit, the task's tf.data pipeline",
+    ]
+    assert [(row[0].split(":")[0], row[2]) for row in rows if row[2].startswith("Keras")] == [
+        (name, label) for name in ("sine", "charlm") for label in keras
+    ]
+    assert rows[0][0] == "sine: 4 units, batch 32 x 10"
+    for row in rows:
+        assert row[1] == "gru" and float(row[3]) > 0 and float(row[4].replace(",", "")) > 0
+        assert row[6] == "n/a" or float(row[6]) >= 0
+    pytorch = [row for row in rows if row[2].startswith("PyTorch")]
+    if importlib.util.find_spec("torch") is None:
+        assert not pytorch and {row[5] for row in rows} == {"n/a"}
+        assert f"`{INSTALL}`" in result.stdout
+        pytest.skip("torch is not installed (CI does not install it): only the Keras rows ran")
+    assert [row[0].split(":")[0] for row in pytorch] == ["sine", "charlm"]
+    assert all(row[2].endswith("nn.GRU") and row[5] == "1.00x" for row in pytorch)
+    assert all(re.fullmatch(r"\d+\.\d\dx", row[5]) for row in rows)
