@@ -127,7 +127,8 @@ def run_side(module: str, arguments: list[str], verbose: bool) -> list[dict[str,
         env=os.environ | ({quiet.VERBOSE_VARIABLE: "1"} if verbose else {}),
     )
     if result.returncode == 2:  # the side's one-line error (e.g. torch does not import)
-        raise UserError((result.stderr or "").strip().splitlines()[-1].removeprefix("error: "))
+        lines = (result.stderr or "").strip().splitlines() or [f"{module}: see its output above"]
+        raise UserError(lines[-1].removeprefix("error: "))
     if result.returncode != 0:
         raise RuntimeError(f"{module} failed:\n{(result.stderr or '')[-4000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -5,8 +5,9 @@ Each variant builds the task's model with the project's builder (``task.build_mo
 compiles it as ``keras_rnn.trainer`` does (``task.compile_args``; Adam with the trainer's
 learning rate and global clipnorm; op determinism on), then times ``fit`` on one synthetic
 batch of the task's shapes, repeated (the ``pipeline`` variant: on the task's own tf.data
-pipeline). The line also carries what the PyTorch side needs to train the same network
-(``peer``), read from the same config and data.
+pipeline, whose sine batches include each epoch's short last one). The line also carries
+what the PyTorch side needs to train the same network (``peer``), read from the same config
+and data.
 """
 
 from __future__ import annotations
