@@ -6,10 +6,13 @@ predicts through a server as ``serving.predict`` does locally.
     client.predict("sine_forecaster", {"window": window})     # {"next_value": array, ...}
 
 The REST client needs the standard library and numpy only; the gRPC client needs TensorFlow
-(serving/clients/requirements-grpc.txt) and is imported only when asked for.
+(serving/clients/requirements-grpc.txt) and is the full project's (keras_rnn.tfserving_grpc),
+found through an entry point when asked for.
 """
 
 from __future__ import annotations
+
+from importlib.metadata import entry_points
 
 from serving.clients.base import (
     DEFAULT_GRPC_URL,
@@ -17,6 +20,7 @@ from serving.clients.base import (
     DEFAULT_TIMEOUT,
     ModelClient,
     NotFound,
+    grpc_unavailable,
 )
 from serving.clients.rest import RestClient
 from serving.errors import UserError
@@ -31,10 +35,22 @@ def connect(
     if protocol == "rest":
         return RestClient(url or DEFAULT_REST_URL, timeout)
     if protocol == "grpc":
-        from serving.clients.grpc import GrpcClient
-
-        return GrpcClient(url or DEFAULT_GRPC_URL, timeout)
+        return _grpc_client()(url or DEFAULT_GRPC_URL, timeout)
     raise UserError(f"protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+
+
+def _grpc_client() -> type:
+    """TF Serving's gRPC client. It needs TensorFlow, so it lives on the training side
+    (``keras_rnn.tfserving_grpc``), which registers it as the ``grpc`` entry point of group
+    ``keras_rnn.clients``: an installed plugin, which this TensorFlow-free package never
+    imports by name."""
+    found = entry_points(group="keras_rnn.clients", name="grpc")
+    if not found:
+        raise UserError(grpc_unavailable("keras-rnn"))
+    try:
+        return next(iter(found)).load()
+    except ImportError as error:
+        raise UserError(grpc_unavailable(error.name)) from None
 
 
 __all__ = [

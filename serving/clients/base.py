@@ -83,3 +83,11 @@ def _decoded(value: Any) -> Any:
         except UnicodeDecodeError:
             return value
     return value
+
+
+def grpc_unavailable(missing: str | None) -> str:
+    """Why the gRPC client cannot be made here: ``missing`` is the module that failed."""
+    return (
+        f"the gRPC client needs TensorFlow and tensorflow-serving-api ({missing} is missing): "
+        "pip install -r serving/clients/requirements-grpc.txt, or use the REST API"
+    )

@@ -1,27 +1,26 @@
 """A client of TF Serving's gRPC API (``tensorflow_serving.apis``): ``PredictionService``'s
 Predict and GetModelMetadata, ``ModelService``'s GetModelStatus. Tensors go through
-``tf.make_tensor_proto`` and ``tf.make_ndarray``, so this client needs TensorFlow
-(serving/clients/requirements-grpc.txt); it is imported when a client is made, so that
-``serving.clients`` and the REST client import without it.
+``tf.make_tensor_proto`` and ``tf.make_ndarray``: tensorflow-serving-api's messages import
+TensorFlow's, so this client lives on the TensorFlow side. ``serving.clients.connect(url,
+"grpc")`` finds it through the ``keras_rnn.clients`` entry point (pyproject.toml), so the
+serving side never imports it; TensorFlow starts when a client is made.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
 import grpc
 import numpy as np
 
+from keras_rnn import quiet
 from serving.clients.base import (
     DEFAULT_GRPC_URL,
     DEFAULT_TIMEOUT,
     answered,
+    grpc_unavailable,
     not_found,
     one_line,
     refused,
@@ -139,49 +138,17 @@ def _as_dict(message: Any, defaults: bool = False) -> dict[str, Any]:
 
 
 def _tensorflow() -> tuple[ModuleType, Any]:
-    """TensorFlow and ``tensorflow_serving.apis``, imported with what TensorFlow's C++ side
-    writes to file descriptor 2 while it loads kept off the terminal (shown if the import
-    fails, or with KERAS_RNN_VERBOSE=1)."""
-    verbose = os.environ.get("KERAS_RNN_VERBOSE", "").strip() not in ("", "0")
+    """TensorFlow, started quietly (``keras_rnn.quiet``), and ``tensorflow_serving.apis``."""
     try:
-        with contextlib.nullcontext() if verbose else _descriptor_2_held():
-            import tensorflow
-            from tensorflow_serving import apis
-            from tensorflow_serving.apis import (  # noqa: F401  (loads them into ``apis``)
-                get_model_metadata_pb2,
-                get_model_status_pb2,
-                model_service_pb2_grpc,
-                predict_pb2,
-                prediction_service_pb2_grpc,
-            )
+        tensorflow = quiet.start_tensorflow()
+        from tensorflow_serving import apis
+        from tensorflow_serving.apis import (  # noqa: F401  (loads them into ``apis``)
+            get_model_metadata_pb2,
+            get_model_status_pb2,
+            model_service_pb2_grpc,
+            predict_pb2,
+            prediction_service_pb2_grpc,
+        )
     except ImportError as error:
-        raise UserError(
-            f"the gRPC client needs TensorFlow and tensorflow-serving-api ({error.name} is "
-            "missing): pip install -r serving/clients/requirements-grpc.txt, or use the REST API"
-        ) from None
+        raise UserError(grpc_unavailable(error.name)) from None
     return tensorflow, apis
-
-
-@contextlib.contextmanager
-def _descriptor_2_held() -> Iterator[None]:
-    """Descriptor 2 points at a temporary file within the block; what it caught is written
-    to stderr if the block raised (keras_rnn.quiet does this for the training side)."""
-    if "tensorflow" in sys.modules:
-        yield
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # its log after start-up: errors only
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
