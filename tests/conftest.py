@@ -235,3 +235,28 @@ def serve_without_tensorflow(*args, log: Path) -> Iterator[Server]:
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def interrupt_while_building(args: Sequence, folder: Path) -> tuple[int, str]:
+    """``python -m ARGS``, sent SIGINT once a ``.export.tmp-*`` folder appears in ``folder``
+    (the output is being built); its exit status and stderr."""
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", *map(str, args)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # SIGINT as a terminal delivers it, even where this test runs with it ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if list(folder.glob(".export.tmp-*")):  # building
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr

@@ -3,11 +3,9 @@
 import json
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -18,7 +16,7 @@ from export import onnx as onnx_export
 from export import parity
 from export.__main__ import main as export_main
 from export.verify import main as verify_main
-from tests.conftest import REPO, TINY_TRAINING, assert_user_error
+from tests.conftest import TINY_TRAINING, assert_user_error, interrupt_while_building
 from tests.test_runs import dead_pid
 
 
@@ -257,23 +255,8 @@ def test_ctrl_c_during_an_export_leaves_nothing_behind(run_copy):
     """SIGINT while the export is being built: status 130, one line, no temporary folder, no
     export."""
     run_dir = run_copy("lstm")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "export", str(run_dir)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        # SIGINT as a terminal delivers it, even where this test runs with it ignored
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if list(run_dir.glob(".export.tmp-*")):  # building: the first graph is being written
-            break
-        time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
+    returncode, stderr = interrupt_while_building(["export", run_dir], run_dir)
+    assert returncode == 130, stderr
     assert stderr.splitlines() == ["interrupted: no new export was written"]
     assert not list(run_dir.glob(".export*")) and not (run_dir / "export").exists()
 

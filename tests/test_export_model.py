@@ -5,10 +5,8 @@ import contextlib
 import io
 import json
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from export.model.inputs import LENGTHS
 from export.parity import BATCH_SIZES
 from export.warmup import WARMUP_FILE
 from tests.battery import op_types
-from tests.conftest import REPO, assert_user_error
+from tests.conftest import REPO, assert_user_error, interrupt_while_building
 from tests.test_runs import dead_pid, snapshot
 
 LAYOUT = ["manifest.json", "onnx", "parity.json", "savedmodel", "triton"]
@@ -330,23 +328,10 @@ def test_parity_failure_exits_1_and_writes_nothing(saved, tmp_path, monkeypatch,
 def test_ctrl_c_leaves_nothing_behind(saved, tmp_path):
     """SIGINT while the output is being built: status 130, one line, nothing beside it."""
     out = tmp_path / "out"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "export.model", str(saved["sequential"]), str(out)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        # SIGINT as a terminal delivers it, even where this test runs with it ignored
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    returncode, stderr = interrupt_while_building(
+        ["export.model", saved["sequential"], out], tmp_path
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if list(tmp_path.glob(".export.tmp-*")):  # building
-            break
-        time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
+    assert returncode == 130, stderr
     assert stderr.splitlines() == [f"interrupted: nothing new was written to {out}"]
     assert list(tmp_path.iterdir()) == []
 
