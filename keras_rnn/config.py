@@ -148,15 +148,34 @@ class RuntimeConfig:
         "compute in float16 on a GPU, or in bfloat16 on a processor with bfloat16 instructions; "
         "variables and outputs stay float32, and model.keras is a float32 model",
     )
+    steps_per_execution: int = option(
+        0,
+        "training steps TensorFlow runs per call from Python: less overhead per step, the "
+        "same weights; per-batch callbacks see every Nth batch (0: 32, or 1 under mirrored and "
+        "multiworker, where Keras 3 fails with more: keras-team/keras#19246)",
+    )
 
     def __post_init__(self) -> None:
         if self.threads < 0:
             raise UserError(f"--threads must be >= 0, got {self.threads}")
+        if self.steps_per_execution < 0:
+            raise UserError(f"--steps-per-execution must be >= 0, got {self.steps_per_execution}")
+        if self.steps_per_execution > 1 and self.strategy != "default":
+            raise UserError(
+                f"--steps-per-execution {self.steps_per_execution} does not run under --strategy "
+                f"{self.strategy}: Keras 3 fails there with more than 1 (keras-team/keras#19246)"
+            )
         if self.strategy not in STRATEGIES:
             raise UserError(f"--strategy: {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def steps_per_call(self) -> int:
+        """``steps_per_execution`` with 0 resolved for the strategy."""
+        if self.steps_per_execution:
+            return self.steps_per_execution
+        return 32 if self.strategy == "default" else 1
 
 
 @functools.cache

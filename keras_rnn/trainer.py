@@ -135,7 +135,11 @@ def compiled_model(
         optimizer = keras.optimizers.Adam(
             learning_rate(config, data.train), global_clipnorm=config.clipnorm or None
         )
-        model.compile(optimizer=optimizer, **task.compile_args(config, data))
+        model.compile(
+            optimizer=optimizer,
+            steps_per_execution=runtime.steps_per_call(),
+            **task.compile_args(config, data),
+        )
     if runtime.strategy != "default":
         distribute.fix_keras(model)
     return model

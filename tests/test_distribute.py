@@ -207,6 +207,16 @@ def test_resume_under_two_workers(killed_mirrored, tmp_path):
             ["--task", "charlm", "--batching", "consecutive", "--strategy", "mirrored"],
             ["--strategy mirrored cannot train this run", "--batching random"],
         ),
+        (
+            None,
+            ["--task", "charlm", "--strategy", "mirrored"],  # consecutive is charlm's default
+            ["--strategy mirrored cannot train this run", "--batching random"],
+        ),
+        (
+            None,
+            ["--strategy", "mirrored", "--steps-per-execution", "4"],
+            ["--steps-per-execution 4 does not run under --strategy mirrored", "19246"],
+        ),
     ],
 )
 def test_refusals_come_before_tensorflow(tf_config, argv, fragments, tmp_path):

@@ -209,8 +209,27 @@ def test_threads_apply_to_tensorflow_and_are_recorded_apart(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "threads 1" in result.stdout.splitlines()
     saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["runtime"] == {"threads": 1, "strategy": "default", "mixed_precision": False}
+    assert saved["runtime"] == {
+        "threads": 1,
+        "strategy": "default",
+        "mixed_precision": False,
+        "steps_per_execution": 0,
+    }
     assert "threads" not in saved["config"]
+
+
+def test_steps_per_execution_changes_nothing_learned(tiny_run, tmp_path):
+    """Several steps per call from Python (the default: 32) and one step per call train the
+    same weights: it is a runtime setting, not a hyperparameter."""
+    one_by_one = tmp_path / "one"
+    argv = ["--cell", "gru", "--steps-per-execution", "1", "--run-dir", one_by_one]
+    assert train.main([*map(str, argv), *TINY_TRAINING]) == 0
+    model = keras.models.load_model(tiny_run / "model.keras")
+    assert model.steps_per_execution == 32
+    batched = model.get_weights()
+    stepped = keras.models.load_model(one_by_one / "model.keras").get_weights()
+    for a, b in zip(batched, stepped, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def train_until_killed(argv: list, run_dir, epochs_done: int) -> None:
