@@ -49,12 +49,13 @@ CHARLM = TaskCase(
     task="charlm",
     training=(
         *("--text", "{data}/corpus.txt", "--units", "16", "--epochs", "2"),
-        *("--sequence-length", "20", "--sample-length", "30"),
+        *("--sequence-length", "20", "--batch-size", "8", "--sample-length", "30"),
     ),
     data=(("corpus.txt", TEXT),),
     graphs=("char_lm", "lm_step"),
     metrics=frozenset(
         {"val_perplexity", "val_bits_per_char", "test_perplexity", "test_bits_per_char"}
+        | {"val_bits_per_char_dynamic", "test_bits_per_char_dynamic"}
         | {"test_bits_per_char_xz", "test_bits_per_char_xz_after_train"}
         | {"vocabulary", "sample"}
     ),
@@ -68,6 +69,9 @@ CHARLM = TaskCase(
         refusal(["--bidirectional"], "--bidirectional does not apply to a language model"),
         refusal(["--sample-every", "-1"], "--sample-every must be >= 0, got -1"),
         refusal(["--sample-prefix", ""], "--sample-prefix must not be empty"),
+        refusal(["--dynamic-rate", "-0.1"], "--dynamic-rate must be >= 0, got -0.1"),
+        refusal(["--dynamic-segment", "0"], "--dynamic-segment must be"),
+        refusal(["--dynamic-rate", "0", "--dynamic-segment", "9"], "--dynamic-segment does not"),
     ),
     bad_predict=tuple(refusal(argv, fragment) for argv, fragment in BAD_GENERATION),
 )

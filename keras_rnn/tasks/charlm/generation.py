@@ -17,7 +17,16 @@ from serving.runtime.vocab import Vocabulary
 def step_model(model: keras.Model, config: Config) -> keras.Model:
     """``lm_step``: one character and every layer's states in, next-character logits and
     the new states out, with the trained weights. Generation runs it step by step."""
-    token = keras.Input(shape=(1,), dtype="int32", name="character")
+    return state_model(model, config, 1, "lm_step")
+
+
+def state_model(model: keras.Model, config: Config, length: int | None, name: str) -> keras.Model:
+    """The trained network with every layer's states as inputs and outputs, on ``length``
+    characters at a time: input ``character`` and logits (batch, vocab) for one, otherwise input
+    ``characters`` and logits (batch, time, vocab) (``None``: any length). The embedding and output
+    layers are ``model``'s own; the recurrent layers are copies without dropout."""
+    input_name = "character" if length == 1 else "characters"
+    token = keras.Input(shape=(length,), dtype="int32", name=input_name)
     x = model.get_layer("embedding")(token)
     states_in, states_out = {}, {}
     kinds = ("h", "c") if config.cell == "lstm" else ("h",)
@@ -32,9 +41,11 @@ def step_model(model: keras.Model, config: Config) -> keras.Model:
         layer.set_weights(trained.get_weights())
         states_in |= inputs
         states_out |= dict(zip(inputs, new_states, strict=True))
-    logits = keras.layers.Reshape((model.get_layer("logits").units,))(model.get_layer("logits")(x))
-    outputs = {"logits": logits, **{f"next_{name}": t for name, t in states_out.items()}}
-    return keras.Model({"character": token, **states_in}, outputs, name="lm_step")
+    logits = model.get_layer("logits")(x)
+    if length == 1:
+        logits = keras.layers.Reshape((model.get_layer("logits").units,))(logits)
+    outputs = {"logits": logits, **{f"next_{state}": t for state, t in states_out.items()}}
+    return keras.Model({input_name: token, **states_in}, outputs, name=name)
 
 
 def state_names(config: Config) -> list[str]:

@@ -22,6 +22,7 @@ from keras_rnn.tasks.charlm.data import (
     make_datasets,
     streams,
 )
+from keras_rnn.tasks.charlm.dynamic import dynamic_bits_per_char
 from keras_rnn.tasks.charlm.generation import (
     SampleEveryEpochs,
     keras_generate,
@@ -122,8 +123,9 @@ def check_decoding(model: keras.Model, config: Config, export_dir: Path) -> dict
 def evaluate(
     model: keras.Model, untrained: keras.Model, data: Datasets, config: Config, run: RunDir
 ) -> dict[str, Any]:
-    """Perplexity and bits per character on validation and test, and what xz -9e spends per
-    test character (the baseline to beat)."""
+    """Perplexity and bits per character on validation and test, the same with dynamic
+    evaluation (``dynamic``), and what xz -9e spends per test character (the baseline to
+    beat)."""
     model = stateless(model, config)
     parts = {"val": data.ids[data.val_start : data.test_start], "test": data.ids[data.test_start :]}
     metrics = {}
@@ -135,6 +137,11 @@ def evaluate(
         bits = float(entropy.result())
         metrics[f"{split}_bits_per_char"] = bits
         metrics[f"{split}_perplexity"] = 2.0**bits
+    for split, ids in parts.items() if config.dynamic_rate else ():
+        print(f"dynamic evaluation on {split}", flush=True)  # progress
+        metrics[f"{split}_bits_per_char_dynamic"] = dynamic_bits_per_char(
+            model, config, ids, config.dynamic_rate, config.dynamic_segment
+        )
     print("compressing the test text with xz -9e, alone and after the training text", flush=True)
     metrics |= xz_baselines(data.text[: data.val_start], data.text[data.test_start :])
     metrics["vocabulary"] = data.vocab.size
@@ -157,6 +164,11 @@ def format_metrics(metrics: dict[str, Any], config: Config) -> str:
                 f"| {split} | {metrics[f'{split}_perplexity']:.3f} "
                 f"| {metrics[f'{split}_bits_per_char']:.3f} |"
                 for split in ("val", "test")
+            ),
+            *(
+                f"| {split}, dynamic evaluation | | {metrics[key]:.3f} |"
+                for split in ("val", "test")
+                if (key := f"{split}_bits_per_char_dynamic") in metrics
             ),
             f"| test, xz -9e alone | | {metrics['test_bits_per_char_xz']:.3f} |",
             f"| test, xz -9e after the training text | "

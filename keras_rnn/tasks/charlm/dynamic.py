@@ -1,0 +1,72 @@
+"""Dynamic evaluation (Krause et al., "Dynamic Evaluation of Neural Sequence Models", 2018):
+a split read as one stream of segments, the state carried from segment to segment. Each
+segment is scored with the current weights, then the weights take one SGD step on that
+segment's loss. Every character is still predicted from the text before it only, so the
+figure is what an arithmetic coder driven by the adapting model would spend: the comparison
+with xz, whose dictionary also grows with what it has read. The trained weights are restored
+afterwards."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_rnn.tasks.charlm import Config
+from keras_rnn.tasks.charlm.generation import state_model, state_names
+
+LN2 = math.log(2)
+
+
+def dynamic_bits_per_char(
+    model: keras.Model, config: Config, ids: np.ndarray, rate: float, segment: int
+) -> float:
+    """Bits per character of ``ids[1:]``, each predicted from the ids before it, with
+    ``model`` adapted by SGD at ``rate`` after every ``segment`` characters (``rate`` 0: the
+    static figure of the text read as one stream)."""
+    return float(segment_nats(model, config, ids, rate, segment).sum()) / (len(ids) - 1) / LN2
+
+
+def segment_nats(
+    model: keras.Model, config: Config, ids: np.ndarray, rate: float, segment: int
+) -> np.ndarray:
+    """The cross-entropy in nats of each segment of ``segment`` targets of ``ids[1:]`` (the
+    last may be shorter), each scored before the weights learn from it."""
+    stream = state_model(model, config, None, "stream")
+    names = state_names(config)
+    variables = stream.trainable_variables
+    trained = [keras.ops.convert_to_numpy(v) for v in variables]
+    optimizer = keras.optimizers.SGD(rate)
+    optimizer.build(variables)
+    signature = [
+        tf.TensorSpec((1, None), tf.int32),
+        tf.TensorSpec((1, None), tf.int32),
+        [tf.TensorSpec((1, config.units), tf.float32) for _ in names],
+    ]
+
+    @tf.function(input_signature=signature)
+    def score_then_learn(characters, targets, states):
+        with tf.GradientTape() as tape:
+            outputs = stream({"characters": characters, **dict(zip(names, states, strict=True))})
+            nats = tf.reduce_sum(
+                keras.losses.sparse_categorical_crossentropy(
+                    targets, outputs["logits"], from_logits=True
+                )
+            )
+            mean = nats / tf.cast(tf.size(targets), nats.dtype)
+        optimizer.apply(tape.gradient(mean, variables), variables)
+        return nats, [outputs[f"next_{name}"] for name in names]
+
+    states = [tf.zeros((1, config.units)) for _ in names]
+    scores = []
+    try:
+        for start in range(0, len(ids) - 1, segment):
+            chunk = ids[start : start + segment + 1]
+            nats, states = score_then_learn(chunk[None, :-1], chunk[None, 1:], states)
+            scores.append(float(nats))
+    finally:  # the model's own embedding and output layers learned too
+        for variable, value in zip(variables, trained, strict=True):
+            variable.assign(value)
+    return np.array(scores)
