@@ -3,9 +3,11 @@ settings hold: ``python -m benchmarks.training_keras SPEC_JSON`` prints one JSON
 
 Each variant builds the task's model with the project's builder (``task.build_model``) and
 compiles it as ``keras_rnn.trainer`` does (``task.compile_args``; Adam with the trainer's
-learning rate and global clipnorm; op determinism on), then times ``fit`` on one synthetic
-batch of the task's shapes, repeated (the ``pipeline`` variant: on the task's own tf.data
-pipeline, whose sine batches include each epoch's short last one). The line also carries
+learning rate and global clipnorm; op determinism on; one step per execution except in the
+``steps_per_execution`` variant, which the trainer's default matches), then times ``fit`` on
+one synthetic batch of the task's shapes, repeated (the ``pipeline`` variant: on the task's
+own tf.data pipeline, whose sine batches include each epoch's short last one). The line
+also carries
 what the PyTorch side needs to train the same network (``peer``), read from the same config
 and data.
 """

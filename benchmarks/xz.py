@@ -4,7 +4,9 @@ A character model that compresses its test text worse than a general-purpose com
 not learned the text. For the default corpus (or ``--text FILE``), and for each finished
 charlm run given (its own text and split, from config.json), this prints the bits per test
 character that xz -9e spends on the test text alone and after the training text, beside the
-run's ``test_bits_per_char``. Python's lzma is liblzma, the library of the xz tool; no
+run's ``test_bits_per_char`` and, where the run has it, its dynamic evaluation figure
+(``test_bits_per_char_dynamic``: the model learning from the test text as it reads it, as
+xz does). Python's lzma is liblzma, the library of the xz tool; no
 TensorFlow is needed.
 """
 
@@ -21,24 +23,25 @@ from keras_rnn.tasks.charlm.corpus import read_text, split_points
 from serving import cli
 
 HEADER = (
-    "| text | test characters | model | xz -9e alone | xz -9e after training text "
-    "| beats xz alone | beats xz after training text |\n"
-    "|---|---:|---:|---:|---:|---|---|"
+    "| text | test characters | model | model, dynamic evaluation | xz -9e alone "
+    "| xz -9e after training text | beats xz alone | beats xz after training text |\n"
+    "|---|---:|---:|---:|---:|---:|---|---|"
 )
 
 
-def row(label: str, config: Config, model_bits: float | None) -> str:
+def row(label: str, config: Config, figures: tuple[float | None, float | None]) -> str:
+    """One table row; ``figures``: the model's static and dynamic bits per test character
+    (None: not known), each compared with both xz figures ("no / yes": static, dynamic)."""
     text, _ = read_text(config)
     val_start, test_start = split_points(len(text), config)
     xz = xz_baselines(text[:val_start], text[test_start:])
     alone, after = xz["test_bits_per_char_xz"], xz["test_bits_per_char_xz_after_train"]
-    model = "" if model_bits is None else f"{model_bits:.3f}"
-    beats = [
-        "" if model_bits is None else ("yes" if model_bits < x else "no") for x in (alone, after)
-    ]
+    known = [bits for bits in figures if bits is not None]
+    model, dynamic = ("" if bits is None else f"{bits:.3f}" for bits in figures)
+    beats = [" / ".join("yes" if bits < x else "no" for bits in known) for x in (alone, after)]
     return (
-        f"| {label} | {len(text) - test_start:,} | {model} | {alone:.3f} | {after:.3f} "
-        f"| {beats[0]} | {beats[1]} |"
+        f"| {label} | {len(text) - test_start:,} | {model} | {dynamic} | {alone:.3f} "
+        f"| {after:.3f} | {beats[0]} | {beats[1]} |"
     )
 
 
@@ -53,17 +56,19 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         if not args.runs or args.text:
             label = args.text or "the default corpus"
-            rows.append(row(label, Config(text=args.text or ""), None))
+            rows.append(row(label, Config(text=args.text or ""), (None, None)))
         for run_dir in args.runs:
             run, config = finished_run(run_dir)
             if config.task != "charlm":
                 raise UserError(f"{run_dir} is from task {config.task}: xz is compared with charlm")
             metrics = read_json(run.path / "metrics.json")
-            rows.append(row(str(run_dir), config, metrics["test_bits_per_char"]))
+            figures = (metrics["test_bits_per_char"], metrics.get("test_bits_per_char_dynamic"))
+            rows.append(row(str(run_dir), config, figures))
     except UserError as error:
         return cli.report(error)
     print(
-        "bits per test character (the last test_fraction of the text); xz: Python's lzma, preset 9e"
+        "bits per test character (the last test_fraction of the text); xz: Python's lzma, preset "
+        "9e; beats: the model's figure, then its dynamic evaluation's"
     )
     print(HEADER)
     print("\n".join(rows))

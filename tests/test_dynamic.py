@@ -49,6 +49,9 @@ def test_each_segment_is_scored_before_the_model_learns_from_it(tiny):
     second = segment_nats(model, config, np.concatenate([shared, random_ids(80, 3)]), 0.5, 20)
     np.testing.assert_array_equal(first[:6], second[:6])  # targets 1..120 lie in shared
     assert not np.allclose(first[6:], second[6:])
+    # within a segment too: the first is scored with the trained weights, the second not
+    static = segment_nats(model, config, shared, 0.0, 20)
+    assert first[0] == pytest.approx(static[0], rel=1e-6) and first[1] != pytest.approx(static[1])
     for kept, now in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(kept, now)
 

@@ -20,6 +20,7 @@ holds the ``Config``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar
 
 from keras_rnn.config import TrainConfig, check_split_fractions, new_default, option
@@ -84,8 +85,8 @@ class Config(TrainConfig):
                 "--bidirectional does not apply to a language model: it would see the future"
             )
         check_split_fractions(self.val_fraction, self.test_fraction)
-        if self.dynamic_rate < 0:
-            raise UserError(f"--dynamic-rate must be >= 0, got {self.dynamic_rate}")
+        if not (math.isfinite(self.dynamic_rate) and self.dynamic_rate >= 0):
+            raise UserError(f"--dynamic-rate must be a number >= 0, got {self.dynamic_rate}")
         if self.sample_every < 0:
             raise UserError(f"--sample-every must be >= 0, got {self.sample_every}")
         if not self.sample_prefix:

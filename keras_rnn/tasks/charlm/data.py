@@ -96,7 +96,7 @@ def streams(ids: np.ndarray, config: Config) -> tf.data.Dataset:
     if windows < 1:
         raise UserError(
             f"a split of {len(ids)} characters cannot fill one batch of {rows} streams x "
-            f"{steps} characters: lower --batch-size or --sequence-length"
+            f"{steps} characters: lower --batch-size or --sequence-length, or use --batching random"
         )
     span = windows * steps
 

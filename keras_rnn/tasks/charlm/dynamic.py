@@ -3,8 +3,8 @@ a split read as one stream of segments, the state carried from segment to segmen
 segment is scored with the current weights, then the weights take one SGD step on that
 segment's loss. Every character is still predicted from the text before it only, so the
 figure is what an arithmetic coder driven by the adapting model would spend: the comparison
-with xz, whose dictionary also grows with what it has read. The trained weights are restored
-afterwards."""
+with xz, whose dictionary also grows with what it has read. A copy of the model learns; the
+trained model is left as it was."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_rnn import precision
 from keras_rnn.tasks.charlm import Config
 from keras_rnn.tasks.charlm.generation import state_model, state_names
 
@@ -34,10 +35,12 @@ def segment_nats(
 ) -> np.ndarray:
     """The cross-entropy in nats of each segment of ``segment`` targets of ``ids[1:]`` (the
     last may be shorter), each scored before the weights learn from it."""
-    stream = state_model(model, config, None, "stream")
+    with precision.dtype_policy("float32"):
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        stream = state_model(copy, config, None, "stream")
     names = state_names(config)
     variables = stream.trainable_variables
-    trained = [keras.ops.convert_to_numpy(v) for v in variables]
     optimizer = keras.optimizers.SGD(rate)
     optimizer.build(variables)
     signature = [
@@ -59,14 +62,11 @@ def segment_nats(
         optimizer.apply(tape.gradient(mean, variables), variables)
         return nats, [outputs[f"next_{name}"] for name in names]
 
+    ids = np.asarray(ids, np.int32)
     states = [tf.zeros((1, config.units)) for _ in names]
     scores = []
-    try:
-        for start in range(0, len(ids) - 1, segment):
-            chunk = ids[start : start + segment + 1]
-            nats, states = score_then_learn(chunk[None, :-1], chunk[None, 1:], states)
-            scores.append(float(nats))
-    finally:  # the model's own embedding and output layers learned too
-        for variable, value in zip(variables, trained, strict=True):
-            variable.assign(value)
+    for start in range(0, len(ids) - 1, segment):
+        chunk = ids[start : start + segment + 1]
+        nats, states = score_then_learn(chunk[None, :-1], chunk[None, 1:], states)
+        scores.append(float(nats))
     return np.array(scores)
