@@ -7,9 +7,8 @@ learning rate and global clipnorm; op determinism on; one step per execution exc
 ``steps_per_execution`` variant, which the trainer's default matches), then times ``fit`` on
 one synthetic batch of the task's shapes, repeated (the ``pipeline`` variant: on the task's
 own tf.data pipeline, whose sine batches include each epoch's short last one). The line
-also carries
-what the PyTorch side needs to train the same network (``peer``), read from the same config
-and data.
+also carries what the PyTorch side needs to train the same network (``peer``), read from the
+same config and data.
 """
 
 from __future__ import annotations
