@@ -158,6 +158,8 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         if self.threads < 0:
             raise UserError(f"--threads must be >= 0, got {self.threads}")
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"--strategy: {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
         if self.steps_per_execution < 0:
             raise UserError(f"--steps-per-execution must be >= 0, got {self.steps_per_execution}")
         if self.steps_per_execution > 1 and self.strategy != "default":
@@ -165,8 +167,6 @@ class RuntimeConfig:
                 f"--steps-per-execution {self.steps_per_execution} does not run under --strategy "
                 f"{self.strategy}: Keras 3 fails there with more than 1 (keras-team/keras#19246)"
             )
-        if self.strategy not in STRATEGIES:
-            raise UserError(f"--strategy: {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
