@@ -3,7 +3,8 @@
 For each configuration (the charlm and sine task defaults and a larger charlm) and each cell,
 trains the task's own Keras model, built and compiled as ``python -m keras_rnn.train`` does,
 for a fixed number of steps in several ways (plain ``fit``, ``steps_per_execution``,
-``jit_compile=True``, the task's tf.data pipeline; ``benchmarks.training_keras``), then the
+``jit_compile=True``, the task's tf.data pipeline, and the pipeline with ``steps_per_execution``
+as the trainer runs it; ``benchmarks.training_keras``), then the
 same network written in PyTorch (``nn.RNN``/``nn.GRU``/``nn.LSTM``,
 ``benchmarks.training_torch``), back to back. Each framework runs in its own process with the
 same intra- and inter-op thread counts, set before it starts. Prints steps and tokens per
@@ -39,7 +40,7 @@ CONFIGURATIONS = {
     "charlm-large": ("charlm", {"batching": "random", "layers": 2, "units": 512}, (3, 10)),
     "sine": ("sine", {}, (50, 500)),
 }
-KERAS_VARIANTS = ("fit", "steps_per_execution", "jit_compile", "pipeline")
+KERAS_VARIANTS = ("fit", "steps_per_execution", "jit_compile", "pipeline", "trainer")
 INSTALL = "pip install -r benchmarks/requirements-torch.txt"
 HEADER = (
     "| configuration | cell | trained with | steps/s | tokens/s | vs PyTorch | others' load |\n"
@@ -221,7 +222,8 @@ def parse_args(argv: list[str] | None):
         "--steps-per-execution",
         type=cli.positive_int,
         default=32,
-        help="steps_per_execution of that variant (default: 32, the trainer's)",
+        help="steps_per_execution of the steps_per_execution and trainer variants "
+        "(default: 32, the trainer's)",
     )
     parser.add_argument(
         "--rounds",
@@ -258,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nTraining steps per second after the warm-up steps{rounds}, {args.threads} "
         "thread(s) in both frameworks; tokens: characters "
         "(charlm) or series values (sine) per step. Synthetic data (one batch of the task's "
-        "shapes, repeated) except the pipeline row. Others' load: cores other processes kept "
+        "shapes, repeated) except the pipeline rows. Others' load: cores other processes kept "
         "busy meanwhile.\n"
     )
     print(HEADER)

@@ -4,9 +4,10 @@ settings hold: ``python -m benchmarks.training_keras SPEC_JSON`` prints one JSON
 Each variant builds the task's model with the project's builder (``task.build_model``) and
 compiles it as ``keras_rnn.trainer`` does (``task.compile_args``; Adam with the trainer's
 learning rate and global clipnorm; op determinism on; one step per execution except in the
-``steps_per_execution`` variant, which the trainer's default matches), then times ``fit`` on
-one synthetic batch of the task's shapes, repeated (the ``pipeline`` variant: on the task's
-own tf.data pipeline, whose sine batches include each epoch's short last one). The line
+``steps_per_execution`` and ``trainer`` variants), then times ``fit`` on one synthetic batch of
+the task's shapes, repeated (the ``pipeline`` and ``trainer`` variants: on the task's own
+tf.data pipeline, whose sine batches include each epoch's short last one). ``trainer`` is how
+``python -m keras_rnn.train`` runs by default: the pipeline, several steps per call. The line
 also carries what the PyTorch side needs to train the same network (``peer``), read from the
 same config and data.
 """
@@ -25,7 +26,10 @@ LABELS = {
     "steps_per_execution": "Keras fit, steps_per_execution={k}",
     "jit_compile": "Keras fit, jit_compile=True",
     "pipeline": "Keras fit, the task's tf.data pipeline",
+    "trainer": "Keras fit, the task's tf.data pipeline, steps_per_execution={k}",
 }
+SEVERAL_STEPS_PER_CALL = ("steps_per_execution", "trainer")
+ON_THE_PIPELINE = ("pipeline", "trainer")
 
 
 def clock_callback(marks: dict[int, tuple], at: tuple[int, int]):
@@ -60,7 +64,7 @@ def train_variant(spec: Spec, variant: str) -> dict[str, Any]:
         tf.config.experimental.enable_op_determinism()  # as keras_rnn.trainer does
     data = task.make_datasets(config)
     model = task.build_model(config, data)
-    k = spec.steps_per_execution if variant == "steps_per_execution" else 1
+    k = spec.steps_per_execution if variant in SEVERAL_STEPS_PER_CALL else 1
     optimizer = keras.optimizers.Adam(
         learning_rate(config, data.train), global_clipnorm=config.clipnorm or None
     )
@@ -69,7 +73,7 @@ def train_variant(spec: Spec, variant: str) -> dict[str, Any]:
     if jit and not model.jit_compile:
         raise RuntimeError(f"Keras compiled {spec.task} ({spec.cell}) without XLA")
     peer = peer_settings(spec, config, data, model)
-    if variant == "pipeline":
+    if variant in ON_THE_PIPELINE:
         dataset = data.train.repeat()
     else:
         dataset = tf.data.Dataset.from_tensors(synthetic_batch(peer)).repeat()

@@ -190,6 +190,7 @@ def test_training_benchmark_rows_for_each_keras_variant_and_pytorch_where_instal
         "Keras fit, steps_per_execution=2",
         "Keras fit, jit_compile=True",
         "Keras fit, the task's tf.data pipeline",
+        "Keras fit, the task's tf.data pipeline, steps_per_execution=2",
     ]
     assert [(row[0].split(":")[0], row[2]) for row in rows if row[2].startswith("Keras")] == [
         (name, label) for name in ("sine", "charlm") for label in keras
