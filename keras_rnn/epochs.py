@@ -27,16 +27,22 @@ def epoch_variable() -> tf.Variable:
     return _epoch
 
 
-def shuffled_indices(count: int, seed: int) -> tf.data.Dataset:
+def shuffled_indices(count: int, seed: int, batch_size: int | None = None) -> tf.data.Dataset:
     """0 .. ``count`` - 1 in the order of the current epoch: each epoch a different
-    permutation, the same one for the same (seed, epoch)."""
+    permutation, the same one for the same (seed, epoch). With ``batch_size``: that order in
+    vectors of ``batch_size`` (the last one shorter)."""
     epoch = epoch_variable()
 
     def index(position: tf.Tensor) -> tf.Tensor:
         seeds = tf.stack([tf.constant(seed, tf.int64), epoch.read_value()])
         return tf.random.experimental.index_shuffle(position, seeds, max_index=count - 1)
 
-    return tf.data.Dataset.range(count).map(index)
+    positions = tf.data.Dataset.range(count)
+    if batch_size:
+        # One map per batch, not per element: tf.data's per-element map cost 13-30 us per
+        # element on 2 cores, more than a step of the small sine and addition models.
+        positions = positions.batch(batch_size)
+    return positions.map(index)
 
 
 def shuffled(elements: Any, seed: int) -> tf.data.Dataset:
@@ -44,6 +50,15 @@ def shuffled(elements: Any, seed: int) -> tf.data.Dataset:
     ``elements`` is a nest of tensors (``tf.RaggedTensor`` too) with the same first size."""
     tensors, count = _tensors(elements)
     return _rows(shuffled_indices(count, seed), tensors)
+
+
+def shuffled_batches(elements: Any, seed: int, batch_size: int) -> tf.data.Dataset:
+    """``shuffled(elements, seed).batch(batch_size)``, the same batches, gathered one batch at
+    a time. ``elements``: a nest of dense tensors with the same first size."""
+    tensors, count = _tensors(elements)
+    return shuffled_indices(count, seed, batch_size).map(
+        lambda i: tf.nest.map_structure(lambda tensor: tf.gather(tensor, i), tensors)
+    )
 
 
 def in_order(elements: Any) -> tf.data.Dataset:

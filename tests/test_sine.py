@@ -146,16 +146,24 @@ def test_too_short_series_names_the_split(tmp_path):
     assert len(sine.make_datasets(config(csv=series_csv(30), window=2, horizon=3)).series) == 30
 
 
-def test_window_dataset_matches_numpy_windows():
+def test_window_batches_match_numpy_windows():
     series = np.arange(20, dtype=np.float32)
-    examples = list(sine.window_dataset(series, 3, 5, 10, 2).as_numpy_iterator())
+    batches = list(sine.window_batches(series, 3, 5, 10, 2, size=3).as_numpy_iterator())
+    assert [len(inputs["window"]) for inputs, _ in batches] == [3, 1]
+    examples = [
+        (inputs["window"][row], {name: value[row] for name, value in targets.items()})
+        for inputs, targets in batches
+        for row in range(len(inputs["window"]))
+    ]
     assert len(examples) == 4  # first targets 5..8: the last target (t+1) must be < 10
     for offset, (inputs, targets) in enumerate(examples):
-        inputs = inputs["window"]
         t = 5 + offset
         np.testing.assert_array_equal(inputs[:, 0], series[t - 3 : t])
         np.testing.assert_array_equal(targets["next_values"], series[t : t + 2])
         np.testing.assert_array_equal(targets["next_value"], series[t : t + 1])
+    shuffled = sine.window_batches(series, 3, 5, 10, 2, size=3, seed=0).as_numpy_iterator()
+    targets = np.concatenate([targets["next_value"][:, 0] for _, targets in shuffled])
+    assert sorted(targets) == [5, 6, 7, 8] and list(targets) != [5, 6, 7, 8]
     np.testing.assert_array_equal(
         sine.windows(series, 3, 5, 9)[:, :, 0],
         [s for s, _ in [(series[t - 3 : t], None) for t in range(5, 9)]],

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_rnn.epochs import shuffled
+from keras_rnn.epochs import shuffled_batches
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.layers import FLOAT32, configured_stack
 from keras_rnn.runs import RunDir
@@ -86,9 +86,9 @@ def make_datasets(config: Config) -> Datasets:
     return Datasets(
         pairs=pairs,
         source=source,
-        train=shuffled(examples(pairs["train"], config), config.seed)
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE),
+        train=shuffled_batches(
+            examples(pairs["train"], config), config.seed, config.batch_size
+        ).prefetch(tf.data.AUTOTUNE),
         val=val.batch(config.batch_size).prefetch(tf.data.AUTOTUNE),
     )
 

@@ -86,37 +86,46 @@ def make_datasets(config: Config) -> Datasets:
                 f"series of {length} values is too short: its {split} part has {have} values but "
                 f"--window {config.window} and --horizon {config.horizon} need {minimum[split]}"
             )
-    train = window_dataset(
-        series, config.window, config.window, val_start, config.horizon, seed=config.seed
-    )
-    val = window_dataset(series, config.window, val_start, test_start, config.horizon)
+    window, horizon, size = config.window, config.horizon, config.batch_size
+    train = window_batches(series, window, window, val_start, horizon, size, seed=config.seed)
+    val = window_batches(series, window, val_start, test_start, horizon, size)
     return Datasets(
         series=series,
         val_start=val_start,
         test_start=test_start,
         source=source,
-        train=train.batch(config.batch_size).prefetch(tf.data.AUTOTUNE),
-        val=val.cache().batch(config.batch_size).prefetch(tf.data.AUTOTUNE),
+        train=train.prefetch(tf.data.AUTOTUNE),
+        val=val.cache().prefetch(tf.data.AUTOTUNE),
     )
 
 
-def window_dataset(
-    series: np.ndarray, window: int, start: int, stop: int, horizon: int, seed: int | None = None
+def window_batches(
+    series: np.ndarray,
+    window: int,
+    start: int,
+    stop: int,
+    horizon: int,
+    size: int,
+    seed: int | None = None,
 ) -> tf.data.Dataset:
-    """Examples whose targets ``series[t:t+horizon]`` lie in [start, stop), inputs the
-    ``window`` values before t, as dicts: {window: (window, 1)} ->
-    {next_value: (1,), next_values: (horizon,)}. In order of t, or with ``seed`` shuffled in
-    each epoch's order (``epochs.shuffled_indices``)."""
+    """Batches of ``size`` examples whose targets ``series[t:t+horizon]`` lie in [start, stop),
+    inputs the ``window`` values before t, as dicts: {window: (n, window, 1)} ->
+    {next_value: (n, 1), next_values: (n, horizon)}. In order of t, or with ``seed`` shuffled
+    in each epoch's order (``epochs.shuffled_indices``). Each batch is one gather, not one
+    slice per example (see ``shuffled_indices``)."""
     values = tf.constant(series)
+    offsets = tf.range(-window, horizon, dtype=tf.int64)  # the inputs, then the targets
 
-    def example(t):
-        targets = values[t : t + horizon]
-        inputs = values[t - window : t, tf.newaxis]
-        return {"window": inputs}, {"next_value": targets[:1], "next_values": targets}
+    def batch(positions: tf.Tensor):
+        spans = tf.gather(values, (start + positions)[:, tf.newaxis] + offsets)
+        targets = spans[:, window:]
+        inputs = spans[:, :window, tf.newaxis]
+        return {"window": inputs}, {"next_value": targets[:, :1], "next_values": targets}
 
     count = stop - horizon + 1 - start
-    order = tf.data.Dataset.range(count) if seed is None else shuffled_indices(count, seed)
-    return order.map(lambda position: example(start + position))
+    if seed is None:
+        return tf.data.Dataset.range(count).batch(size).map(batch)
+    return shuffled_indices(count, seed, size).map(batch)
 
 
 def windows(series: np.ndarray, window: int, start: int, stop: int) -> np.ndarray:
