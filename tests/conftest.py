@@ -41,16 +41,21 @@ def _run_python(arguments: list[str], timeout: float) -> subprocess.CompletedPro
 BLOCKED_MODULES = ("tensorflow", "keras", "tf2onnx", "tensorflow_text", "tf_keras", "keras_rnn")
 
 
-def run_without_tensorflow(module: str, *args, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``python -m module args`` in a process where importing any of BLOCKED_MODULES raises."""
-    blocker = (
+def without_tensorflow(module: str, blocked: Sequence[str] = BLOCKED_MODULES) -> str:
+    """A ``python -c`` script that runs ``python -m module`` (arguments after the script)
+    where importing any of ``blocked`` raises ImportError."""
+    return (
         "import runpy, sys\n"
-        f"for name in {BLOCKED_MODULES!r}:\n"
+        f"for name in {tuple(blocked)!r}:\n"
         "    sys.modules[name] = None  # import raises ImportError\n"
         f"sys.argv = [{module!r}, *sys.argv[1:]]\n"
         f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
     )
-    return _run_python(["-c", blocker, *map(str, args)], timeout)
+
+
+def run_without_tensorflow(module: str, *args, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m module args`` in a process where importing any of BLOCKED_MODULES raises."""
+    return _run_python(["-c", without_tensorflow(module), *map(str, args)], timeout)
 
 
 def assert_user_error(status: int, stderr: str, *fragments: str) -> None:
@@ -206,13 +211,7 @@ def serve_without_tensorflow(*args, log: Path) -> Iterator[Server]:
     """``python -m serving.server ARGS --port 0 --grpc-port 0`` with TensorFlow, Keras and the
     training side unimportable, stderr going to the file ``log``; yields once it says it
     listens, stops it afterwards."""
-    blocker = (
-        "import runpy, sys\n"
-        f"for name in {BLOCKED_MODULES!r}:\n"
-        "    sys.modules[name] = None\n"
-        "sys.argv = ['serving.server', *sys.argv[1:]]\n"
-        "runpy.run_module('serving.server', run_name='__main__', alter_sys=True)\n"
-    )
+    blocker = without_tensorflow("serving.server")
     command = [sys.executable, "-c", blocker, *map(str, args), "--port", "0", "--grpc-port", "0"]
     with log.open("w") as stderr:
         process = subprocess.Popen(

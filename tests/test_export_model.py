@@ -23,7 +23,12 @@ from export.model.inputs import LENGTHS
 from export.parity import BATCH_SIZES
 from export.warmup import WARMUP_FILE
 from tests.battery import op_types
-from tests.conftest import REPO, assert_user_error, interrupt_while_building
+from tests.conftest import (
+    REPO,
+    assert_user_error,
+    interrupt_while_building,
+    without_tensorflow,
+)
 from tests.test_runs import dead_pid, snapshot
 
 LAYOUT = ["manifest.json", "onnx", "parity.json", "savedmodel", "triton"]
@@ -292,13 +297,7 @@ def test_a_custom_layer_keras_cannot_find_is_named_and_import_finds_it(
 
 def test_cheap_checks_come_before_tensorflow(tmp_path):
     """A missing model file and a taken OUT_DIR are refused with TensorFlow unimportable."""
-    blocker = (
-        "import runpy, sys\n"
-        "for name in ('tensorflow', 'keras', 'tf2onnx'):\n"
-        "    sys.modules[name] = None\n"
-        "sys.argv = ['export.model', *sys.argv[1:]]\n"
-        "runpy.run_module('export.model', run_name='__main__', alter_sys=True)\n"
-    )
+    blocker = without_tensorflow("export.model", blocked=("tensorflow", "keras", "tf2onnx"))
     (tmp_path / "model.keras").write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")
