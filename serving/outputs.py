@@ -54,18 +54,17 @@ def owned_folder_kind(folder: Path) -> str | None:
 
 
 def check_outside_owned_folders(path: Path, flag: str) -> None:
-    """Raise ``UserError`` if ``path``'s folder or any folder above it, as written or with its
-    links resolved (before its ``..``, as the system does), is a run directory or an export
-    (``owned_folder_kind``)."""
+    """Raise ``UserError`` if ``path``'s folder or any folder above it, as written or with
+    every link resolved (before its ``..``, as the system does; a link at ``path`` itself
+    too), is a run directory or an export (``owned_folder_kind``)."""
     written = Path(os.path.abspath(path)).parent
-    try:
-        resolved = Path(path).absolute().parent.resolve()
-    except (OSError, RuntimeError) as error:  # RuntimeError: a loop of links (Python 3.11)
-        raise UserError(f"{flag} {path}: its folder cannot be resolved ({error})") from None
+    resolved = Path(os.path.realpath(path)).parent  # as far as it resolves (loops stay)
+    here = Path.cwd()
     for folder in dict.fromkeys([written, *written.parents, resolved, *resolved.parents]):
         if kind := owned_folder_kind(folder):
+            shown = folder.relative_to(here) if folder.is_relative_to(here) else folder
             raise UserError(
-                f"{flag} {path} is inside the {kind} {folder}, which only its own commands "
+                f"{flag} {path} is inside the {kind} {shown}, which only its own commands "
                 "write: pick a path outside it"
             )
 

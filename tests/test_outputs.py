@@ -42,6 +42,7 @@ def test_nothing_is_written_inside_a_run_or_an_export_even_with_force(tmp_path):
     run = make_run(tmp_path / "run", "model.keras", "plots/loss.png")
     export = make_export(run / "export")
     (tmp_path / "link").symlink_to(run / "plots")
+    (tmp_path / "model.png").symlink_to(run / "model.keras")
     before = snapshot(run)
     for path, kind, folder in (
         (run / "model.keras", "run directory", run),
@@ -50,6 +51,7 @@ def test_nothing_is_written_inside_a_run_or_an_export_even_with_force(tmp_path):
         (export / "onnx" / "a.png", "export", export),
         (tmp_path / "link" / "a.png", "run directory", run),  # through a link
         (tmp_path / "link" / ".." / "x.png", "run directory", run),  # run/x.png, really
+        (tmp_path / "model.png", "run directory", run),  # a link to a file in the run
     ):
         for force in (False, True):
             with pytest.raises(UserError) as error:
