@@ -4,8 +4,9 @@ attention (the shape of Bahdanau et al. 2015, Figure 2).
 Trains one translate model per ``--attention`` on the embedded numbers data (numbers written
 out in English and Chinese words, 1 to about 150 characters, to digits), every model with the
 same data, size, epochs and seed, then decodes the test split greedily and prints exact match
-per source-length bucket as a Markdown table, and draws it into ``--plot``. Runs go to
-``--runs DIR/<attention>``; a finished run there with the same config is reused, so a second
+per source-length bucket as a Markdown table, and draws it into ``--plot`` (its suffix names
+the format; a file that this project did not write is replaced only with ``--force``). Runs go
+to ``--runs DIR/<attention>``; a finished run there with the same config is reused, so a second
 call only decodes and draws.
 """
 
@@ -15,12 +16,13 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from keras_rnn import quiet
+from keras_rnn import plots, quiet
 from keras_rnn.config import flag
 from keras_rnn.errors import UserError
 from keras_rnn.runs import RunDir, finished_run, load_trained_model
 from keras_rnn.tasks.translate import ATTENTIONS, Config
 from serving import cli
+from serving.outputs import check_outside_owned_folders, create_folder
 
 BUCKET = 25  # characters per source-length bucket
 
@@ -100,8 +102,6 @@ def table(results: dict[str, dict[int, tuple[int, int]]]) -> str:
 
 
 def plot(results: dict[str, dict[int, tuple[int, int]]], path: Path) -> None:
-    from keras_rnn import plots
-
     figure, axes = plots.plt.subplots(figsize=(7, 4))
     for attention, by_length in results.items():
         middles = [(b + 0.5) * BUCKET for b in by_length]
@@ -136,18 +136,30 @@ def main(argv: list[str] | None = None) -> int:
         "--runs", type=Path, default=Path("runs/attention_length"), help="(default: %(default)s)"
     )
     parser.add_argument(
-        "--plot", type=Path, default=None, help="PNG to draw (default: RUNS/attention_length.png)"
+        "--plot",
+        metavar="FILE",
+        help="the figure to draw, .png, .pdf, .svg, ... (default: RUNS/attention_length.png)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace a --plot file this project did not write"
     )
     quiet.add_verbose_flag(parser)
     try:
         args = parser.parse_args(argv)
         settings = configs(args)
+        for attention in settings:
+            check_outside_owned_folders(args.runs / attention, "--runs")
+        if args.plot is None:  # beside the runs, in the folder that training would create
+            create_folder(args.runs, "--runs")
+        default_plot = str(args.runs / "attention_length.png")
+        plot_path = plots.check_figure_path(
+            default_plot if args.plot is None else args.plot, "--plot", args.force
+        )
         quiet.start_tensorflow(args.verbose)
         results = {
             attention: exact_by_length(config, trained(config, args.runs / attention))
             for attention, config in settings.items()
         }
-        plot_path = args.plot or args.runs / "attention_length.png"
         plot(results, plot_path)
     except UserError as error:
         return cli.report(error)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import zipfile
 from collections.abc import Callable
@@ -16,6 +15,13 @@ from typing import Any
 from keras_rnn.config import TrainConfig, config_class, config_from_dict, task_configs
 from keras_rnn.errors import UserError
 from serving import cli
+from serving.outputs import (
+    check_outside_owned_folders,
+    is_manifest,
+    is_run_config,
+    read_json_or_none,
+    temporary_path,
+)
 
 
 @dataclass(frozen=True)
@@ -98,31 +104,6 @@ def _occupied(run: RunDir) -> bool:
     return not path.is_dir() or any(path.iterdir())
 
 
-def _read_json_or_none(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # missing, unreadable, not UTF-8 or not JSON: not ours
-        return None
-
-
-def _is_run_config(value: Any) -> bool:
-    config = value.get("config") if isinstance(value, dict) else None
-    return (
-        isinstance(config, dict)
-        and isinstance(config.get("task"), str)
-        and {"data", "environment"} <= value.keys()
-    )
-
-
-def _is_manifest(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and isinstance(value.get("task"), str)
-        and isinstance(value.get("graphs"), list)
-        and "opset" in value
-    )
-
-
 def _foreign(
     path: Path, marker: str, is_ours: Callable[[Any], bool], layout: frozenset[str], kind: str
 ) -> str | None:
@@ -137,7 +118,7 @@ def _foreign(
         return f"cannot be read ({error.strerror})"
     if not {name for name in names - DESKTOP_FILES if not TEMPORARY.match(name)}:
         return None  # empty, or only what a writer killed before its first file left
-    if not is_ours(_read_json_or_none(path / marker)):
+    if not is_ours(read_json_or_none(path / marker)):
         writer = "python -m keras_rnn.train" if kind == "run" else "python -m export"
         return f"has no {marker} written by {writer}"
     strangers = sorted(name for name in names - layout - DESKTOP_FILES if not TEMPORARY.match(name))
@@ -149,7 +130,7 @@ def _foreign(
 
 def not_a_run(path: Path) -> str | None:
     """Why the existing ``path`` is not a run directory of ours, or None if it is one."""
-    reason = _foreign(path, "config.json", _is_run_config, RUN_ENTRIES, "run")
+    reason = _foreign(path, "config.json", is_run_config, RUN_ENTRIES, "run")
     export = path / "export"
     if reason is None and export.exists() and (export_reason := not_an_export(export)):
         return f"has an export/ folder that {export_reason}"
@@ -158,7 +139,7 @@ def not_a_run(path: Path) -> str | None:
 
 def not_an_export(path: Path) -> str | None:
     """Why the existing ``path`` is not an export folder of ours, or None if it is one."""
-    return _foreign(path, "manifest.json", _is_manifest, EXPORT_ENTRIES, "export")
+    return _foreign(path, "manifest.json", is_manifest, EXPORT_ENTRIES, "export")
 
 
 def check_run_dir(path: str | Path, force: bool = False, resume: bool = False) -> RunDir:
@@ -166,11 +147,12 @@ def check_run_dir(path: str | Path, force: bool = False, resume: bool = False) -
 
     An existing non-empty path is refused unless it is a run directory of ours (``not_a_run``)
     and ``force`` (delete it and start over) or ``resume`` (continue it; it must hold a
-    config.json and be unfinished) is given.
+    config.json and be unfinished) is given; so is a path inside another run or an export.
     """
     run = RunDir(Path(path))
     if force and resume:
         raise UserError("--force and --resume contradict each other: pick one")
+    check_outside_owned_folders(run.path, "--run-dir")
     if resume:
         check_resumable(run)
     elif _occupied(run):
@@ -292,7 +274,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     for every thread). The name carries our process id for ``remove_stale_temporaries``.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{path.name}")
+    tmp = temporary_path(path)
     descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, "wb") as f:

@@ -5,9 +5,11 @@
 
 Greedy decoding unless --beam N (N >= 2) asks for beam search; the same texts give the same
 translations here and in ``python -m serving.predict`` (onnxruntime). --plot draws the
-attention of the first text's greedy translation. Tokens outside the vocabulary are read as
-unknown and reported; an empty text translates to an empty text; a text longer than the
-model's limit is refused.
+attention of the first text's greedy translation in the format its suffix names (.png, .pdf,
+.svg, ...); it never writes inside a run directory or an export, and replaces a file that this
+project did not write only with --force. Tokens outside the vocabulary are read as unknown and
+reported; an empty text translates to an empty text; a text longer than the model's limit is
+refused.
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="beam search ranks by log-probability / length**LENGTH_PENALTY (default: 1)",
     )
-    parser.add_argument("--plot", type=Path, help="PNG file for the first text's attention")
+    parser.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="draw the first text's attention into FILE (.png, .pdf, .svg, ...: its suffix)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace a --plot file this project did not write"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     quiet.add_verbose_flag(parser)
     try:
@@ -45,8 +54,15 @@ def main(argv: list[str] | None = None) -> int:
         run, config = finished_run(args.run_dir)
         if config.task != "translate":
             raise UserError(f"{run.path} is a {config.task} run: translate needs a translate run")
-        if args.plot is not None and config.attention == "none":
-            raise UserError("--plot: this run's model has no attention to draw")
+        plot = None
+        if args.plot is not None:
+            if config.attention == "none":
+                raise UserError("--plot: this run's model has no attention to draw")
+            from keras_rnn.plots import check_figure_path
+
+            plot = check_figure_path(args.plot, "--plot", args.force)
+        elif args.force:
+            raise UserError("--force applies to --plot only: leave it out")
         check_beam_flags(args.beam, args.length_penalty)
         with cli.exit_on_interrupt(lambda: "nothing was translated"):
             quiet.start_tensorflow(args.verbose)  # after the cheap checks
@@ -54,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
             translator = keras_translator(load_trained_model(run), config, run.path / "vocab")
             translations = translate_texts(translator, args.texts, args.beam, args.length_penalty)
-            if args.plot is not None:
-                plot_attention(translator.attend(args.texts[0]), args.plot)
+            if plot is not None:
+                plot_attention(translator.attend(args.texts[0]), plot)
     except UserError as error:
         return cli.report(error)
     if args.json:

@@ -6,7 +6,9 @@ import re
 from benchmarks.fusion import HEADER as FUSION_HEADER
 from benchmarks.inference import HEADER
 from benchmarks.masks import HEADER as MASKS_HEADER
+from keras_rnn.errors import UserError
 from tests.conftest import assert_user_error, run_module
+from tests.test_runs import make_run, snapshot
 
 
 def test_inference_benchmark_prints_a_row_per_graph_and_shape(exported_run):
@@ -93,6 +95,35 @@ def test_attention_length_benchmark_tables_exact_match_by_length_and_reuses_its_
     assert [line for line in again.stdout.splitlines() if line in rows] == rows
     changed = run_module("benchmarks.attention_length", *argv[:-1], "30", timeout=600)
     assert_user_error(changed.returncode, changed.stderr, "trained with other settings")
+
+
+def test_attention_length_checks_its_outputs_before_tensorflow_starts(
+    tmp_path, monkeypatch, cli_error
+):
+    """In-process: the checks refuse before TensorFlow would start (here: a UserError)."""
+    from benchmarks.attention_length import main
+    from keras_rnn import quiet
+
+    def stop(verbose: bool) -> None:
+        raise UserError("TensorFlow would start here")
+
+    monkeypatch.setattr(quiet, "start_tensorflow", stop)
+    tiny = ["--attention", "none", "--units", "4", "--epochs", "1", "--train-pairs", "300"]
+    run = make_run(tmp_path / "run", "model.keras")
+    (tmp_path / "theirs.png").write_bytes(b"someone else's")
+    before = snapshot(tmp_path)
+    runs = ["--runs", tmp_path / "runs"]
+    for argv, fragment in (
+        ([*runs, "--plot", tmp_path / "theirs.png"], "this project did not write it: pass --force"),
+        ([*runs, "--plot", run / "plots" / "x.png"], f"is inside the run directory {run}"),
+        ([*runs, "--plot", tmp_path / "x.txt"], "has the suffix .txt"),
+        (["--runs", run], f"--runs {run / 'none'} is inside the run directory {run}"),
+    ):
+        cli_error(main, [*tiny, *argv], fragment)
+    assert snapshot(tmp_path) == before
+    default = tmp_path / "new" / "runs"  # the default plot's folder is the runs': created
+    cli_error(main, [*tiny, "--runs", default], "TensorFlow would start here")
+    assert default.is_dir() and not any(default.iterdir())
 
 
 def test_serving_benchmark_loads_each_protocol_without_errors(exported_run):

@@ -29,7 +29,7 @@ from tests.conftest import (
     interrupt_while_building,
     without_tensorflow,
 )
-from tests.test_runs import dead_pid, snapshot
+from tests.test_runs import dead_pid, make_run, snapshot
 
 LAYOUT = ["manifest.json", "onnx", "parity.json", "savedmodel", "triton"]
 # kind -> (graph name, its recurrent cell, its fused ONNX nodes)
@@ -230,6 +230,19 @@ def test_force_leaves_folders_it_did_not_write_alone(saved, tmp_path, cli_error)
         cli_error(model_main, [model, user, *force], "has no manifest.json")
         cli_error(model_main, [model, tmp_path / "file", *force], "is a file")
     cli_error(model_main, [model, run_export, "--force"], "sine run", "--force leaves it alone")
+    assert snapshot(tmp_path) == before
+
+
+def test_out_dir_is_never_inside_a_run_or_an_export(saved, tmp_path, cli_error):
+    run = make_run(tmp_path / "run", "model.keras")
+    export = run / "export"
+    export.mkdir()
+    (export / "manifest.json").write_text('{"task": "sine", "opset": 17, "graphs": []}')
+    before = snapshot(tmp_path)
+    for out, kind in ((run / "mine", "run directory"), (export, "run directory")):
+        for force in ([], ["--force"]):
+            cli_error(model_main, [saved["sequential"], out, *force], f"is inside the {kind} ")
+    cli_error(model_main, [saved["sequential"], export / "onnx" / "mine"], "inside the export")
     assert snapshot(tmp_path) == before
 
 

@@ -46,6 +46,19 @@ def test_a_non_run_folder_is_refused(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
+def test_a_run_dir_inside_a_run_or_an_export_is_refused(tmp_path):
+    run = make_run(tmp_path / "run", "model.keras")
+    write_json(run / "export" / "manifest.json", {"task": "sine", "opset": 17, "graphs": []})
+    before = snapshot(tmp_path)
+    for path, kind in ((run / "plots", "run directory"), (run / "export" / "a", "export")):
+        for force, resume in ((False, False), (True, False), (False, True)):
+            with pytest.raises(
+                UserError, match=re.escape(f"--run-dir {path} is inside the {kind} ")
+            ):
+                prepare_run_dir(path, force=force, resume=resume)
+    assert snapshot(tmp_path) == before
+
+
 def test_resume_rules(tmp_path):
     with pytest.raises(UserError, match=r"has no config\.json"):
         prepare_run_dir(tmp_path / "never", resume=True)

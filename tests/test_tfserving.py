@@ -23,9 +23,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from keras_rnn.runs import write_json
+from serving.errors import UserError
 from serving.tfserving import commands, config
 from serving.tfserving.__main__ import main
+from serving.tfserving.folder import write_model_base
 from tests.conftest import REPO, run_without_tensorflow
+from tests.test_runs import make_run, snapshot
 from tests.test_translate import LUONG
 
 
@@ -209,6 +213,19 @@ def test_an_out_folder_not_ours_is_left_alone(runs, tmp_path, cli_error):
         cli_error(main, [runs[0], "--out", out, *force], "has no models.config written by")
     assert os.listdir(out) == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
     assert sorted(os.listdir(tmp_path)) == ["models"]
+
+
+def test_out_is_never_inside_a_run_or_an_export(tmp_path):
+    run = make_run(tmp_path / "run", "model.keras")
+    export = run / "export"
+    export.mkdir()
+    write_json(export / "manifest.json", {"task": "sine", "opset": 17, "graphs": []})
+    before = snapshot(tmp_path)
+    for out, kind in ((run / "models", "run directory"), (export / "models", "export")):
+        for force in (False, True):
+            with pytest.raises(UserError, match=re.escape(f"--out {out} is inside the {kind} ")):
+                write_model_base([], out, force)
+    assert snapshot(tmp_path) == before
 
 
 def test_force_replaces_only_a_folder_of_ours(runs, tmp_path, cli_error, capsys):

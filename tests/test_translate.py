@@ -3,6 +3,8 @@ trained model, masking, the shared battery on tiny Luong and Bahdanau runs, beam
 the string graph through every path, and a --pairs file in words mode."""
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from keras_rnn.tasks.translate import model as seq2seq
 from keras_rnn.tasks.translate.decoding import keras_translator
 from tests.battery import TaskBattery, TaskCase, refusal
 from tests.conftest import run_without_tensorflow
+from tests.test_runs import snapshot
 
 SOURCE_SIZE, TARGET_SIZE = 12, 11
 
@@ -259,6 +262,67 @@ def test_keras_translate_cli_prints_the_same_and_plots(translate_run, tmp_path, 
     assert translate.main([str(translate_run), *QUERIES, "--json", "--plot", str(plot)]) == 0
     assert json.loads(capsys.readouterr().out) == keras_translations(translate_run)
     assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.fixture
+def run_copy(tiny_runs, tmp_path) -> Path:
+    """A copy of the tiny Luong run (trained, not exported), which a test may change."""
+    return Path(shutil.copytree(LUONG.trained(tiny_runs), tmp_path / "run"))
+
+
+def test_plot_refusals_come_before_tensorflow_and_change_nothing(
+    run_copy, tmp_path, monkeypatch, cli_error
+):
+    """--plot never writes into a run (even with --force), nor over a file of someone else's
+    without --force; nothing that cannot be written waits for the translation."""
+    from keras_rnn import quiet, translate
+
+    def no_tensorflow(verbose: bool) -> None:
+        raise AssertionError("TensorFlow started before the --plot checks")
+
+    monkeypatch.setattr(quiet, "start_tensorflow", no_tensorflow)
+    (tmp_path / "theirs.png").write_bytes(b"someone else's")
+    before = snapshot(tmp_path)
+    for plot, fragment in (
+        (run_copy / "model.keras", f"is inside the run directory {run_copy}"),
+        (run_copy / "plots" / "new.png", f"is inside the run directory {run_copy}"),
+        (tmp_path, "is a folder"),
+        ("", "--plot is an empty name"),
+        ("/proc/attention.png", "cannot write in /proc"),
+        (tmp_path / "a" / "b" / "attention.png", "does not exist: create it first"),
+        (tmp_path / "attention", "has no suffix: end it with one of"),
+        (tmp_path / "attention.txt", "has the suffix .txt"),
+        (tmp_path / "theirs.png", "this project did not write it: pass --force"),
+    ):
+        cli_error(translate.main, [run_copy, "3 March 2021", "--plot", plot], fragment)
+    cli_error(translate.main, [run_copy, "x", "--force"], "--force applies to --plot only")
+    for force in ([], ["--force"]):
+        argv = [run_copy, "x", "--plot", run_copy / "model.keras", *force]
+        cli_error(translate.main, argv, "is inside the run directory")
+    assert snapshot(tmp_path) == before
+
+
+def test_plot_writes_the_format_its_suffix_names_and_replaces_only_its_own(
+    run_copy, tmp_path, capsys, cli_error
+):
+    from keras_rnn import translate
+
+    def translated(*argv) -> str:
+        capsys.readouterr()
+        assert translate.main([str(run_copy), "3 March 2021", *map(str, argv)]) == 0
+        return capsys.readouterr().out
+
+    answer = translated()
+    png, jpg, theirs = tmp_path / "a.png", tmp_path / "a.jpg", tmp_path / "theirs.pdf"
+    assert translated("--plot", png) == answer and png.read_bytes()[:4] == b"\x89PNG"
+    png.write_bytes(png.read_bytes() + b"\0")  # changed, still ours: replaced again
+    assert translated("--plot", png) == answer and not png.read_bytes().endswith(b"\0")
+    assert translated("--plot", jpg) == answer and jpg.read_bytes()[:3] == b"\xff\xd8\xff"
+    cli_error(translate.main, [run_copy, "x", "--plot", jpg], "pass --force")  # no mark in JPEG
+    theirs.write_bytes(b"someone else's")
+    assert translated("--plot", theirs, "--force") == answer
+    assert theirs.read_bytes()[:4] == b"%PDF"
+    assert sorted(os.listdir(tmp_path)) == ["a.jpg", "a.png", "run", "theirs.pdf"]
 
 
 def test_translate_cli_refuses_other_runs_and_bad_flags(trained_run, translate_run, cli_error):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from keras_rnn.errors import UserError
 from keras_rnn.runs import check_export_dir, write_json
 from serving import cli
+from serving.outputs import check_outside_owned_folders
 
 if TYPE_CHECKING:
     import keras
@@ -111,7 +112,9 @@ def unique_names(names: list[str], taken: list[str] = ()) -> list[str]:
 def check_out_dir(out_dir: Path, force: bool) -> None:
     """Raise ``UserError`` unless ``out_dir`` may be written: nothing is there (or an empty
     folder), or, with ``force``, a folder this command wrote (an export of ours,
-    ``runs.check_export_dir``, whose manifest.json has task ``keras_model``)."""
+    ``runs.check_export_dir``, whose manifest.json has task ``keras_model``), and not inside a
+    run directory or an export."""
+    check_outside_owned_folders(out_dir, "OUT_DIR")
     check_export_dir(out_dir, force)
     manifest = out_dir / "manifest.json"
     if manifest.is_file():  # an export of ours, and force was given (check_export_dir)

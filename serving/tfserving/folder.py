@@ -17,6 +17,7 @@ from typing import Any
 
 from serving import cli
 from serving.errors import UserError
+from serving.outputs import check_outside_owned_folders
 from serving.tfserving import config
 
 DESKTOP_FILES = frozenset({".DS_Store", "Thumbs.db"})  # a file browser's, in any folder it shows
@@ -140,13 +141,15 @@ def check_out_dir(out: Path, force: bool) -> None:
 
 
 def write_model_base(graphs: list[Graph], out: Path, force: bool) -> None:
-    """Write the folder for ``graphs`` at ``out`` (``check_out_dir``'s rules), atomically: built
-    in ``.NAME.tmp-PID`` beside it, then renamed; an old folder of ours is renamed to
-    ``.NAME.old-PID`` first and deleted last. On an error or Ctrl-C, ``out`` is as it was."""
+    """Write the folder for ``graphs`` at ``out`` (``check_out_dir``'s rules; never inside a run
+    directory or an export), atomically: built in ``.NAME.tmp-PID`` beside it, then renamed; an
+    old folder of ours is renamed to ``.NAME.old-PID`` first and deleted last. On an error or
+    Ctrl-C, ``out`` is as it was."""
     out = Path(os.path.abspath(out))  # "." or "..": a name to rename (links are not followed)
     for graph in graphs:
         if out.resolve().is_relative_to(graph.savedmodel.resolve()):
             raise UserError(f"--out {out} lies inside {graph.savedmodel}, which it copies")
+    check_outside_owned_folders(out, "--out")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         _recover_stale(out)
