@@ -137,8 +137,12 @@ def export_graph(graph: ExportGraph, root: Path, default_atol: float) -> tuple[d
 def _manifest_entry(
     graph: ExportGraph, savedmodel_dir: Path | None, onnx_path: Path | None, root: Path
 ) -> dict[str, Any]:
-    """The graph's manifest.json entry: a path for each format it was written in, none other."""
+    """The graph's manifest.json entry: a path for each format it was written in, none other;
+    an integer input that feeds an Embedding has its ids' ``range`` [0, input_dim)."""
+    from export.model.inputs import embedding_sizes
+
     outputs = graph.model.output
+    sizes = embedding_sizes(graph.model)
     paths = {
         name: str(path.relative_to(root))
         for name, path in (("savedmodel", savedmodel_dir), ("onnx", onnx_path))
@@ -150,6 +154,7 @@ def _manifest_entry(
         **paths,
         "inputs": [
             {"name": name, "dtype": dtype, "shape": list(shape)}
+            | ({"range": [0, sizes[name]]} if name in sizes else {})
             for name, (shape, dtype) in graph.inputs.items()
         ],
         "outputs": [

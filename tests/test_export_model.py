@@ -19,9 +19,11 @@ import pytest
 from export import parity
 from export.model import export_model
 from export.model.__main__ import main as model_main
-from export.model.inputs import LENGTHS
+from export.model.inputs import LENGTHS, embedding_sizes
 from export.parity import BATCH_SIZES
 from export.warmup import WARMUP_FILE
+from keras_rnn.errors import UserError
+from serving.runtime.graph import load_graph
 from tests.battery import op_types
 from tests.conftest import (
     REPO,
@@ -140,6 +142,18 @@ def test_names_come_from_the_model(converted):
     assert [o["name"] for o in functional["outputs"]] == ["score", "probs"]
     assert sequential["masked_input"] == {"name": "frames", "pad_value": 0.0}
     assert functional["masked_input"] == {"name": "ids", "pad_value": 0}
+    assert [i.get("range") for i in functional["inputs"]] == [[0, 12], None]  # Embedding(12)
+
+
+def test_served_ids_stay_within_the_embedding(converted):
+    """The manifest's range is checked before the graph runs: onnxruntime would wrap -1
+    (Gather) and fail on 12."""
+    graph = load_graph(converted["functional"][0], "scorer")
+    static = np.zeros((1, 3), np.float32)
+    assert graph(ids=np.array([[11, 0]]), static=static)["probs"].shape == (1, 2)
+    for bad in (12, -1):
+        with pytest.raises(UserError, match=f"input ids holds {bad}, outside its range 0 to 11"):
+            graph(ids=np.array([[1, bad]]), static=static)
 
 
 def fresh_inputs(kind: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -381,12 +395,12 @@ def test_parity_inputs_follow_the_input_specs():
     assert (
         graph.masked_input == "ids" and graph.pad_value == 0 and graph.atol == parity.ATOL["lstm"]
     )
+    assert embedding_sizes(graph.model) == {"ids": 7}  # the other int input has no range
 
 
 @pytest.mark.parametrize("problem", ["stateful", "subclassed", "strings", "a layer"])
 def test_models_a_graph_cannot_serve_are_refused(problem):
     from export.model.graph import model_graph
-    from keras_rnn.errors import UserError
 
     class Subclassed(keras.Model):
         def call(self, x):

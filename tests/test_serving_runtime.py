@@ -1,7 +1,9 @@
 """The TensorFlow-free runtime on a sine export: CSV input with TF unimportable, the blocker
 itself, input checks, damaged files and refusals that are not a task's (the battery in
-test_sine.py serves the forecasts and checks their refusals)."""
+test_sine.py serves the forecasts and checks their refusals); and on a charlm export, ids
+checked against the vocabulary and inputs the graph cannot run on together."""
 
+import json
 import shutil
 
 import numpy as np
@@ -11,6 +13,7 @@ from keras_rnn.errors import UserError
 from serving.predict import main as predict_main
 from serving.runtime import forecast, load_graph
 from tests.conftest import assert_user_error, run_without_tensorflow
+from tests.test_charlm import CHARLM
 from tests.test_sine import WINDOW
 
 
@@ -98,3 +101,46 @@ def test_predict_warns_when_the_window_is_not_the_training_length(exported_run, 
     ]
     assert predict_main([str(run_dir), "--window=" + ",".join(f"{v:.6f}" for v in WINDOW)]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_ids_outside_the_vocabulary_are_refused_by_name(tiny_runs, tmp_path):
+    """ONNX Gather wraps a negative id and fails on one past its table: the manifest's range
+    refuses both, in ExportedGraph and so in serving.predict (here with a vocabulary file that
+    has more characters than the graph's Embedding). A manifest without ranges still works,
+    and an id that int32 cannot hold is refused rather than wrapped."""
+    export_dir = CHARLM.exported(tiny_runs) / "export"
+    graph = load_graph(export_dir, "lm_step")
+    size = graph.inputs[0]["range"][1]
+    state = np.zeros((1, graph.inputs[1]["shape"][1]), np.float32)
+    for bad in (size, 100_000, -1):
+        with pytest.raises(UserError, match=f"input character holds {bad}, outside its range 0 to"):
+            graph(character=np.array([[bad]]), state_0_h=state)
+    copy = tmp_path / "run" / "export"
+    shutil.copytree(export_dir, copy)
+    vocab = json.loads((copy / "vocab" / "vocab.json").read_text(encoding="utf-8"))
+    assert len(vocab["characters"]) == size
+    vocab["characters"].append("\u2603")  # id `size`
+    (copy / "vocab" / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    result = run_without_tensorflow("serving.predict", copy.parent, "--prefix", "\u2603")
+    want = f"input character holds {size}, outside its range 0 to {size - 1}"
+    assert_user_error(result.returncode, result.stderr, want)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for entry in manifest["graphs"]:
+        for spec in entry["inputs"]:
+            spec.pop("range", None)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    old = load_graph(copy, "lm_step")
+    assert old(character=np.array([[size - 1]]), state_0_h=state)["logits"].shape == (1, size)
+    with pytest.raises(UserError, match=r"holds 1099511627776, outside its range .* int32 holds"):
+        old(character=np.array([[2**40]]), state_0_h=state)
+
+
+def test_inputs_the_graph_cannot_run_on_together_are_named(tiny_runs):
+    """Two batch sizes are refused before the run; any other mismatch onnxruntime finds is a
+    UserError naming the inputs' shapes, not onnxruntime's exception."""
+    graph = load_graph(CHARLM.exported(tiny_runs) / "export", "lm_step")
+    feed = {"character": np.array([[2], [3]], np.int32), "state_0_h": np.zeros((1, 16), np.float32)}
+    with pytest.raises(UserError, match=r"same batch size .* got character 2, state_0_h 1"):
+        graph(**feed)
+    with pytest.raises(UserError, match=r"inputs character \(2, 1\), state_0_h \(1, 16\) together"):
+        graph.run(feed)

@@ -5,6 +5,7 @@ the sequence length parity varies; any other free size is ``OTHER_SIZE``. Intege
 an ``Embedding`` stay below its ``input_dim``; an input that masks (``Embedding(mask_zero=True)``
 or ``Masking``) gets right-padded rows, and the first such input is the graph's
 ``masked_input``, so that parity also tries left padding, gaps and fully masked rows.
+``embedding_sizes`` gives every export's manifest (a task's too) the ids each input takes.
 """
 
 from __future__ import annotations
@@ -76,6 +77,26 @@ def input_specs(model: keras.Model) -> tuple[list[InputSpec], list[str]]:
             )
         specs.append(InputSpec(name, shape, dtype, ids, pad_value))
     return specs, notes
+
+
+def embedding_sizes(model: keras.Model) -> dict[str, int]:
+    """The ids each integer input of ``model`` takes, by input name: the smallest
+    ``input_dim`` of the Embeddings it feeds (in nested models too). Inputs that feed no
+    Embedding are left out: nothing says which integers they take."""
+    structure = model.input
+    named = (
+        structure.items() if isinstance(structure, dict) else [(t.name, t) for t in model.inputs]
+    )
+    sizes = {}
+    for name, tensor in named:
+        dims = [
+            layer.input_dim
+            for layer in _consumers(model, tensor)
+            if isinstance(layer, keras.layers.Embedding)
+        ]
+        if dims and "int" in keras.backend.standardize_dtype(tensor.dtype):
+            sizes[name] = min(dims)
+    return sizes
 
 
 def lengths(specs: list[InputSpec]) -> tuple[int, ...]:

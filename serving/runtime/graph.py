@@ -28,6 +28,12 @@ _LOAD_ERRORS = (
     ort_state.RuntimeException,
     UnicodeDecodeError,
 )
+# What a run on a checked feed can raise: inputs that fit the manifest one by one but not each
+# other (a state of another size, a sequence of another length). onnxruntime also logs such a
+# failure on stderr; the ``UserError`` says it, so its line is turned off.
+_RUN_ERRORS = (ort_state.Fail, ort_state.InvalidArgument, ort_state.RuntimeException)
+_RUN_OPTIONS = onnxruntime.RunOptions()
+_RUN_OPTIONS.log_severity_level = 4  # fatal only
 
 
 class ExportedGraph:
@@ -57,9 +63,17 @@ class ExportedGraph:
         return checked_inputs(self.name, self.inputs, inputs)
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The session's outputs by name for a checked feed (thread-safe)."""
+        """The session's outputs by name for a checked feed (thread-safe); inputs the graph
+        cannot run on together are a ``UserError`` naming their shapes."""
         names = [output.name for output in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(names, feed), strict=True))
+        try:
+            results = self.session.run(names, feed, _RUN_OPTIONS)
+        except _RUN_ERRORS as error:
+            shapes = ", ".join(f"{name} {tuple(array.shape)}" for name, array in feed.items())
+            raise UserError(
+                f"graph {self.name} cannot run on inputs {shapes} together: {_run_reason(error)}"
+            ) from None
+        return dict(zip(names, results, strict=True))
 
 
 def open_session(path: Path, threads: int | None = None) -> onnxruntime.InferenceSession:
@@ -93,19 +107,33 @@ def _detail(error: Exception) -> str:
     return str(error).splitlines()[0].split(" failed:", 1)[-1].strip()
 
 
+def _run_reason(error: Exception) -> str:
+    """onnxruntime's reason for a failed run: the first line of its status message, without
+    the source location and failed condition that its enforced checks start with."""
+    message = str(error).split("Status Message: ", 1)[-1].strip().splitlines()[0]
+    return message.split(" was false. ", 1)[-1].split(" : ")[-1]
+
+
 def checked_inputs(
     graph: str, specs: list[dict[str, Any]], inputs: dict[str, Any]
 ) -> dict[str, np.ndarray]:
     """``inputs`` checked against the manifest's input ``specs`` of ``graph`` (names, dtypes,
-    ranks, fixed sizes) and cast to their dtypes; a ``UserError`` names what is wrong.
-    String inputs (SavedModel-only graphs) become object arrays."""
+    ranks, fixed sizes, id ranges, one batch size) and cast to their dtypes; a ``UserError``
+    names what is wrong. String inputs (SavedModel-only graphs) become object arrays."""
     expected = {spec["name"]: spec for spec in specs}
     missing, unexpected = sorted(set(expected) - set(inputs)), sorted(set(inputs) - set(expected))
     if missing or unexpected:
         problems = [f"missing {', '.join(missing)}"] if missing else []
         problems += [f"unexpected {', '.join(unexpected)}"] if unexpected else []
         raise UserError(f"graph {graph} takes inputs {', '.join(expected)}: {'; '.join(problems)}")
-    return {name: _checked(name, value, expected[name]) for name, value in inputs.items()}
+    feed = {name: _checked(name, value, expected[name]) for name, value in inputs.items()}
+    batches = {name: array.shape[0] for name, array in feed.items() if array.ndim}
+    if len(set(batches.values())) > 1:
+        sizes = ", ".join(f"{name} {size}" for name, size in batches.items())
+        raise UserError(
+            f"graph {graph}: every input must have the same batch size (axis 0), got {sizes}"
+        )
+    return feed
 
 
 def _checked(name: str, value: Any, spec: dict[str, Any]) -> np.ndarray:
@@ -128,7 +156,25 @@ def _checked(name: str, value: Any, spec: dict[str, Any]) -> np.ndarray:
                 f"input {name} must have size {want} on axis {axis} (shape {_shape_text(shape)}), "
                 f"got shape {tuple(array.shape)}"
             )
+    check_range(name, array, dtype, spec.get("range"))
     return array.astype(dtype, copy=False)
+
+
+def check_range(
+    name: str, array: np.ndarray, dtype: np.dtype, ids: list[int] | None = None
+) -> None:
+    """For an integer ``dtype``: every value of ``array`` within ``ids`` ([low, high), an
+    Embedding's ids, where the manifest gives them), else within what ``dtype`` holds (a cast
+    would wrap). ONNX ``Gather`` wraps a negative id and fails on one past its table. A
+    ``UserError`` names the input, the first value outside and the range."""
+    if dtype.kind not in "iu" or array.size == 0:
+        return
+    low, high = ids or (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max) + 1)
+    if array.min() >= low and array.max() < high:
+        return
+    value = array[(array < low) | (array >= high)][0]
+    what = f"its Embedding's input_dim is {high}" if ids else f"what {dtype} holds"
+    raise UserError(f"input {name} holds {value}, outside its range {low} to {high - 1} ({what})")
 
 
 def padded_steps(values: np.ndarray, pad_value: float) -> np.ndarray:

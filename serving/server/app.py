@@ -15,7 +15,6 @@ import asyncio
 import logging
 import signal
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import grpc
 from aiohttp import web
 
 from serving.server import open_inference, open_inference_grpc, tfserving_rest
-from serving.server.models import Registry, RequestError
+from serving.server.models import Registry, RequestError, refusal
 from serving.server.tensors import dumps
 
 log = logging.getLogger("serving.server")
@@ -136,8 +135,6 @@ def _errors_and_log(settings: Settings, in_flight: InFlight) -> Callable:
         in_flight.enter()
         try:
             response = await handler(request)
-        except RequestError as error:
-            response = _json({"error": str(error)}, error.status)
         except web.HTTPRequestEntityTooLarge:
             message = (
                 f"the request body is larger than the limit of {settings.max_request_bytes} bytes"
@@ -145,9 +142,9 @@ def _errors_and_log(settings: Settings, in_flight: InFlight) -> Callable:
             response = _json({"error": message}, 413)
         except web.HTTPException as error:  # no such route, a method it does not take
             response = _json({"error": f"{error.reason}: {request.path}"}, error.status)
-        except Exception as error:  # a bug of ours: say so, keep serving
-            log.error("".join(traceback.format_exception(error)).rstrip())
-            response = _json({"error": f"internal error: {type(error).__name__}"}, 500)
+        except Exception as error:  # the request's fault, or ours: say which, keep serving
+            answer = refusal(error)
+            response = _json({"error": str(answer)}, answer.status)
         finally:
             in_flight.leave()
         if settings.log_requests:

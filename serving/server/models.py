@@ -7,6 +7,8 @@ is thread-safe, so one session serves every worker thread).
 
 from __future__ import annotations
 
+import logging
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from serving.errors import UserError
 from serving.runtime.graph import ExportedGraph, read_manifest
 
 VERSION = "1"  # the export's one version (savedmodel/<name>/1 in TF Serving's layout)
+log = logging.getLogger("serving.server")
 
 
 class RequestError(Exception):
@@ -25,6 +28,22 @@ class RequestError(Exception):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
+
+
+def refusal(error: Exception) -> RequestError:
+    """The answer to a request that raised ``error``, for both protocols: a ``RequestError``
+    as it is; a ``UserError`` (an input the runtime's checks refused) a 400, and so is a
+    ``RecursionError`` (JSON nested nearly as deep as the parser allows, met again when a
+    message repeats a value or numpy reads it); anything else is a fault of the server: a 500
+    naming the exception's type, logged here once with its traceback."""
+    if isinstance(error, RequestError):
+        return error
+    if isinstance(error, UserError):
+        return RequestError(str(error))
+    if isinstance(error, RecursionError):
+        return RequestError("the request is nested too deeply")
+    log.error("".join(traceback.format_exception(error)).rstrip())
+    return RequestError(f"internal error: {type(error).__name__}", 500)
 
 
 @dataclass
@@ -39,11 +58,9 @@ class ServedGraph:
         return self.graph.name
 
     def predict(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
-        """The graph's outputs for ``inputs``, checked first; a bad input is a 400."""
-        try:
-            feed = self.graph.checked_feed(inputs)
-        except UserError as error:
-            raise RequestError(str(error)) from None
+        """The graph's outputs for ``inputs``, checked first; a bad input is a ``UserError``
+        or a ``RequestError``."""
+        feed = self.graph.checked_feed(inputs)
         for name, array in feed.items():
             if 0 in array.shape:
                 raise RequestError(f"input {name} is empty (shape {tuple(array.shape)})")

@@ -59,6 +59,8 @@ def infer(
     wanted, binary_outputs = _requested(request, outputs)
     response: dict[str, Any] = {"model_name": name, "model_version": VERSION}
     if "id" in request:
+        if not isinstance(request["id"], str):
+            raise RequestError(f"id must be a string, got {type(request['id']).__name__}")
         response["id"] = request["id"]
     response["outputs"], chunks = [], []
     for output in wanted:
@@ -80,7 +82,7 @@ def infer(
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
-    if not header_length.isdigit() or int(header_length) > len(body):
+    if not header_length.isdecimal() or int(header_length) > len(body):
         raise RequestError(f"{HEADER_LENGTH} {header_length!r} does not fit the body")
     return body[: int(header_length)], body[int(header_length) :]
 
@@ -89,11 +91,7 @@ def _inputs(served: ServedGraph, tensors: list[Any], binary: bytes) -> dict[str,
     specs = {spec["name"]: spec for spec in served.graph.inputs}
     inputs, offset = {}, 0
     for tensor in tensors:
-        size = (
-            (tensor.get("parameters") or {}).get("binary_data_size")
-            if isinstance(tensor, dict)
-            else None
-        )
+        size = _parameters(tensor, "an input").get("binary_data_size")
         chunk = None
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
@@ -112,7 +110,7 @@ def _inputs(served: ServedGraph, tensors: list[Any], binary: bytes) -> dict[str,
 
 def _requested(request: dict[str, Any], outputs: dict[str, np.ndarray]) -> tuple[list, set]:
     """The outputs to return (all, or those the request names) and which go as binary."""
-    default_binary = bool((request.get("parameters") or {}).get("binary_data_output", False))
+    default_binary = bool(_parameters(request, "the request").get("binary_data_output", False))
     asked = request.get("outputs")
     if asked is None:
         return list(outputs), set(outputs) if default_binary else set()
@@ -121,9 +119,20 @@ def _requested(request: dict[str, Any], outputs: dict[str, np.ndarray]) -> tuple
     wanted, binary = [], set()
     for output in asked:
         name = output.get("name")
-        if name not in outputs:
+        if not isinstance(name, str) or name not in outputs:
             raise RequestError(f"unknown output {name!r} (outputs: {', '.join(outputs)})")
         wanted.append(name)
-        if (output.get("parameters") or {}).get("binary_data", default_binary):
+        if _parameters(output, f"output {name}").get("binary_data", default_binary):
             binary.add(name)
     return wanted, binary
+
+
+def _parameters(document: Any, what: str) -> dict[str, Any]:
+    """The ``parameters`` object of a request, input or output document (empty if none)."""
+    parameters = document.get("parameters") if isinstance(document, dict) else None
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        kind = type(parameters).__name__
+        raise RequestError(f"the parameters of {what} must be an object, got {kind}")
+    return parameters

@@ -17,11 +17,15 @@ from google.protobuf.message import DecodeError, Message
 from tritonclient.grpc import service_pb2
 
 from serving.server import open_inference
-from serving.server.models import Registry, RequestError
-from serving.server.tensors import DTYPES, NUMPY_BY_DATATYPE, check_datatype
+from serving.server.models import Registry, RequestError, refusal
+from serving.server.tensors import DTYPES, NUMPY_BY_DATATYPE, cast, check_datatype, value_count
 
 SERVICE = "inference.GRPCInferenceService"
-STATUS_CODES = {404: grpc.StatusCode.NOT_FOUND, 413: grpc.StatusCode.RESOURCE_EXHAUSTED}
+STATUS_CODES = {
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    500: grpc.StatusCode.INTERNAL,
+}
 # The typed ``contents`` field that holds each datatype when raw bytes are not used.
 CONTENTS = {
     "BOOL": "bool_contents",
@@ -47,12 +51,10 @@ def handler(registry: Registry, log: Callable[[str], None] | None) -> grpc.Gener
             code = grpc.StatusCode.OK
             try:
                 return _respond(request_type, answer, body)
-            except RequestError as error:
-                code = STATUS_CODES.get(error.status, grpc.StatusCode.INVALID_ARGUMENT)
-                context.abort(code, str(error))
-            except Exception:
-                code = grpc.StatusCode.INTERNAL
-                raise
+            except Exception as error:  # the request's fault, or ours: say which
+                refused = refusal(error)
+                code = STATUS_CODES.get(refused.status, grpc.StatusCode.INVALID_ARGUMENT)
+                context.abort(code, str(refused))
             finally:
                 if log is not None:
                     elapsed = (time.perf_counter() - started) * 1000
@@ -144,9 +146,7 @@ def _array(tensor: Message, raw: bytes | None) -> np.ndarray:
             f"{', '.join(NUMPY_BY_DATATYPE)}"
         )
     shape = list(tensor.shape)
-    if any(size < 0 for size in shape):
-        raise RequestError(f"input {tensor.name}: shape {shape} has a negative size")
-    count = int(np.prod(shape))
+    count = value_count(tensor.name, shape)
     if raw is not None:
         if len(raw) != dtype.itemsize * count:
             raise RequestError(
@@ -158,4 +158,4 @@ def _array(tensor: Message, raw: bytes | None) -> np.ndarray:
     values = getattr(tensor.contents, field) if field else []
     if len(values) != count:
         raise RequestError(f"input {tensor.name}: {len(values)} values do not fill shape {shape}")
-    return np.asarray(values, dtype).reshape(shape)
+    return cast(tensor.name, np.asarray(values).reshape(shape), dtype)
