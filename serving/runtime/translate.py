@@ -29,6 +29,7 @@ import numpy as np
 
 from serving import cli
 from serving.errors import UserError
+from serving.progress import Progress
 from serving.runtime.decoding import RESERVED, Beam, beam_search, greedy, normalised
 from serving.runtime.graph import ExportedGraph, load_graph
 from serving.runtime.text import detokenize, tokenize
@@ -136,36 +137,45 @@ class Translator:
             translation.valid_date = is_iso_date(translation.text)
         return translation
 
-    def greedy(self, texts: Sequence[str]) -> list[Translation]:
-        """Greedy translations, in batches of ``batch_size`` texts (of any lengths)."""
+    def greedy(self, texts: Sequence[str], label: str = "") -> list[Translation]:
+        """Greedy translations, in batches of ``batch_size`` texts (of any lengths); with a
+        ``label``, the texts done are shown on a terminal (``serving.progress``)."""
         results: list[Translation | None] = [None] * len(texts)
         todo = self._empty_done(texts, results)
-        for first in range(0, len(todo), self.batch_size):
-            rows = todo[first : first + self.batch_size]
-            ids, tokens, unknown = self.source_batch([texts[row] for row in rows])
-            starts = np.full(len(rows), self.start_id, np.int32)
-            outputs = greedy(
-                self._plain_step, self.encode(ids), starts, self.max_length, self.end_id
-            )
-            for row, source_tokens, (output, log_probability), row_unknown in zip(
-                rows, tokens, outputs, unknown, strict=True
-            ):
-                results[row] = self._finish(source_tokens, output, log_probability, row_unknown)
+        with Progress(label, len(todo), () if label else None) as progress:
+            for first in range(0, len(todo), self.batch_size):
+                rows = todo[first : first + self.batch_size]
+                ids, tokens, unknown = self.source_batch([texts[row] for row in rows])
+                starts = np.full(len(rows), self.start_id, np.int32)
+                outputs = greedy(
+                    self._plain_step, self.encode(ids), starts, self.max_length, self.end_id
+                )
+                for row, source_tokens, (output, log_probability), row_unknown in zip(
+                    rows, tokens, outputs, unknown, strict=True
+                ):
+                    results[row] = self._finish(source_tokens, output, log_probability, row_unknown)
+                progress.advance(len(rows))
         return results
 
-    def beam(self, texts: Sequence[str], width: int, length_penalty: float) -> list[Translation]:
-        """Beam-search translations, one text at a time (the beams are the batch)."""
+    def beam(
+        self, texts: Sequence[str], width: int, length_penalty: float, label: str = ""
+    ) -> list[Translation]:
+        """Beam-search translations, one text at a time (the beams are the batch); with a
+        ``label``, the texts done are shown on a terminal (``serving.progress``)."""
         settings = Beam(self.max_length, width, self.end_id, length_penalty)
         settings.check()
         results: list[Translation | None] = [None] * len(texts)
-        for row in self._empty_done(texts, results):
-            ids, tokens, unknown = self.source_batch([texts[row]])
-            (best, log_probability), *_ = beam_search(
-                self._plain_step, self.encode(ids), [self.start_id], settings, RESERVED
-            )
-            results[row] = self._finish(
-                tokens[0], best, log_probability, unknown[0], length_penalty
-            )
+        todo = self._empty_done(texts, results)
+        with Progress(label, len(todo), () if label else None) as progress:
+            for row in todo:
+                ids, tokens, unknown = self.source_batch([texts[row]])
+                (best, log_probability), *_ = beam_search(
+                    self._plain_step, self.encode(ids), [self.start_id], settings, RESERVED
+                )
+                results[row] = self._finish(
+                    tokens[0], best, log_probability, unknown[0], length_penalty
+                )
+                progress.advance()
         return results
 
     def _empty_done(self, texts: Sequence[str], results: list) -> list[int]:

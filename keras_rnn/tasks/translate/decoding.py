@@ -15,6 +15,7 @@ from keras_rnn import plots
 from keras_rnn.tasks.translate import Config
 from keras_rnn.tasks.translate import model as network
 from keras_rnn.tasks.translate.data import read_splits
+from serving.progress import Progress
 from serving.runtime.graph import load_graph
 from serving.runtime.text import tokenize
 from serving.runtime.translate import Translation, Translator, onnx_translator, vocab_translator
@@ -108,18 +109,21 @@ def check_decoding(model: keras.Model, config: Config, export_dir: Path) -> dict
     keras_side = keras_translator(model, config, export_dir / "vocab")
     onnx_side = onnx_translator(load_graph(export_dir, "decoder_step"))
     beam = (config.beam_width or 4, config.length_penalty)  # checked even if not scored
-    greedy = keras_side.greedy(sources)
+    greedy = keras_side.greedy(sources, "Keras greedy")
     serve = tf.saved_model.load(str(export_dir / "savedmodel" / "translate" / "1"))
-    served = [
-        Translation([], [], text.decode("utf-8"))
-        for first in range(0, len(sources), 256)
-        for text in serve.signatures["serving_default"](
-            text=tf.constant(sources[first : first + 256])
-        )["translation"].numpy()
-    ]
+    served = []
+    with Progress("SavedModel translate, greedy", len(sources)) as progress:
+        for first in range(0, len(sources), 256):
+            batch = tf.constant(sources[first : first + 256])
+            texts = serve.signatures["serving_default"](text=batch)["translation"].numpy()
+            served += [Translation([], [], text.decode("utf-8")) for text in texts]
+            progress.advance(len(texts))
     decodings = {
-        "greedy onnx": compared(greedy, onnx_side.greedy(sources)),
-        "beam onnx": compared(keras_side.beam(sources, *beam), onnx_side.beam(sources, *beam)),
+        "greedy onnx": compared(greedy, onnx_side.greedy(sources, "onnxruntime greedy")),
+        "beam onnx": compared(
+            keras_side.beam(sources, *beam, f"Keras beam of {beam[0]}"),
+            onnx_side.beam(sources, *beam, f"onnxruntime beam of {beam[0]}"),
+        ),
         "greedy savedmodel translate": compared(greedy, served),
     }
     return {
