@@ -76,7 +76,7 @@ def exact_by_length(config: Config, run) -> dict[int, tuple[int, int]]:
 
     translator = keras_translator(load_trained_model(run), config, run.path / "vocab")
     test = read_splits(config)[0]["test"]
-    translations = translator.greedy([source for source, _ in test])
+    translations = translator.greedy([source for source, _ in test], f"{config.attention}, greedy")
     buckets: dict[int, list[int]] = {}
     for (source, target), translation in zip(test, translations, strict=True):
         counts = buckets.setdefault(len(source) // BUCKET, [0, 0])

@@ -30,6 +30,7 @@ from tritonclient.grpc import service_pb2
 
 from serving import cli
 from serving.errors import UserError
+from serving.progress import Progress
 from serving.runtime import load_graph
 from serving.server.tensors import DTYPES
 
@@ -175,25 +176,28 @@ async def benchmark(
         aiohttp.ClientSession(connector=connector) as session,
         grpc.aio.insecure_channel(target) as channel,
     ):
-        for graph in graphs:
-            feed = example_inputs(graph.inputs, args.batch, args.steps)
-            local = in_process_ms(graph, feed, 200)
-            shape = " x ".join(map(str, next(iter(feed.values())).shape))
-            rows.append(
-                f"| {graph.name} | {shape} | in-process onnxruntime | 1 | "
-                f"{1000 / local:.0f} | {local:.3f} | | | | {local:.3f} | 1.0x |"
-            )
-            for protocol, send in senders(session, channel, url, graph.name, feed).items():
-                await load(send, 4, 50, server_pid)  # warm up connections and sessions
-                for clients in args.concurrency:
-                    result = await load(send, clients, args.requests, server_pid)
-                    p50, p95, p99 = result["p"]
-                    cpu = "" if result["cpu"] is None else f"{result['cpu']:.3f}"
-                    rows.append(
-                        f"| {graph.name} | {shape} | {protocol} | {clients} | "
-                        f"{result['rate']:.0f} | {p50:.3f} | {p95:.3f} | {p99:.3f} | "
-                        f"{result['errors']} | {cpu} | {p50 / local:.1f}x |"
-                    )
+        with Progress("measured", 0) as progress:  # on a terminal: which load runs now
+            for graph in graphs:
+                feed = example_inputs(graph.inputs, args.batch, args.steps)
+                local = in_process_ms(graph, feed, 200)
+                shape = " x ".join(map(str, next(iter(feed.values())).shape))
+                rows.append(
+                    f"| {graph.name} | {shape} | in-process onnxruntime | 1 | "
+                    f"{1000 / local:.0f} | {local:.3f} | | | | {local:.3f} | 1.0x |"
+                )
+                for protocol, send in senders(session, channel, url, graph.name, feed).items():
+                    await load(send, 4, 50, server_pid)  # warm up connections and sessions
+                    for clients in args.concurrency:
+                        progress.advance(0, f"{graph.name}, {protocol}, {clients} client(s)")
+                        result = await load(send, clients, args.requests, server_pid)
+                        progress.advance()
+                        p50, p95, p99 = result["p"]
+                        cpu = "" if result["cpu"] is None else f"{result['cpu']:.3f}"
+                        rows.append(
+                            f"| {graph.name} | {shape} | {protocol} | {clients} | "
+                            f"{result['rate']:.0f} | {p50:.3f} | {p95:.3f} | {p99:.3f} | "
+                            f"{result['errors']} | {cpu} | {p50 / local:.1f}x |"
+                        )
     return rows
 
 

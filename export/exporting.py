@@ -25,6 +25,7 @@ from keras_rnn.runs import (
     write_json,
 )
 from serving import cli
+from serving.progress import Progress
 
 FORMAT_NAMES = {"savedmodel": "SavedModel", "onnx": "ONNX"}
 
@@ -118,15 +119,21 @@ def export_graph(graph: ExportGraph, root: Path, default_atol: float) -> tuple[d
 
     savedmodel_dir = onnx_path = None
     layers: list[str] = []
-    if "savedmodel" in graph.formats:
-        savedmodel_dir = root / "savedmodel" / graph.name / "1"
-        savedmodel.write_savedmodel(graph, savedmodel_dir)
-        warmup.write_warmup(graph, savedmodel_dir)  # TF Serving runs these requests at load
-    if "onnx" in graph.formats:
-        onnx_path = root / "onnx" / f"{graph.name}.onnx"
-        onnx_path.parent.mkdir(parents=True, exist_ok=True)
-        layers = onnx.write_onnx(graph, onnx_path)
-    entry = parity.check_graph(graph, savedmodel_dir, onnx_path, default_atol)
+    with Progress(f"exporting {graph.name}", len(graph.formats) + 1) as progress:
+        if "savedmodel" in graph.formats:
+            progress.advance(0, "SavedModel")
+            savedmodel_dir = root / "savedmodel" / graph.name / "1"
+            savedmodel.write_savedmodel(graph, savedmodel_dir)
+            warmup.write_warmup(graph, savedmodel_dir)  # TF Serving runs these requests at load
+            progress.advance()
+        if "onnx" in graph.formats:
+            progress.advance(0, "ONNX conversion")
+            onnx_path = root / "onnx" / f"{graph.name}.onnx"
+            onnx_path.parent.mkdir(parents=True, exist_ok=True)
+            layers = onnx.write_onnx(graph, onnx_path)
+            progress.advance()
+        progress.advance(0, "parity check")
+        entry = parity.check_graph(graph, savedmodel_dir, onnx_path, default_atol)
     entry["recurrent_layers"] = layers
     manifest_entry = _manifest_entry(graph, savedmodel_dir, onnx_path, root)
     if onnx_path is not None:

@@ -1,12 +1,14 @@
 """Callbacks that survive ``--resume``: a backup that also keeps the random generators, best
 weights written atomically, and early stopping that picks up its count from the run's history
-instead of starting over; and the learning rate in every epoch's logs."""
+instead of starting over; the learning rate in every epoch's logs; and each epoch's progress
+on a terminal."""
 
 from __future__ import annotations
 
 import json
 import math
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import numpy as np
 
 from keras_rnn.errors import UserError
 from keras_rnn.runs import atomic_save, atomic_write_bytes, read_json, write_json
+from serving.progress import Progress
 
 
 class ExactBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -144,3 +147,31 @@ class LogLearningRate(keras.callbacks.Callback):
         if logs is not None:
             rate = self.model.optimizer.learning_rate
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """The current epoch's batches done, then its validation, on stderr while that is a
+    terminal (``serving.progress``): for fits whose stdout is not one, where Keras prints
+    one line per epoch (``verbose=2``) only once the epoch has ended."""
+
+    def __init__(self):
+        super().__init__()
+        self.progress: Progress | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        label = f"epoch {epoch + 1}/{self.params['epochs']}"
+        self.progress = Progress(label, self.params.get("steps") or 0, (sys.stderr,))
+        self.progress.update(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.progress is not None:
+            self.progress.update(batch + 1)  # under steps_per_execution: every Nth batch
+
+    def on_test_begin(self, logs=None):
+        if self.progress is not None:
+            self.progress.update(self.progress.done, "validation")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None

@@ -20,6 +20,7 @@ import tensorflow as tf
 from keras_rnn import distribute, plots, precision
 from keras_rnn.callbacks import (
     BestWeights,
+    EpochProgress,
     ExactBackupAndRestore,
     LogLearningRate,
     ResumableEarlyStopping,
@@ -213,7 +214,9 @@ def _fit(
     if resume:
         precision.check_loss_scaling(run, model)
     best, wait = _history_state(run, first_epoch) if resume else (math.inf, 0)
+    terminal = sys.stdout.isatty()  # Keras's progress bar; else one line per epoch
     callbacks = [
+        *([] if terminal else [EpochProgress()]),  # on stderr, where it is a terminal
         FeedEpoch(),  # each epoch's data order (keras_rnn.epochs)
         LogLearningRate(),
         *task.log_callbacks(config),
@@ -243,7 +246,7 @@ def _fit(
         epochs=first_epoch if stopped else config.epochs,
         callbacks=callbacks,
         shuffle=False,  # the tf.data pipeline shuffles (seeded)
-        verbose=1 if sys.stdout.isatty() else 2,
+        verbose=1 if terminal else 2,
     )
     return model
 

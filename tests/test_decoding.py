@@ -121,16 +121,20 @@ def test_a_length_penalty_ranks_by_mean_log_probability_as_enumeration_does():
 
 
 def test_batched_greedy_takes_each_rows_most_likely_id_until_the_end_id():
+    """Each row's ids, and their log-probability summed one step at a time."""
     starts, end = np.array([2, 3, 1]), 0
     rows = greedy(toy_step, [np.zeros((3, 1), np.int64)], starts, 6, end, excluded=())
-    for start, row in zip(starts, rows, strict=True):
-        expected, states, token = [], STATES, int(start)
+    for start, (row, log_probability) in zip(starts, rows, strict=True):
+        expected, total, states, token = [], 0.0, STATES, int(start)
         while len(expected) < 6 and end not in expected:
             logits, states = toy_step(np.array([[token]]), states)
             token = int(np.argmax(logits[0]))
+            total += log_softmax(logits)[0, token]
             expected.append(token)
         assert row == expected
+        assert log_probability == pytest.approx(total, abs=1e-12) and log_probability < 0
         assert end not in row[:-1]
     never_ending = greedy(toy_step, [np.zeros((3, 1), np.int64)], starts, 4, end, excluded=(end,))
-    assert [len(row) for row in never_ending] == [4, 4, 4]
-    assert greedy(toy_step, [np.zeros((3, 1), np.int64)], starts, 0, end) == [[], [], []]
+    assert [len(row) for row, _ in never_ending] == [4, 4, 4]
+    empty = greedy(toy_step, [np.zeros((3, 1), np.int64)], starts, 0, end)
+    assert empty == [([], 0.0), ([], 0.0), ([], 0.0)]

@@ -15,7 +15,10 @@ from keras_rnn.runs import finished_run, load_trained_model
 from keras_rnn.tasks.translate import ATTENTIONS, Config
 from keras_rnn.tasks.translate import model as seq2seq
 from keras_rnn.tasks.translate.decoding import keras_translator
-from tests.battery import TaskBattery, TaskCase, refusal
+from serving.runtime.decoding import log_softmax
+from serving.runtime.translate import as_json, is_iso_date
+from serving.runtime.vocab import END, TokenVocabulary
+from tests.battery import TaskBattery, TaskCase, assert_same_answer, refusal
 from tests.conftest import run_without_tensorflow
 from tests.test_runs import snapshot
 
@@ -167,12 +170,7 @@ def keras_translations(run_dir: Path, texts=QUERIES, beam: int = 0) -> dict:
     run, config = finished_run(run_dir)
     translator = keras_translator(load_trained_model(run), config, run_dir / "vocab")
     translations = translator.beam(texts, beam, 1.0) if beam else translator.greedy(texts)
-    return {
-        "translations": [
-            {"source": text, "translation": t.text, "unknown": t.unknown}
-            for text, t in zip(texts, translations, strict=True)
-        ]
-    }
+    return as_json(texts, translations)
 
 
 def translate_case(attention: str, cell: str) -> TaskCase:
@@ -239,7 +237,41 @@ def test_metrics_vocabularies_and_decoding_parity(translate_run):
     decode = report["decode"]  # the whole test split, decoded by Keras and by each export
     assert decode["ok"]
     for decoding in ("greedy onnx", "beam onnx", "greedy savedmodel translate"):
-        assert decode[decoding] == {"sources": 40, "different": 0, "first_different": []}
+        assert decode[decoding] | {"largest_score_difference": 0} == {
+            "sources": 40,
+            "different": 0,
+            "first_different": [],
+            "largest_score_difference": 0,
+        }
+    for decoding in ("greedy onnx", "beam onnx"):  # Keras's and onnxruntime's scores agree
+        assert 0 <= decode[decoding]["largest_score_difference"] <= 2e-4
+
+
+def test_each_translation_scores_its_ids_as_the_step_function_does(translate_run):
+    """Greedy and beam scores: the log-probability of the ids written (the end id included
+    where the output ended), recomputed step by step, divided by their count ** the length
+    penalty (1 for greedy); finite and at most 0. Dates runs flag invalid dates."""
+    run, config = finished_run(translate_run)
+    translator = keras_translator(load_trained_model(run), config, translate_run / "vocab")
+    target = TokenVocabulary.load(translate_run / "vocab" / "target.json")
+    texts = [QUERIES[0], QUERIES[1], QUERIES[4]]
+    for translations, penalty in (
+        (translator.greedy(texts), 1.0),
+        (translator.beam(texts, 3, 0.5), 0.5),
+    ):
+        for text, translation in zip(texts, translations, strict=True):
+            ids = list(target.encode(translation.tokens)[0])
+            ids += [END] if len(ids) < translator.max_length else []
+            source, _, _ = translator.source_batch([text])
+            states, previous, total = translator.encode(source), translator.start_id, 0.0
+            for token in ids:
+                logits, states, _ = translator.step(np.array([[previous]], np.int32), states)
+                total += log_softmax(np.asarray(logits, np.float64))[0, token]
+                previous = token
+            assert np.isfinite(translation.score) and translation.score <= 0
+            assert translation.score == pytest.approx(total / len(ids) ** penalty, abs=1e-9)
+            assert translation.valid_date == is_iso_date(translation.text)
+    assert translator.greedy([""])[0].score == 0.0
 
 
 def test_onnxruntime_beam_search_translates_exactly_as_keras(translate_run):
@@ -248,7 +280,7 @@ def test_onnxruntime_beam_search_translates_exactly_as_keras(translate_run):
         "serving.predict", translate_run, *QUERIES, "--beam", "3", "--json"
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == keras_translations(translate_run, beam=3)
+    assert_same_answer(json.loads(result.stdout), keras_translations(translate_run, beam=3), 1e-5)
     rows = json.loads(result.stdout)["translations"]
     assert rows[2]["translation"] == "" and rows[3]["unknown"] == ["z", "ñ"]
     assert "not in the vocabulary, read as unknown: 'z ñ'" in result.stderr
@@ -260,7 +292,10 @@ def test_keras_translate_cli_prints_the_same_and_plots(translate_run, tmp_path, 
     capsys.readouterr()
     plot = tmp_path / "attention.png"
     assert translate.main([str(translate_run), *QUERIES, "--json", "--plot", str(plot)]) == 0
-    assert json.loads(capsys.readouterr().out) == keras_translations(translate_run)
+    rows = json.loads(capsys.readouterr().out)
+    assert rows == keras_translations(translate_run)
+    for row in rows["translations"]:  # a dates run: each output is checked as a date
+        assert row["valid_date"] == is_iso_date(row["translation"]) and row["score"] <= 0
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -397,7 +432,8 @@ def test_a_pairs_file_trains_in_words_and_serves_the_same_without_tensorflow(tmp
     keras_rows = json.loads(capsys.readouterr().out)["translations"]
     result = run_without_tensorflow("serving.predict", run_dir, *queries, "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["translations"] == keras_rows
+    assert_same_answer(json.loads(result.stdout)["translations"], keras_rows, 1e-5)
+    assert all("valid_date" not in row for row in keras_rows)  # not dates: nothing to check
     assert " " not in keras_rows[0]["translation"]  # Chinese characters join without spaces
     assert keras_rows[1]["unknown"] == ["!"]
 

@@ -54,10 +54,10 @@ def remote_translator(graph: RemoteGraph) -> Translator:
 def translate_strings(
     strings: RemoteGraph, translator: Translator, texts: list[str]
 ) -> list[Translation]:
-    """Translations by the string graph; the texts are checked (length, unknown tokens) and
-    empty ones answered here, as the runtime does."""
+    """Translations by the string graph, without scores (the graph gives none); the texts
+    are checked (length, unknown tokens) and empty ones answered here, as the runtime does."""
     rows = [row for row, text in enumerate(texts) if translator.tokenize(text)]
-    translations = [Translation([], [], "") for _ in texts]
+    translations = [translator.checked(Translation([], [], "", score=0.0)) for _ in texts]
     if rows:
         sources = [texts[row] for row in rows]
         _, tokens, unknown = translator.source_batch(sources)
@@ -66,8 +66,8 @@ def translate_strings(
             rows, tokens, answers, unknown, strict=True
         ):
             text = answer.decode("utf-8", "replace") if isinstance(answer, bytes) else str(answer)
-            translations[row] = Translation(
-                source_tokens, translator.tokenize(text), text, row_unknown
+            translations[row] = translator.checked(
+                Translation(source_tokens, translator.tokenize(text), text, row_unknown)
             )
     unknown_tokens = sorted({token for t in translations for token in t.unknown})
     if unknown_tokens:

@@ -59,7 +59,13 @@ class Beam:
 
     def rank(self, ids: Sequence[int], log_probability: float) -> float:
         """The score that orders finished sequences (higher is better)."""
-        return log_probability / max(len(ids), 1) ** self.length_penalty
+        return normalised(log_probability, len(ids), self.length_penalty)
+
+
+def normalised(log_probability: float, count: int, length_penalty: float = 1.0) -> float:
+    """``log_probability`` / ``count`` ** ``length_penalty`` (``count`` at least 1): with
+    the default penalty, the mean log-probability per id."""
+    return log_probability / max(count, 1) ** length_penalty
 
 
 def sample_next(
@@ -120,25 +126,32 @@ def greedy(
     length: int,
     end_id: int,
     excluded: Sequence[int] = RESERVED,
-) -> list[list[int]]:
+) -> list[tuple[list[int], float]]:
     """The most likely next id, fed back, for a batch: each row starts from its
-    ``start_ids`` entry and runs until it produces ``end_id`` (included) or ``length`` ids.
-    Rows that have ended are still stepped (the batch stays whole) but take no more ids."""
+    ``start_ids`` entry and runs until it produces ``end_id`` (included) or ``length`` ids;
+    each row's ids come with their log-probability (the sum over its ids, under the softmax
+    of all logits). Rows that have ended are still stepped (the batch stays whole) but take
+    no more ids."""
     tokens = np.asarray(start_ids, np.int32).reshape(-1, 1)
     rows: list[list[int]] = [[] for _ in range(len(tokens))]
+    totals = np.zeros(len(tokens))
     running = np.ones(len(tokens), bool)
     for _ in range(length):
         logits, states = step(tokens, states)
         scores = np.asarray(logits, np.float64).copy()
         scores[:, list(excluded)] = -np.inf
         chosen = scores.argmax(axis=-1)
+        chosen_log_probabilities = np.take_along_axis(
+            log_softmax(np.asarray(logits, np.float64)), chosen[:, None], axis=-1
+        )[:, 0]
+        totals[running] += chosen_log_probabilities[running]
         for row in np.flatnonzero(running):
             rows[row].append(int(chosen[row]))
         running &= chosen != end_id
         if not running.any():
             break
         tokens = chosen.astype(np.int32)[:, None]
-    return rows
+    return [(row, float(total)) for row, total in zip(rows, totals, strict=True)]
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -7,12 +7,18 @@ pass their own two functions, so both decode with the same loops
 Inputs: an empty text (no tokens) translates to an empty text without running the model; a
 text longer than the model's limit (the longest training text) is refused; tokens outside
 the source vocabulary are read as the unknown id and reported.
+
+Each translation comes with its score, the length-normalised log-probability the decoder
+ranked by (``Translation.score``), and, where the target vocabulary says its texts are ISO
+dates (the dates task), whether the output is a valid date (``Translation.valid_date``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +29,8 @@ import numpy as np
 
 from serving import cli
 from serving.errors import UserError
-from serving.runtime.decoding import RESERVED, Beam, beam_search, greedy
+from serving.progress import Progress
+from serving.runtime.decoding import RESERVED, Beam, beam_search, greedy, normalised
 from serving.runtime.graph import ExportedGraph, load_graph
 from serving.runtime.text import detokenize, tokenize
 from serving.runtime.vocab import END, START, TokenVocabulary, unknown_note
@@ -38,16 +45,35 @@ AttendingStep = Callable[
 ]
 
 
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # what the dates task writes
+
+
 @dataclass
 class Translation:
-    """One source's translation: its tokens and text, the source tokens read as unknown, and
-    (from ``Translator.attend``) the attention weights, one row per output token."""
+    """One source's translation: its tokens and text, the source tokens read as unknown,
+    (from ``Translator.attend``) the attention weights, one row per output token, its score
+    (the log-probability of its ids, end id included, divided by their count ** the length
+    penalty: 1 for greedy decoding; 0 for an empty source; None where the decoder gave none)
+    and, for targets that are ISO dates, whether the text is a valid date (else None)."""
 
     source_tokens: list[str]
     tokens: list[str]
     text: str
     unknown: list[str] = field(default_factory=list)
     attention: np.ndarray | None = None
+    score: float | None = None
+    valid_date: bool | None = None
+
+
+def is_iso_date(text: str) -> bool:
+    """Whether ``text`` is a date of the calendar written YYYY-MM-DD (not 2021-02-31)."""
+    if not ISO_DATE.fullmatch(text):
+        return False
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:  # month 00, day 31 of February, year 0000, ...
+        return False
+    return True
 
 
 @dataclass
@@ -57,7 +83,8 @@ class Translator:
     ``tokenize`` and ``detokenize`` are the task's text functions; ``source_ids`` and
     ``target_tokens`` look ids up in the vocabularies (``source_ids(tokens) -> (ids, unknown
     tokens)``); ``start_id`` and ``end_id`` are the target's; ``max_length`` bounds both the
-    source (longer ones are refused) and the output.
+    source (longer ones are refused) and the output; ``iso_dates``: the outputs should be
+    ISO dates (each translation says whether it is one).
     """
 
     encode: Encode
@@ -70,6 +97,7 @@ class Translator:
     end_id: int
     max_length: int
     batch_size: int = 256
+    iso_dates: bool = False
 
     def source_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, list[list[str]], list]:
         """Right-padded source ids (at least one step: an empty text is all padding), the
@@ -92,48 +120,73 @@ class Translator:
         logits, states, _ = self.step(tokens, states)
         return logits, states
 
-    def _finish(self, source_tokens, ids: list[int], unknown) -> Translation:
+    def _finish(
+        self, source_tokens, ids: list[int], log_probability: float, unknown, penalty: float = 1.0
+    ) -> Translation:
+        score = normalised(log_probability, len(ids), penalty)
         if ids and ids[-1] == self.end_id:
             ids = ids[:-1]
         tokens = self.target_tokens(ids)
-        return Translation(source_tokens, tokens, self.detokenize(tokens), unknown)
+        return self.checked(
+            Translation(source_tokens, tokens, self.detokenize(tokens), unknown, score=score)
+        )
 
-    def greedy(self, texts: Sequence[str]) -> list[Translation]:
-        """Greedy translations, in batches of ``batch_size`` texts (of any lengths)."""
+    def checked(self, translation: Translation) -> Translation:
+        """``translation`` with ``valid_date`` set where the outputs should be ISO dates."""
+        if self.iso_dates:
+            translation.valid_date = is_iso_date(translation.text)
+        return translation
+
+    def greedy(self, texts: Sequence[str], label: str = "") -> list[Translation]:
+        """Greedy translations, in batches of ``batch_size`` texts (of any lengths); with a
+        ``label``, the texts done are shown on a terminal (``serving.progress``)."""
         results: list[Translation | None] = [None] * len(texts)
         todo = self._empty_done(texts, results)
-        for first in range(0, len(todo), self.batch_size):
-            rows = todo[first : first + self.batch_size]
-            ids, tokens, unknown = self.source_batch([texts[row] for row in rows])
-            starts = np.full(len(rows), self.start_id, np.int32)
-            outputs = greedy(
-                self._plain_step, self.encode(ids), starts, self.max_length, self.end_id, RESERVED
-            )
-            for row, *parts in zip(rows, tokens, outputs, unknown, strict=True):
-                results[row] = self._finish(*parts)
+        with Progress(label, len(todo), () if label else None) as progress:
+            for first in range(0, len(todo), self.batch_size):
+                rows = todo[first : first + self.batch_size]
+                ids, tokens, unknown = self.source_batch([texts[row] for row in rows])
+                starts = np.full(len(rows), self.start_id, np.int32)
+                outputs = greedy(
+                    self._plain_step, self.encode(ids), starts, self.max_length, self.end_id
+                )
+                for row, source_tokens, (output, log_probability), row_unknown in zip(
+                    rows, tokens, outputs, unknown, strict=True
+                ):
+                    results[row] = self._finish(source_tokens, output, log_probability, row_unknown)
+                progress.advance(len(rows))
         return results
 
-    def beam(self, texts: Sequence[str], width: int, length_penalty: float) -> list[Translation]:
-        """Beam-search translations, one text at a time (the beams are the batch)."""
+    def beam(
+        self, texts: Sequence[str], width: int, length_penalty: float, label: str = ""
+    ) -> list[Translation]:
+        """Beam-search translations, one text at a time (the beams are the batch); with a
+        ``label``, the texts done are shown on a terminal (``serving.progress``)."""
         settings = Beam(self.max_length, width, self.end_id, length_penalty)
         settings.check()
         results: list[Translation | None] = [None] * len(texts)
-        for row in self._empty_done(texts, results):
-            ids, tokens, unknown = self.source_batch([texts[row]])
-            (best, _), *_ = beam_search(
-                self._plain_step, self.encode(ids), [self.start_id], settings, RESERVED
-            )
-            results[row] = self._finish(tokens[0], best, unknown[0])
+        todo = self._empty_done(texts, results)
+        with Progress(label, len(todo), () if label else None) as progress:
+            for row in todo:
+                ids, tokens, unknown = self.source_batch([texts[row]])
+                (best, log_probability), *_ = beam_search(
+                    self._plain_step, self.encode(ids), [self.start_id], settings, RESERVED
+                )
+                results[row] = self._finish(
+                    tokens[0], best, log_probability, unknown[0], length_penalty
+                )
+                progress.advance()
         return results
 
     def _empty_done(self, texts: Sequence[str], results: list) -> list[int]:
-        """Fill in the translations of texts without tokens (empty); the other rows."""
+        """Fill in the translations of texts without tokens (empty, score 0); the other
+        rows."""
         rows = []
         for row, text in enumerate(texts):
             if self.tokenize(text):
                 rows.append(row)
             else:
-                results[row] = Translation([], [], "")
+                results[row] = self.checked(Translation([], [], "", score=0.0))
         return rows
 
     def attend(self, text: str) -> Translation:
@@ -147,10 +200,10 @@ class Translator:
             weights.append(np.asarray(attention)[0, : len(tokens[0])])
             return logits, states
 
-        (row,) = greedy(
+        ((row, log_probability),) = greedy(
             recording_step, self.encode(ids), [self.start_id], self.max_length, self.end_id
         )
-        translation = self._finish(tokens[0], row, unknown[0])
+        translation = self._finish(tokens[0], row, log_probability, unknown[0])
         translation.attention = np.array(weights[: len(translation.tokens)]).reshape(
             len(translation.tokens), len(tokens[0])
         )
@@ -159,7 +212,8 @@ class Translator:
 
 def vocab_translator(vocab_dir: Path, encode: Encode, step: AttendingStep) -> Translator:
     """A ``Translator`` over ``encode`` and ``step`` with the vocabularies, tokenization mode and
-    length limit that training wrote in ``vocab_dir`` (``source.json``, ``target.json``)."""
+    length limit that training wrote in ``vocab_dir`` (``source.json``, ``target.json``),
+    checking dates where ``target.json`` says its texts are ISO dates."""
     source_vocab = TokenVocabulary.load(vocab_dir / "source.json")
     target_path = vocab_dir / "target.json"
     target_vocab = TokenVocabulary.load(target_path)
@@ -177,6 +231,7 @@ def vocab_translator(vocab_dir: Path, encode: Encode, step: AttendingStep) -> Tr
         start_id=START,
         end_id=END,
         max_length=facts["max_length"],
+        iso_dates=facts.get("texts") == "iso_date",
     )
 
 
@@ -238,10 +293,12 @@ def translate_texts(
 
 
 def as_json(texts: Sequence[str], translations: Sequence[Translation]) -> dict:
-    """What ``--json`` prints: each text with its translation and its unknown tokens."""
+    """What ``--json`` prints: each text with its translation, its unknown tokens, its score
+    and, for ISO-date targets, whether the translation is a valid date."""
     return {
         "translations": [
-            {"source": text, "translation": t.text, "unknown": t.unknown}
+            {"source": text, "translation": t.text, "unknown": t.unknown, "score": t.score}
+            | ({} if t.valid_date is None else {"valid_date": t.valid_date})
             for text, t in zip(texts, translations, strict=True)
         ]
     }

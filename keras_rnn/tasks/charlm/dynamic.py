@@ -17,24 +17,27 @@ import tensorflow as tf
 from keras_rnn import precision
 from keras_rnn.tasks.charlm import Config
 from keras_rnn.tasks.charlm.generation import state_model, state_names
+from serving.progress import Progress
 
 LN2 = math.log(2)
 
 
 def dynamic_bits_per_char(
-    model: keras.Model, config: Config, ids: np.ndarray, rate: float, segment: int
+    model: keras.Model, config: Config, ids: np.ndarray, rate: float, segment: int, label: str = ""
 ) -> float:
     """Bits per character of ``ids[1:]``, each predicted from the ids before it, with
     ``model`` adapted by SGD at ``rate`` after every ``segment`` characters (``rate`` 0: the
-    static figure of the text read as one stream)."""
-    return float(segment_nats(model, config, ids, rate, segment).sum()) / (len(ids) - 1) / LN2
+    static figure of the text read as one stream); ``label``: as ``segment_nats``."""
+    nats = segment_nats(model, config, ids, rate, segment, label)
+    return float(nats.sum()) / (len(ids) - 1) / LN2
 
 
 def segment_nats(
-    model: keras.Model, config: Config, ids: np.ndarray, rate: float, segment: int
+    model: keras.Model, config: Config, ids: np.ndarray, rate: float, segment: int, label: str = ""
 ) -> np.ndarray:
     """The cross-entropy in nats of each segment of ``segment`` targets of ``ids[1:]`` (the
-    last may be shorter), each scored before the weights learn from it."""
+    last may be shorter), each scored before the weights learn from it; with a ``label``,
+    the segments done are shown on a terminal (``serving.progress``)."""
     with precision.dtype_policy("float32"):
         copy = keras.models.clone_model(model)
         copy.set_weights(model.get_weights())
@@ -65,8 +68,11 @@ def segment_nats(
     ids = np.asarray(ids, np.int32)
     states = [tf.zeros((1, config.units)) for _ in names]
     scores = []
-    for start in range(0, len(ids) - 1, segment):
-        chunk = ids[start : start + segment + 1]
-        nats, states = score_then_learn(chunk[None, :-1], chunk[None, 1:], states)
-        scores.append(float(nats))
+    starts = range(0, len(ids) - 1, segment)
+    with Progress(label, len(starts), () if label else None) as progress:
+        for start in starts:
+            chunk = ids[start : start + segment + 1]
+            nats, states = score_then_learn(chunk[None, :-1], chunk[None, 1:], states)
+            scores.append(float(nats))
+            progress.advance()
     return np.array(scores)

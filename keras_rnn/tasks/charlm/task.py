@@ -39,6 +39,7 @@ from keras_rnn.tasks.charlm.model import (
     network,
     stateless,
 )
+from serving.progress import Progress
 from serving.runtime.charlm import onnx_generate
 from serving.runtime.decoding import Sampling
 from serving.runtime.graph import load_graph
@@ -132,15 +133,18 @@ def evaluate(
     for split, ids in parts.items():
         print(f"evaluating on {split}: {len(ids):,} characters", flush=True)  # progress
         entropy = Perplexity(bits=True)
-        for inputs, targets in evaluation_rows(ids, data.vocab.size):
-            entropy.update_state(targets, model(inputs, training=False)["logits"])
+        rows = evaluation_rows(ids, data.vocab.size)
+        with Progress(f"evaluating on {split}", int(rows.cardinality())) as progress:
+            for inputs, targets in rows:
+                entropy.update_state(targets, model(inputs, training=False)["logits"])
+                progress.advance()
         bits = float(entropy.result())
         metrics[f"{split}_bits_per_char"] = bits
         metrics[f"{split}_perplexity"] = 2.0**bits
     for split, ids in parts.items() if config.dynamic_rate else ():
         print(f"dynamic evaluation on {split}", flush=True)  # progress
         metrics[f"{split}_bits_per_char_dynamic"] = dynamic_bits_per_char(
-            model, config, ids, config.dynamic_rate, config.dynamic_segment
+            model, config, ids, config.dynamic_rate, config.dynamic_segment, f"dynamic, {split}"
         )
     print("compressing the test text with xz -9e, alone and after the training text", flush=True)
     metrics |= xz_baselines(data.text[: data.val_start], data.text[data.test_start :])

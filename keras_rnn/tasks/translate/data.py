@@ -36,11 +36,13 @@ class Datasets:
 
     @property
     def assets(self) -> dict[str, bytes]:
-        """Both vocabularies, with what a runtime needs to tokenize and decode."""
+        """Both vocabularies, with what a runtime needs to tokenize and decode, and for the
+        dates whether the targets are ISO dates (the runtime checks each translation)."""
         extra = {"mode": self.mode, "max_length": self.max_length}
+        dates = {"texts": "iso_date"} if self.source.get("data") == "dates" else {}
         return {
             "vocab/source.json": self.source_vocab.to_json(**extra),
-            "vocab/target.json": self.target_vocab.to_json(**extra),
+            "vocab/target.json": self.target_vocab.to_json(**extra, **dates),
         }
 
 

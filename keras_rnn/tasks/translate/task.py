@@ -57,12 +57,15 @@ def evaluate(
     references = [t for _, t in data.splits["test"]]
     translator = keras_translator(model, config, run.path / "vocab")  # the trainer wrote it
     print(f"decoding {len(sources):,} test sources: greedy", flush=True)  # progress
-    greedy = translator.greedy(sources)
+    greedy = translator.greedy(sources, "greedy")
     decodings = {"greedy": greedy}
     if config.beam_width:
         print(f"decoding {len(sources):,} test sources: beam of {config.beam_width}", flush=True)
-        decodings["beam"] = translator.beam(sources, config.beam_width, config.length_penalty)
-    baseline = keras_translator(untrained, config, run.path / "vocab").greedy(sources)
+        decodings["beam"] = translator.beam(
+            sources, config.beam_width, config.length_penalty, f"beam of {config.beam_width}"
+        )
+    untrained_translator = keras_translator(untrained, config, run.path / "vocab")
+    baseline = untrained_translator.greedy(sources, "untrained model, greedy")
     metrics: dict[str, Any] = {"test_pairs": len(sources)}
     for name, translations in decodings.items():
         metrics |= {
