@@ -183,7 +183,8 @@ def translate_case(attention: str, cell: str) -> TaskCase:
             for decoding in ("greedy", "beam")
             for name in ("exact_match", "token_accuracy", "bleu", "chrf")
         )
-        | {"test_pairs", "untrained_greedy_exact_match", "examples"},
+        | {"test_pairs", "untrained_greedy_exact_match", "examples"}
+        | {"heldout_formats_pairs", "greedy_exact_match_heldout_formats"},
         plots=("attention_0", "attention_1", "attention_2"),
         assets=("vocab/source.json", "vocab/target.json"),
         query=QUERIES,
@@ -229,6 +230,10 @@ def test_metrics_vocabularies_and_decoding_parity(translate_run):
     metrics = json.loads((translate_run / "metrics.json").read_text())
     assert metrics["test_pairs"] == 40 and len(metrics["examples"]) == 5
     assert 0 <= metrics["greedy_exact_match"] <= 1 and 0 <= metrics["beam_chrf"] <= 100
+    assert metrics["heldout_formats_pairs"] == 40  # the test dates in the held-out formats
+    assert 0 <= metrics["greedy_exact_match_heldout_formats"] <= 1
+    config = json.loads((translate_run / "config.json").read_text())
+    assert config["data"]["examples"]["heldout_formats"] == 40
     target = json.loads((translate_run / "vocab" / "target.json").read_text())
     assert (target["start_id"], target["end_id"], target["mode"]) == (2, 3, "characters")
     assert set(target["tokens"][4:]) == set("0123456789-")
@@ -423,6 +428,7 @@ def test_a_pairs_file_trains_in_words_and_serves_the_same_without_tensorflow(tmp
     assert train.main(argv) == 0
     config = json.loads((run_dir / "config.json").read_text())
     assert config["data"]["kept"] == 240 and config["data"]["tokens"] == "words"
+    assert "heldout_formats_pairs" not in json.loads((run_dir / "metrics.json").read_text())
     source = json.loads((run_dir / "vocab" / "source.json").read_text())
     assert {"i", "am", "happy", "."} <= set(source["tokens"]) and source["mode"] == "words"
     assert export_main([str(run_dir)]) == 0

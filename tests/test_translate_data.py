@@ -3,6 +3,7 @@ Tatoeba/Anki sentence-pair loader with its filters and its refusals of malformed
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -62,7 +63,7 @@ NUMBER_WORDS = {
     ),
 }
 
-# 2026-11-23, a Monday, in every format (lower case, as the formatters write it).
+# 2026-11-23, a Monday, in every format (lower case, as the templates write it).
 MONDAY_23_NOVEMBER_2026 = {
     "day_month_year": "23 november 2026",
     "day_abbreviation_year": "23 nov 2026",
@@ -84,6 +85,23 @@ MONDAY_23_NOVEMBER_2026 = {
     "year_month_day_slashes": "2026/11/23",
     "year_month_day_dashes": "2026-11-23",
     "year_month_day_compact": "20261123",
+    "month_day_year_no_comma": "november 23 2026",
+    "month_ordinal_year_no_comma": "november 23rd 2026",
+    "day_month_comma_year": "23 november, 2026",
+    "the_ordinal_of_month_year": "the 23rd of november 2026",
+    "dotted_abbreviation_day_year": "nov. 23, 2026",
+    "day_dotted_abbreviation_year": "23 nov. 2026",
+    "abbreviation_day_apostrophe_year": "nov 23, '26",
+    "day_abbreviation_apostrophe_year": "23 nov '26",
+    "weekday_day_month_year": "monday, 23 november 2026",
+    "short_weekday_abbreviation_day_year": "mon, nov 23, 2026",
+    "dotted_short_weekday_ordinal_year": "mon. 23rd nov. 2026",
+    "day_month_year_dashes": "23-11-2026",
+    "unpadded_day_month_year_dots": "23.11.2026",
+    "day_month_short_year_slashes": "23/11/26",
+    "spaced_day_month_year_slashes": "23 / 11 / 2026",
+    "unpadded_year_month_day_slashes": "2026/11/23",
+    "unpadded_year_month_day_dashes": "2026-11-23",
     "chinese_digits": "2026年11月23日",
     "chinese_short_year": "26年11月23日",
     "chinese_numerals": "二〇二六年十一月二十三日",
@@ -92,7 +110,18 @@ MONDAY_23_NOVEMBER_2026 = {
     "chinese_digits_bracketed_weekday": "2026年11月23日（周一）",
     "chinese_numerals_weekday": "二〇二六年十一月二十三日星期一",
     "chinese_weekday_numerals": "星期一 二〇二六年十一月二十三日",
+    "chinese_padded_digits": "2026年11月23日",
+    "chinese_zero_numerals": "二零二六年十一月二十三日",
+    "chinese_digits_hao": "2026年11月23号",
 }
+HELDOUT_MONDAY = {
+    "the_ordinal_of_month_comma_year": "the 23rd of november, 2026",
+    "dotted_abbreviation_ordinal_apostrophe_year": "nov. 23rd '26",
+    "short_weekday_day_month_year_dashes": "mon 23-11-2026",
+    "year_month_day_dots": "2026.11.23",
+    "chinese_weekday_prefix_digits": "星期一 2026年11月23日",
+}
+EVERY_FORMAT = dates.FORMATS | dates.HELDOUT_FORMATS
 
 ANKI_LINES = [
     "Go.\t去。\tCC-BY 2.0 (France) Attribution: tatoeba.org #2877272 (CM) & #333147 (Kaiser)",
@@ -113,10 +142,73 @@ def write(tmp_path, text: str | bytes, name: str = "cmn.txt"):
     return path
 
 
-def every_rendering(day: date):
-    for formatter in dates.FORMATS:
+def every_rendering(day: date, formats: dict[str, str] = dates.FORMATS):
+    """(format name, case, spacing, text) of each way ``formats`` write ``day``."""
+    for name, template in formats.items():
         for case in dates.CASES:
-            yield formatter.__name__, case, dates.render(day, formatter, case)
+            for spacing in dates.SPACINGS:
+                yield name, case, spacing, dates.render(day, template, case, spacing)
+
+
+def chinese_number(text: str) -> int:
+    """Chinese numerals below 100 ("二十三" -> 23), or digit by digit ("二〇二六" -> 2026)."""
+    digits = {c: i for i, c in enumerate("〇一二三四五六七八九")} | {"零": 0}
+    if "十" in text:
+        tens, _, units = text.partition("十")
+        return 10 * (digits[tens] if tens else 1) + (digits[units] if units else 0)
+    return int("".join(str(digits[c]) for c in text))
+
+
+def full_year(text: str) -> int:
+    """A year of four digits, or of two with the century pivot 50: "49" -> 2049, "50" -> 1950."""
+    year = int(text)
+    if len(text) == 2:
+        return year + (2000 if year < 50 else 1900)
+    assert len(text) == 4, text
+    return year
+
+
+def parse_written_date(text: str) -> date:
+    """The date ``text`` denotes, read by rules written apart from the generator: Chinese
+    year 年 month 月 day 日/号; otherwise a month name (full, three letters, or "sept")
+    between a day (before it, or after it with a month-first order) and the year that
+    follows; or three numbers, year first when it has four digits, else day-month-year; or
+    eight digits, YYYYMMDD. A weekday, ordinal suffix or Chinese weekday must be right."""
+    text = text.lower()
+    weekday = re.search(r"(?:星期|周)([一二三四五六日])", text)
+    if "年" in text:
+        year, month, day = re.fullmatch(
+            r"(?:星期. +|周. +)?(\S+?)年(\S+?)月(\S+?)[日号](?:星期.|（周.）)?", text
+        ).groups()
+        numbers = [int(n) if n.isdigit() else chinese_number(n) for n in (year, month, day)]
+        found = date(full_year(year) if year.isdigit() else numbers[0], numbers[1], numbers[2])
+        if weekday:
+            assert "一二三四五六日".index(weekday.group(1)) == found.weekday(), text
+        return found
+    words = re.findall(r"[a-z]+", text)
+    names = [w for w in words if w not in ("st", "nd", "rd", "th", "the", "of")]
+    for number, suffix in re.findall(r"(\d+)(st|nd|rd|th)", text):
+        assert dates.ordinal(int(number)) == number + suffix, text
+    numbers = re.findall(r"\d+", text)
+    months = [
+        i
+        for i, month in enumerate(dates.MONTHS, 1)
+        for w in names
+        if w in (month, month[:3]) or w == month[:4] == "sept"
+    ]
+    weekdays = [i for i, d in enumerate(dates.WEEKDAYS) for w in names if w in (d, d[:3])]
+    assert len(names) == len(months) + len(weekdays) and len(months) <= 1, text
+    if months:
+        day, year = numbers
+        found = date(full_year(year), months[0], int(day))
+    elif len(numbers) == 1:
+        found = date(int(numbers[0][:4]), int(numbers[0][4:6]), int(numbers[0][6:]))
+    elif len(numbers[0]) == 4:
+        found = date(int(numbers[0]), int(numbers[1]), int(numbers[2]))
+    else:
+        found = date(full_year(numbers[2]), int(numbers[1]), int(numbers[0]))
+    assert weekdays in ([], [found.weekday()]), text
+    return found
 
 
 @pytest.mark.parametrize("number", NUMBER_WORDS)
@@ -165,47 +257,70 @@ def test_number_splits_mix_languages():
 
 def test_every_format_renders_a_known_monday():
     monday = date(2026, 11, 23)
-    assert [formatter.__name__ for formatter in dates.FORMATS] == list(MONDAY_23_NOVEMBER_2026)
-    for formatter in dates.FORMATS:
-        assert formatter(monday) == MONDAY_23_NOVEMBER_2026[formatter.__name__]
-        assert formatter.__doc__.startswith(formatter(monday))
-    assert dates.render(monday, dates.weekday_the_ordinal_of_month_year, "title") == (
+    assert list(dates.FORMATS) == list(MONDAY_23_NOVEMBER_2026)
+    assert list(dates.HELDOUT_FORMATS) == list(HELDOUT_MONDAY)
+    for name, template in EVERY_FORMAT.items():
+        assert dates.render(monday, template) == (MONDAY_23_NOVEMBER_2026 | HELDOUT_MONDAY)[name]
+    assert dates.render(monday, dates.FORMATS["weekday_the_ordinal_of_month_year"], "title") == (
         "Monday the 23rd of November 2026"
     )
-    assert dates.render(monday, dates.short_weekday_day_abbreviation_year, "title") == (
+    assert dates.render(monday, dates.FORMATS["short_weekday_day_abbreviation_year"], "title") == (
         "Mon 23 Nov 2026"
     )
-    assert dates.render(monday, dates.month_ordinal_year, "upper") == "NOVEMBER 23RD, 2026"
-    assert dates.render(monday, dates.chinese_numerals, "upper") == "二〇二六年十一月二十三日"
+    assert dates.render(monday, dates.FORMATS["month_ordinal_year"], "upper") == (
+        "NOVEMBER 23RD, 2026"
+    )
+    assert (
+        dates.render(monday, dates.FORMATS["chinese_numerals"], "upper")
+        == "二〇二六年十一月二十三日"
+    )
+    assert dates.render(monday, dates.FORMATS["day_month_year"], "lower", "double") == (
+        "23  november  2026"
+    )
+    with pytest.raises(ValueError, match="spacing 'triple' is not one of single, double"):
+        dates.render(monday, dates.FORMATS["day_month_year"], "lower", "triple")
 
 
 @pytest.mark.parametrize(
-    ("day", "formatter", "expected"),
+    ("day", "name", "case", "expected"),
     [
-        (date(2001, 1, 1), dates.month_ordinal_year, "january 1st, 2001"),
+        (date(2001, 1, 1), "month_ordinal_year", "lower", "january 1st, 2001"),
         (
             date(1999, 12, 31),
-            dates.weekday_the_ordinal_of_month_year,
+            "weekday_the_ordinal_of_month_year",
+            "lower",
             "friday the 31st of december 1999",
         ),
-        (date(2012, 2, 22), dates.ordinal_month_year, "22nd february 2012"),
-        (date(1950, 3, 3), dates.ordinal_of_month_year, "3rd of march 1950"),
-        (date(2013, 3, 13), dates.month_ordinal_year, "march 13th, 2013"),
-        (date(2011, 4, 11), dates.ordinal_month_year, "11th april 2011"),
-        (date(2012, 5, 12), dates.ordinal_month_year, "12th may 2012"),
-        (date(2004, 7, 4), dates.ordinal_month_year, "4th july 2004"),
-        (date(2049, 12, 31), dates.abbreviation_day_short_year, "dec 31, 49"),
-        (date(1950, 1, 1), dates.day_month_short_year_dashes, "01-01-50"),
-        (date(2005, 3, 7), dates.unpadded_day_month_year_slashes, "7/3/2005"),
-        (date(2005, 3, 7), dates.day_month_year_slashes, "07/03/2005"),
-        (date(2000, 10, 10), dates.chinese_numerals, "二〇〇〇年十月十日"),
-        (date(1987, 1, 31), dates.chinese_numerals_weekday, "一九八七年一月三十一日星期六"),
-        (date(2024, 9, 1), dates.chinese_weekday_digits, "周日 2024年9月1日"),
-        (date(2009, 6, 20), dates.chinese_short_year, "09年6月20日"),
+        (date(2012, 2, 22), "ordinal_month_year", "lower", "22nd february 2012"),
+        (date(1950, 3, 3), "ordinal_of_month_year", "lower", "3rd of march 1950"),
+        (date(2013, 3, 13), "month_ordinal_year", "lower", "march 13th, 2013"),
+        (date(2011, 4, 11), "ordinal_month_year", "lower", "11th april 2011"),
+        (date(2012, 5, 12), "ordinal_month_year", "lower", "12th may 2012"),
+        (date(2004, 7, 4), "ordinal_month_year", "lower", "4th july 2004"),
+        (date(2049, 12, 31), "abbreviation_day_short_year", "lower", "dec 31, 49"),
+        (date(1950, 1, 1), "day_month_short_year_dashes", "lower", "01-01-50"),
+        (date(2005, 3, 7), "unpadded_day_month_year_slashes", "lower", "7/3/2005"),
+        (date(2005, 3, 7), "day_month_year_slashes", "lower", "07/03/2005"),
+        (date(2000, 10, 10), "chinese_numerals", "lower", "二〇〇〇年十月十日"),
+        (date(1987, 1, 31), "chinese_numerals_weekday", "lower", "一九八七年一月三十一日星期六"),
+        (date(2024, 9, 1), "chinese_weekday_digits", "lower", "周日 2024年9月1日"),
+        (date(2009, 6, 20), "chinese_short_year", "lower", "09年6月20日"),
+        (date(2021, 3, 3), "the_ordinal_of_month_year", "title", "The 3rd of March 2021"),
+        (date(2021, 3, 3), "unpadded_year_month_day_slashes", "lower", "2021/3/3"),
+        (date(2021, 9, 3), "dotted_abbreviation_day_year", "title", "Sept. 3, 2021"),
+        (date(2021, 5, 3), "day_dotted_abbreviation_year", "title", "3 May 2021"),
+        (date(1999, 3, 2), "abbreviation_day_apostrophe_year", "upper", "MAR 2, '99"),
+        (date(2005, 6, 1), "day_abbreviation_apostrophe_year", "lower", "1 jun '05"),
+        (date(2021, 3, 3), "dotted_short_weekday_ordinal_year", "title", "Wed. 3rd Mar. 2021"),
+        (date(2021, 3, 3), "chinese_padded_digits", "lower", "2021年03月03日"),
+        (date(2000, 10, 10), "chinese_zero_numerals", "lower", "二零零零年十月十日"),
+        (date(2021, 9, 3), "dotted_abbreviation_ordinal_apostrophe_year", "lower", "sept. 3rd '21"),
+        (date(2021, 3, 3), "the_ordinal_of_month_comma_year", "upper", "THE 3RD OF MARCH, 2021"),
     ],
 )
-def test_hand_checked_dates(day, formatter, expected):
-    assert formatter(day) == expected
+def test_hand_checked_dates(day, name, case, expected):
+    assert dates.render(day, EVERY_FORMAT[name], case) == expected
+    assert parse_written_date(expected) == day
 
 
 def test_weekdays_count_from_a_known_monday():
@@ -214,41 +329,80 @@ def test_weekdays_count_from_a_known_monday():
         day = monday + timedelta(days=offset)
         english = dates.WEEKDAYS[offset % 7]
         chinese = "一二三四五六日"[offset % 7]
-        assert dates.weekday_month_day_year(day).startswith(f"{english}, ")
-        assert dates.short_weekday_day_abbreviation_year(day).startswith(english[:3])
-        assert dates.chinese_digits_weekday(day).endswith(f"星期{chinese}")
-        assert dates.chinese_weekday_digits(day).startswith(f"周{chinese} ")
+        written = {name: dates.render(day, template) for name, template in EVERY_FORMAT.items()}
+        assert written["weekday_month_day_year"].startswith(f"{english}, ")
+        assert written["short_weekday_day_abbreviation_year"].startswith(english[:3])
+        assert written["chinese_digits_weekday"].endswith(f"星期{chinese}")
+        assert written["chinese_weekday_digits"].startswith(f"周{chinese} ")
+        assert written["chinese_weekday_prefix_digits"].startswith(f"星期{chinese} ")
 
 
-def test_each_written_date_means_one_day_and_fits_the_longest_source():
+def test_each_written_date_means_its_day_and_fits_the_longest_source():
+    """Every rendering of every format, held-out ones included, parses back to its date,
+    and no text means two days."""
     rng = np.random.default_rng(0)
-    offsets = [*rng.choice(dates.DAY_COUNT, 1500, replace=False), 0, dates.DAY_COUNT - 1]
+    offsets = [*rng.choice(dates.DAY_COUNT, 400, replace=False), 0, dates.DAY_COUNT - 1]
     meaning: dict[str, date] = {}
     for offset in offsets:
         day = dates.FIRST_DAY + timedelta(days=int(offset))
-        for name, case, text in every_rendering(day):
-            assert meaning.setdefault(text, day) == day, (name, case, text)
+        for name, case, spacing, text in every_rendering(day, EVERY_FORMAT):
+            assert meaning.setdefault(text, day) == day, (name, case, spacing, text)
+            assert parse_written_date(text) == day, (name, case, spacing, text)
             assert len(text) <= dates.LONGEST_SOURCE
     longest = date(2026, 9, 23)  # a Wednesday in September
-    assert len(dates.weekday_the_ordinal_of_month_year(longest)) == dates.LONGEST_SOURCE == 36
+    longest_text = dates.render(
+        longest, dates.FORMATS["weekday_the_ordinal_of_month_year"], "lower", "double"
+    )
+    assert len(longest_text) == dates.LONGEST_SOURCE == 41
+
+
+def test_heldout_formats_never_write_what_a_training_format_writes():
+    rng = np.random.default_rng(1)
+    for offset in rng.choice(dates.DAY_COUNT, 400, replace=False):
+        day = dates.FIRST_DAY + timedelta(days=int(offset))
+        trained = {text for *_, text in every_rendering(day)}
+        heldout = {text for *_, text in every_rendering(day, dates.HELDOUT_FORMATS)}
+        assert not trained & heldout, (day, trained & heldout)
 
 
 def test_date_splits_are_disjoint_seeded_and_targets_are_iso():
-    splits = dates.date_splits(7, train=2000, val=200, test=300)
-    assert [len(splits[split]) for split in ("train", "val", "test")] == [2000, 200, 300]
+    splits = dates.date_splits(7, train=900, val=100, test=200)
+    assert {split: len(pairs) for split, pairs in splits.items()} == {
+        "train": 900,
+        "val": 100,
+        "test": 200,
+        "heldout_formats": 200,
+    }
     days = {split: {target for _, target in pairs} for split, pairs in splits.items()}
-    assert len(days["train"] | days["val"] | days["test"]) == 2500  # one example per date
-    renderings_used = set()
-    for source, target in [pair for pairs in splits.values() for pair in pairs]:
-        day = date.fromisoformat(target)
-        assert dates.FIRST_DAY <= day <= dates.LAST_DAY
-        renderings = {text: name for name, _, text in every_rendering(day)}
-        assert source in renderings, source
-        renderings_used.add(renderings[source])
-    assert len(renderings_used) == len(dates.FORMATS)
-    assert dates.date_splits(7, 2000, 200, 300) == splits
-    assert dates.date_splits(7, 50, 10, 300)["test"] == splits["test"]
-    assert dates.date_splits(8, 2000, 200, 300)["test"] != splits["test"]
+    assert len(days["train"] | days["val"] | days["test"]) == 1200  # one example per date
+    assert [t for _, t in splits["heldout_formats"]] == [t for _, t in splits["test"]]
+    used = {"trained": set(), "heldout": set()}
+    for split, pairs in splits.items():
+        formats = dates.HELDOUT_FORMATS if split == "heldout_formats" else dates.FORMATS
+        for source, target in pairs:
+            day = date.fromisoformat(target)
+            assert dates.FIRST_DAY <= day <= dates.LAST_DAY
+            assert parse_written_date(source) == day, source
+            renderings = {text: name for name, *_, text in every_rendering(day, formats)}
+            assert source in renderings, (split, source)  # so in no format of the other set
+            used["heldout" if split == "heldout_formats" else "trained"].add(renderings[source])
+    assert used == {"trained": set(dates.FORMATS), "heldout": set(dates.HELDOUT_FORMATS)}
+    assert dates.date_splits(7, 900, 100, 200) == splits
+    smaller = dates.date_splits(7, 50, 10, 200)
+    assert (smaller["test"], smaller["heldout_formats"]) == (
+        splits["test"],
+        splits["heldout_formats"],
+    )
+    assert dates.date_splits(8, 900, 100, 200)["heldout_formats"] != splits["heldout_formats"]
+
+
+def test_heldout_formats_use_only_characters_of_the_training_split():
+    """With the default sizes, no held-out source holds a character training lacks: none
+    becomes an unknown token."""
+    splits = dates.date_splits(0, train=20000, val=1000, test=1000)
+    trained = set("".join(source for source, _ in splits["train"]))
+    assert set("".join(source for source, _ in splits["heldout_formats"])) <= trained
+    assert set("".join(t for *_, t in every_rendering(date(2021, 9, 3), EVERY_FORMAT))) <= trained
 
 
 def test_date_splits_refuse_more_examples_than_dates():

@@ -2,7 +2,8 @@
 target, token by token.
 
 Embedded data (``--data``): ``dates``, human-written dates in English and Chinese to ISO 8601
-(``dates.FORMATS``; the test split's dates are never seen in training), or ``numbers``,
+(``dates.FORMATS``; the test split's dates are never seen in training, and are written again
+in ``dates.HELDOUT_FORMATS``, formats no split uses, for a held-out-formats score), or ``numbers``,
 numbers written out in English or Chinese words to digits (sources of 1 to about 150
 characters, for the length study). ``--pairs FILE`` reads the Tatoeba/Anki tab-separated
 format instead (``pairs.read_pairs``). Texts are tokenized by characters (the embedded data)

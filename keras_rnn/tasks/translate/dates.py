@@ -1,9 +1,19 @@
 """Date normalisation: dates written by people, in English and Chinese -> ISO 8601 YYYY-MM-DD.
 
-Dates run from 1950-01-01 to 2049-12-31, so a two-digit year is never ambiguous (50-99 ->
-19xx, 00-49 -> 20xx). Numeric forms are day-month-year or year-month-day, never month/day,
-and a two-digit year always comes last. Each formatter renders lower case; ``apply_case``
-gives the "title" and "upper" variants of the ones with Latin letters.
+Each format is a template over a date's fields (``fields``): ``FORMATS`` are the 48 the
+model trains on, ``HELDOUT_FORMATS`` five more that no training, validation or test example
+uses, which measure how the model carries what it learnt to a way of writing it never saw.
+Every character of the held-out formats occurs in the training formats, so they hold no
+token the training vocabulary lacks; each recombines familiar parts (an ordinal of a month
+followed by a comma, a dotted abbreviation with an apostrophe year, dashes after a weekday,
+year-first dots, 星期 before digits).
+
+Dates run from 1950-01-01 to 2049-12-31, so a two-digit year ("26", "'26") is never
+ambiguous: the century pivot is 50 (50-99 -> 19xx, 00-49 -> 20xx). Numeric forms are
+day-month-year or year-month-day (a four-digit year first), never month/day, and a
+two-digit year always comes last. Templates are lower case; ``render`` gives the "title"
+and "upper" case variants of those with Latin letters, and the "double" spacing variant
+(every space doubled).
 
 Pure Python and numpy: no TensorFlow, so data preparation and tests stay fast.
 """
@@ -11,7 +21,6 @@ Pure Python and numpy: no TensorFlow, so data preparation and tests stay fast.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import date, timedelta
 
 import numpy as np
@@ -23,6 +32,8 @@ FIRST_DAY = date(1950, 1, 1)
 LAST_DAY = date(2049, 12, 31)
 DAY_COUNT = (LAST_DAY - FIRST_DAY).days + 1
 CASES = ("lower", "title", "upper")
+SPACINGS = ("single", "double")
+DOUBLE_SPACING_SHARE = 0.2  # of the examples drawn with every space doubled
 
 MONTHS = (
     "january",
@@ -38,6 +49,20 @@ MONTHS = (
     "november",
     "december",
 )
+DOTTED_MONTHS = (
+    "jan.",
+    "feb.",
+    "mar.",
+    "apr.",
+    "may",
+    "jun.",
+    "jul.",
+    "aug.",
+    "sept.",
+    "oct.",
+    "nov.",
+    "dec.",
+)
 WEEKDAYS = (
     "monday",
     "tuesday",
@@ -50,6 +75,66 @@ WEEKDAYS = (
 CHINESE_WEEKDAYS = "一二三四五六日"
 CHINESE_YEAR_DIGITS = "〇一二三四五六七八九"
 
+# name -> template, lower case; the comments write 2026-11-23 (a Monday) or a date that shows
+# what padding or a dotted abbreviation does (tests/test_translate_data.py writes them all).
+FORMATS: dict[str, str] = {
+    "day_month_year": "{day} {month} {year}",  # 23 november 2026
+    "day_abbreviation_year": "{day} {mon} {year}",  # 23 nov 2026
+    "month_day_year": "{month} {day}, {year}",  # november 23, 2026
+    "abbreviation_day_short_year": "{mon} {day}, {yy}",  # nov 23, 26
+    "month_ordinal_year": "{month} {ordinal}, {year}",  # november 23rd, 2026
+    "ordinal_of_month_year": "{ordinal} of {month} {year}",  # 23rd of november 2026
+    "ordinal_month_year": "{ordinal} {month} {year}",  # 23rd november 2026
+    "weekday_month_day_year": "{weekday}, {month} {day}, {year}",  # monday, november 23, 2026
+    "weekday_the_ordinal_of_month_year": "{weekday} the {ordinal} of {month} {year}",
+    "short_weekday_day_abbreviation_year": "{wkd} {day} {mon} {year}",  # mon 23 nov 2026
+    "weekday_day_month_year_slashes": "{weekday} {day2}/{month2}/{year}",  # monday 23/11/2026
+    "day_abbreviation_year_dashes": "{day2}-{mon}-{year}",  # 23-nov-2026
+    "day_month_year_dots": "{day2}.{month2}.{year}",  # 23.11.2026
+    "day_month_short_year_dots": "{day2}.{month2}.{yy}",  # 23.11.26
+    "day_month_year_slashes": "{day2}/{month2}/{year}",  # 23/11/2026, 03/01/2026
+    "unpadded_day_month_year_slashes": "{day}/{month_number}/{year}",  # 3/1/2026
+    "day_month_short_year_dashes": "{day2}-{month2}-{yy}",  # 23-11-26
+    "year_month_day_slashes": "{year}/{month2}/{day2}",  # 2026/11/23
+    "year_month_day_dashes": "{year}-{month2}-{day2}",  # 2026-11-23, the target itself
+    "year_month_day_compact": "{year}{month2}{day2}",  # 20261123
+    "month_day_year_no_comma": "{month} {day} {year}",  # november 23 2026
+    "month_ordinal_year_no_comma": "{month} {ordinal} {year}",  # november 23rd 2026
+    "day_month_comma_year": "{day} {month}, {year}",  # 23 november, 2026
+    "the_ordinal_of_month_year": "the {ordinal} of {month} {year}",  # the 23rd of november 2026
+    "dotted_abbreviation_day_year": "{mon_dot} {day}, {year}",  # nov. 23, 2026; sept. 3, 2026
+    "day_dotted_abbreviation_year": "{day} {mon_dot} {year}",  # 23 nov. 2026; 3 may 2026
+    "abbreviation_day_apostrophe_year": "{mon} {day}, '{yy}",  # nov 23, '26
+    "day_abbreviation_apostrophe_year": "{day} {mon} '{yy}",  # 23 nov '26
+    "weekday_day_month_year": "{weekday}, {day} {month} {year}",  # monday, 23 november 2026
+    "short_weekday_abbreviation_day_year": "{wkd}, {mon} {day}, {year}",  # mon, nov 23, 2026
+    "dotted_short_weekday_ordinal_year": "{wkd}. {ordinal} {mon_dot} {year}",  # mon. 23rd nov. 2026
+    "day_month_year_dashes": "{day2}-{month2}-{year}",  # 23-11-2026
+    "unpadded_day_month_year_dots": "{day}.{month_number}.{year}",  # 3.1.2026
+    "day_month_short_year_slashes": "{day2}/{month2}/{yy}",  # 23/11/26
+    "spaced_day_month_year_slashes": "{day} / {month_number} / {year}",  # 23 / 11 / 2026
+    "unpadded_year_month_day_slashes": "{year}/{month_number}/{day}",  # 2026/1/3
+    "unpadded_year_month_day_dashes": "{year}-{month_number}-{day}",  # 2026-1-3
+    "chinese_digits": "{year}年{month_number}月{day}日",  # 2026年11月23日
+    "chinese_short_year": "{yy}年{month_number}月{day}日",  # 26年11月23日
+    "chinese_numerals": "{cn_year}年{cn_month}月{cn_day}日",  # 二〇二六年十一月二十三日
+    "chinese_digits_weekday": "{year}年{month_number}月{day}日星期{cn_weekday}",
+    "chinese_weekday_digits": "周{cn_weekday} {year}年{month_number}月{day}日",
+    "chinese_digits_bracketed_weekday": "{year}年{month_number}月{day}日（周{cn_weekday}）",
+    "chinese_numerals_weekday": "{cn_year}年{cn_month}月{cn_day}日星期{cn_weekday}",
+    "chinese_weekday_numerals": "星期{cn_weekday} {cn_year}年{cn_month}月{cn_day}日",
+    "chinese_padded_digits": "{year}年{month2}月{day2}日",  # 2026年01月03日
+    "chinese_zero_numerals": "{cn_year_zero}年{cn_month}月{cn_day}日",  # 二零二六年十一月二十三日
+    "chinese_digits_hao": "{year}年{month_number}月{day}号",  # 2026年11月23号
+}
+HELDOUT_FORMATS: dict[str, str] = {
+    "the_ordinal_of_month_comma_year": "the {ordinal} of {month}, {year}",
+    "dotted_abbreviation_ordinal_apostrophe_year": "{mon_dot} {ordinal} '{yy}",  # nov. 23rd '26
+    "short_weekday_day_month_year_dashes": "{wkd} {day2}-{month2}-{year}",  # mon 23-11-2026
+    "year_month_day_dots": "{year}.{month2}.{day2}",  # 2026.11.23
+    "chinese_weekday_prefix_digits": "星期{cn_weekday} {year}年{month_number}月{day}日",
+}
+
 
 def ordinal(number: int) -> str:
     """1 -> "1st", 2 -> "2nd", 3 -> "3rd", 11 -> "11th", 22 -> "22nd"."""
@@ -58,214 +143,47 @@ def ordinal(number: int) -> str:
     return f"{number}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(number % 10, 'th') }"
 
 
-def _month(day: date) -> str:
-    return MONTHS[day.month - 1]
-
-
-def _weekday(day: date) -> str:
-    return WEEKDAYS[day.weekday()]
-
-
-def _short_year(day: date) -> str:
-    return f"{day.year % 100:02d}"
-
-
-def _chinese_numerals(day: date) -> str:
+def fields(day: date) -> dict[str, str]:
+    """What a template names: 2026-01-03 (a Saturday) has day "3", day2 "03", ordinal "3rd",
+    month "january", mon "jan", mon_dot "jan.", month_number "1", month2 "01", year "2026",
+    yy "26", weekday "saturday", wkd "sat", cn_year "二〇二六", cn_year_zero "二零二六",
+    cn_month "一", cn_day "三", cn_weekday "六"."""
     year = "".join(CHINESE_YEAR_DIGITS[int(digit)] for digit in str(day.year))
-    return f"{year}年{chinese_words(day.month)}月{chinese_words(day.day)}日"
+    return {
+        "day": str(day.day),
+        "day2": f"{day.day:02d}",
+        "ordinal": ordinal(day.day),
+        "month": MONTHS[day.month - 1],
+        "mon": MONTHS[day.month - 1][:3],
+        "mon_dot": DOTTED_MONTHS[day.month - 1],
+        "month_number": str(day.month),
+        "month2": f"{day.month:02d}",
+        "year": str(day.year),
+        "yy": f"{day.year % 100:02d}",
+        "weekday": WEEKDAYS[day.weekday()],
+        "wkd": WEEKDAYS[day.weekday()][:3],
+        "cn_year": year,
+        "cn_year_zero": year.replace("〇", "零"),
+        "cn_month": chinese_words(day.month),
+        "cn_day": chinese_words(day.day),
+        "cn_weekday": CHINESE_WEEKDAYS[day.weekday()],
+    }
 
 
-def _chinese_digits(day: date) -> str:
-    return f"{day.year}年{day.month}月{day.day}日"
-
-
-def _chinese_weekday(day: date, prefix: str) -> str:
-    return prefix + CHINESE_WEEKDAYS[day.weekday()]
-
-
-def day_month_year(day: date) -> str:
-    """23 november 2026"""
-    return f"{day.day} {_month(day)} {day.year}"
-
-
-def day_abbreviation_year(day: date) -> str:
-    """23 nov 2026"""
-    return f"{day.day} {_month(day)[:3]} {day.year}"
-
-
-def month_day_year(day: date) -> str:
-    """november 23, 2026"""
-    return f"{_month(day)} {day.day}, {day.year}"
-
-
-def abbreviation_day_short_year(day: date) -> str:
-    """nov 23, 26"""
-    return f"{_month(day)[:3]} {day.day}, {_short_year(day)}"
-
-
-def month_ordinal_year(day: date) -> str:
-    """november 23rd, 2026"""
-    return f"{_month(day)} {ordinal(day.day)}, {day.year}"
-
-
-def ordinal_of_month_year(day: date) -> str:
-    """23rd of november 2026"""
-    return f"{ordinal(day.day)} of {_month(day)} {day.year}"
-
-
-def ordinal_month_year(day: date) -> str:
-    """23rd november 2026"""
-    return f"{ordinal(day.day)} {_month(day)} {day.year}"
-
-
-def weekday_month_day_year(day: date) -> str:
-    """monday, november 23, 2026"""
-    return f"{_weekday(day)}, {_month(day)} {day.day}, {day.year}"
-
-
-def weekday_the_ordinal_of_month_year(day: date) -> str:
-    """monday the 23rd of november 2026"""
-    return f"{_weekday(day)} the {ordinal(day.day)} of {_month(day)} {day.year}"
-
-
-def short_weekday_day_abbreviation_year(day: date) -> str:
-    """mon 23 nov 2026"""
-    return f"{_weekday(day)[:3]} {day.day} {_month(day)[:3]} {day.year}"
-
-
-def weekday_day_month_year_slashes(day: date) -> str:
-    """monday 23/11/2026"""
-    return f"{_weekday(day)} {day.day:02d}/{day.month:02d}/{day.year}"
-
-
-def day_abbreviation_year_dashes(day: date) -> str:
-    """23-nov-2026"""
-    return f"{day.day:02d}-{_month(day)[:3]}-{day.year}"
-
-
-def day_month_year_dots(day: date) -> str:
-    """23.11.2026"""
-    return f"{day.day:02d}.{day.month:02d}.{day.year}"
-
-
-def day_month_short_year_dots(day: date) -> str:
-    """23.11.26"""
-    return f"{day.day:02d}.{day.month:02d}.{_short_year(day)}"
-
-
-def day_month_year_slashes(day: date) -> str:
-    """23/11/2026 (03/01/2026 for 3 January)"""
-    return f"{day.day:02d}/{day.month:02d}/{day.year}"
-
-
-def unpadded_day_month_year_slashes(day: date) -> str:
-    """23/11/2026 (3/1/2026 for 3 January)"""
-    return f"{day.day}/{day.month}/{day.year}"
-
-
-def day_month_short_year_dashes(day: date) -> str:
-    """23-11-26"""
-    return f"{day.day:02d}-{day.month:02d}-{_short_year(day)}"
-
-
-def year_month_day_slashes(day: date) -> str:
-    """2026/11/23"""
-    return f"{day.year}/{day.month:02d}/{day.day:02d}"
-
-
-def year_month_day_dashes(day: date) -> str:
-    """2026-11-23 (the target itself)"""
-    return day.isoformat()
-
-
-def year_month_day_compact(day: date) -> str:
-    """20261123"""
-    return f"{day.year}{day.month:02d}{day.day:02d}"
-
-
-def chinese_digits(day: date) -> str:
-    """2026年11月23日"""
-    return _chinese_digits(day)
-
-
-def chinese_short_year(day: date) -> str:
-    """26年11月23日"""
-    return f"{_short_year(day)}年{day.month}月{day.day}日"
-
-
-def chinese_numerals(day: date) -> str:
-    """二〇二六年十一月二十三日"""
-    return _chinese_numerals(day)
-
-
-def chinese_digits_weekday(day: date) -> str:
-    """2026年11月23日星期一"""
-    return _chinese_digits(day) + _chinese_weekday(day, "星期")
-
-
-def chinese_weekday_digits(day: date) -> str:
-    """周一 2026年11月23日"""
-    return f"{_chinese_weekday(day, '周')} {_chinese_digits(day)}"
-
-
-def chinese_digits_bracketed_weekday(day: date) -> str:
-    """2026年11月23日（周一）"""
-    return f"{_chinese_digits(day)}（{_chinese_weekday(day, '周')}）"
-
-
-def chinese_numerals_weekday(day: date) -> str:
-    """二〇二六年十一月二十三日星期一"""
-    return _chinese_numerals(day) + _chinese_weekday(day, "星期")
-
-
-def chinese_weekday_numerals(day: date) -> str:
-    """星期一 二〇二六年十一月二十三日"""
-    return f"{_chinese_weekday(day, '星期')} {_chinese_numerals(day)}"
-
-
-FORMATS: tuple[Callable[[date], str], ...] = (
-    day_month_year,
-    day_abbreviation_year,
-    month_day_year,
-    abbreviation_day_short_year,
-    month_ordinal_year,
-    ordinal_of_month_year,
-    ordinal_month_year,
-    weekday_month_day_year,
-    weekday_the_ordinal_of_month_year,
-    short_weekday_day_abbreviation_year,
-    weekday_day_month_year_slashes,
-    day_abbreviation_year_dashes,
-    day_month_year_dots,
-    day_month_short_year_dots,
-    day_month_year_slashes,
-    unpadded_day_month_year_slashes,
-    day_month_short_year_dashes,
-    year_month_day_slashes,
-    year_month_day_dashes,
-    year_month_day_compact,
-    chinese_digits,
-    chinese_short_year,
-    chinese_numerals,
-    chinese_digits_weekday,
-    chinese_weekday_digits,
-    chinese_digits_bracketed_weekday,
-    chinese_numerals_weekday,
-    chinese_weekday_numerals,
+NAMES = frozenset(name[:length] for name in MONTHS + WEEKDAYS for length in (3, None)) | frozenset(
+    month.rstrip(".") for month in DOTTED_MONTHS
 )
-
-
-NAMES = frozenset(name[:length] for name in MONTHS + WEEKDAYS for length in (3, None))
 
 
 def _capitalise_name(word: re.Match[str]) -> str:
     text = word.group()
-    return text.capitalize() if text in NAMES else text
+    return text.capitalize() if text in NAMES or word.start() == 0 else text
 
 
 def apply_case(text: str, case: str) -> str:
-    """ "lower" keeps a formatter's text, "title" capitalises the month and weekday names
-    ("Monday the 23rd of November 2026"), "upper" upper-cases every letter ("23RD")."""
+    """ "lower" keeps a template's text, "title" capitalises the month and weekday names and
+    a word that starts the text ("The 23rd of November 2026", "Sept. 3, 2026"), "upper"
+    upper-cases every letter ("23RD")."""
     if case == "lower":
         return text
     if case == "title":
@@ -275,16 +193,23 @@ def apply_case(text: str, case: str) -> str:
     raise ValueError(f"case {case!r} is not one of {', '.join(CASES)}")
 
 
-def render(day: date, formatter: Callable[[date], str], case: str = "lower") -> str:
-    """``day`` written by ``formatter`` (one of FORMATS) in ``case`` (one of CASES)."""
-    return apply_case(formatter(day), case)
+def render(day: date, template: str, case: str = "lower", spacing: str = "single") -> str:
+    """``day`` written by ``template`` (a value of FORMATS or HELDOUT_FORMATS) in ``case``
+    (one of CASES) and ``spacing`` (one of SPACINGS: "double" doubles every space)."""
+    if spacing not in SPACINGS:
+        raise ValueError(f"spacing {spacing!r} is not one of {', '.join(SPACINGS)}")
+    text = apply_case(template.format(**fields(day)), case)
+    return text.replace(" ", "  ") if spacing == "double" else text
 
 
 def _longest_source() -> int:
     """Lengths depend on day, month and weekday only; days 21-27 of each month meet every
     weekday with the longest day numbers in every format, so one year holds every maximum."""
     year = [date(2024, 1, 1) + timedelta(days) for days in range(366)]
-    return max(len(formatter(day)) for formatter in FORMATS for day in year)
+    templates = [*FORMATS.values(), *HELDOUT_FORMATS.values()]
+    return max(
+        len(render(day, template, "lower", "double")) for template in templates for day in year
+    )
 
 
 LONGEST_SOURCE = _longest_source()
@@ -292,14 +217,17 @@ LONGEST_TARGET = len("YYYY-MM-DD")
 
 
 def date_splits(seed: int, train: int, val: int, test: int) -> dict[str, list[tuple[str, str]]]:
-    """(written date, ISO date) pairs for "train", "val" and "test", deterministic for a seed.
+    """(written date, ISO date) pairs for "train", "val", "test" and "heldout_formats",
+    deterministic for a seed.
 
     One example per calendar date: a seeded permutation of the 36525 dates gives test the
     first ``test`` dates, validation the next ``val`` and training the next ``train``, so no
     date of validation or test appears in training in any format (and the test dates of a
     seed, nor their formats, change with ``train`` and ``val``). Each example draws its
-    format uniformly from FORMATS and its case uniformly from CASES (the case changes only
-    formats with Latin letters).
+    template uniformly from FORMATS, its case uniformly from CASES (the case changes only
+    templates with Latin letters) and its spacing from SPACINGS (DOUBLE_SPACING_SHARE
+    doubled). "heldout_formats" writes the test dates again, each in a template drawn
+    uniformly from HELDOUT_FORMATS, with the test example's case and spacing.
     """
     sizes = {"test": test, "val": val, "train": train}
     for split, size in sizes.items():
@@ -315,14 +243,21 @@ def date_splits(seed: int, train: int, val: int, test: int) -> dict[str, list[tu
     offsets = rng.permutation(DAY_COUNT)
     formats = rng.integers(len(FORMATS), size=DAY_COUNT)
     cases = rng.integers(len(CASES), size=DAY_COUNT)
-    pairs = []
-    for offset, format_index, case_index in zip(
-        offsets[:total], formats[:total], cases[:total], strict=True
-    ):
+    spacings = rng.random(DAY_COUNT) < DOUBLE_SPACING_SHARE
+    heldout = rng.integers(len(HELDOUT_FORMATS), size=DAY_COUNT)
+    templates, heldout_templates = list(FORMATS.values()), list(HELDOUT_FORMATS.values())
+    pairs, heldout_pairs = [], []
+    for index, offset in enumerate(offsets[:total]):
         day = FIRST_DAY + timedelta(days=int(offset))
-        pairs.append((render(day, FORMATS[format_index], CASES[case_index]), day.isoformat()))
+        case, spacing = CASES[cases[index]], SPACINGS[int(spacings[index])]
+        pairs.append((render(day, templates[formats[index]], case, spacing), day.isoformat()))
+        if index < test:
+            written = render(day, heldout_templates[heldout[index]], case, spacing)
+            heldout_pairs.append((written, day.isoformat()))
     splits, start = {}, 0
     for split, size in sizes.items():
         splits[split] = pairs[start : start + size]
         start += size
-    return {split: splits[split] for split in ("train", "val", "test")}
+    return {split: splits[split] for split in ("train", "val", "test")} | {
+        "heldout_formats": heldout_pairs
+    }

@@ -52,7 +52,8 @@ def evaluate(
     model: keras.Model, untrained: keras.Model, data: Datasets, config: Config, run: RunDir
 ) -> dict[str, Any]:
     """Greedy and beam-search scores on the test split, the untrained model's greedy exact
-    match, a few examples, and attention plots of the first test examples."""
+    match, greedy exact match on the held-out formats (the dates), a few examples, and
+    attention plots of the first test examples."""
     sources = [s for s, _ in data.splits["test"]]
     references = [t for _, t in data.splits["test"]]
     translator = keras_translator(model, config, run.path / "vocab")  # the trainer wrote it
@@ -72,6 +73,14 @@ def evaluate(
             f"{name}_{k}": v for k, v in scores(translations, references, data.mode).items()
         }
     metrics["untrained_greedy_exact_match"] = scores(baseline, references, data.mode)["exact_match"]
+    if "heldout_formats" in data.splits:  # the dates: the test dates in formats never trained on
+        heldout = data.splits["heldout_formats"]
+        print(f"decoding {len(heldout):,} held-out-format sources: greedy", flush=True)
+        outputs = translator.greedy([source for source, _ in heldout])
+        metrics["heldout_formats_pairs"] = len(heldout)
+        metrics["greedy_exact_match_heldout_formats"] = scores(
+            outputs, [target for _, target in heldout], data.mode
+        )["exact_match"]
     metrics["examples"] = [
         {"source": sources[i], "reference": references[i]}
         | {name: translations[i].text for name, translations in decodings.items()}
@@ -94,6 +103,12 @@ def format_metrics(metrics: dict[str, Any], config: Config) -> str:
         for e in metrics["examples"][:3]
     ]
     header = "| greedy |" + (f" beam {config.beam_width} |" if config.beam_width else "")
+    heldout = []
+    if "heldout_formats_pairs" in metrics:
+        heldout.append(
+            f"held-out formats ({metrics['heldout_formats_pairs']} test dates) greedy exact "
+            f"match: {metrics['greedy_exact_match_heldout_formats']:.4f}"
+        )
     return "\n".join(
         [
             f"| test ({metrics['test_pairs']} pairs) {header}",
@@ -101,6 +116,7 @@ def format_metrics(metrics: dict[str, Any], config: Config) -> str:
             *rows,
             "",
             f"untrained greedy exact match: {metrics['untrained_greedy_exact_match']:.4f}",
+            *heldout,
             "examples:",
             *examples,
         ]
