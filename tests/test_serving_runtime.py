@@ -5,6 +5,8 @@ checked against the vocabulary and inputs the graph cannot run on together."""
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from keras_rnn.errors import UserError
 from serving.predict import main as predict_main
 from serving.runtime import forecast, load_graph
-from tests.conftest import assert_user_error, run_without_tensorflow
+from tests.conftest import REPO, assert_user_error, run_without_tensorflow
 from tests.test_charlm import CHARLM
 from tests.test_sine import WINDOW
 
@@ -101,6 +103,34 @@ def test_predict_warns_when_the_window_is_not_the_training_length(exported_run, 
     ]
     assert predict_main([str(run_dir), "--window=" + ",".join(f"{v:.6f}" for v in WINDOW)]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_empty_inputs_are_refused_not_run(tiny_runs):
+    """onnxruntime aborts the process on a char_lm input with no steps: ExportedGraph refuses
+    any empty input first (run in a child process, so that an abort fails the test)."""
+    code = (
+        "import sys, numpy as np\n"
+        "from serving.errors import UserError\n"
+        "from serving.runtime.graph import load_graph\n"
+        "graph = load_graph(__import__('pathlib').Path(sys.argv[1]), 'char_lm')\n"
+        "for shape in ((2, 0), (0, 3)):\n"
+        "    try:\n"
+        "        graph(**{graph.inputs[0]['name']: np.zeros(shape, np.int32)})\n"
+        "    except UserError as error:\n"
+        "        print(error)\n"
+    )
+    export_dir = CHARLM.exported(tiny_runs) / "export"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(export_dir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all(" is empty (shape " in line for line in lines), lines
+    assert lines[0].endswith("(2, 0))") and lines[1].endswith("(0, 3))")
 
 
 def test_ids_outside_the_vocabulary_are_refused_by_name(tiny_runs, tmp_path):

@@ -156,6 +156,8 @@ def _checked(name: str, value: Any, spec: dict[str, Any]) -> np.ndarray:
                 f"input {name} must have size {want} on axis {axis} (shape {_shape_text(shape)}), "
                 f"got shape {tuple(array.shape)}"
             )
+    if 0 in array.shape:  # onnxruntime aborts the whole process on some empty inputs
+        raise UserError(f"input {name} is empty (shape {tuple(array.shape)})")
     check_range(name, array, dtype, spec.get("range"))
     return array.astype(dtype, copy=False)
 
