@@ -135,6 +135,7 @@ def resume_hint(run_dir: Path) -> str:
     return f"continue the run with: {shlex.join(command)}"
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     try:
         config, args = parse_args(argv)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
+import select
 import signal
 import sys
 import threading
@@ -35,6 +37,7 @@ def report(error: UserError) -> int:
 
 
 INTERRUPTED = 130  # the shell's status for a process ended by SIGINT (128 + 2)
+BROKEN_PIPE = 141  # the shell's status for a process ended by SIGPIPE (128 + 13)
 _cleanups: list[Callable[[], None]] = []
 
 
@@ -89,6 +92,44 @@ def on_interrupt(cleanup: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         _cleanups.remove(cleanup)
+
+
+def pipe_safe(main: Callable[..., int]) -> Callable[..., int]:
+    """Decorate a CLI's ``main``: once nothing reads standard output any more (``| head -1``),
+    the command ends quietly with status 141, as a Unix tool that SIGPIPE ends, instead of a
+    ``BrokenPipeError`` traceback and status 1.
+
+    Python ignores SIGPIPE, so a write to a pipe whose reader is gone raises wherever it
+    happens. Standard output is flushed inside the call (a failed flush at exit would print
+    "Exception ignored"), then pointed at os.devnull (Python's documented recipe) so that the
+    flush at exit has nowhere to fail. A ``BrokenPipeError`` of anything else (a socket)
+    propagates.
+    """
+
+    @functools.wraps(main)
+    def run(*args: Any, **kwargs: Any) -> int:
+        try:
+            status = main(*args, **kwargs)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            if not _stdout_unread():
+                raise
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return BROKEN_PIPE
+        return status
+
+    return run
+
+
+def _stdout_unread() -> bool:
+    """Whether standard output is a pipe or socket whose reader is gone."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)  # errors and hang-ups are always reported
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no descriptor
+        return False
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in events)
 
 
 def positive_int(text: str) -> int:

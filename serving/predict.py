@@ -105,6 +105,7 @@ class Tasks:
         return self.runtimes[self.check(graph, args)].predict(graph, args)
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = task_parser("python -m serving.predict", __doc__.splitlines()[0])
     parser.add_argument(

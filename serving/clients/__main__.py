@@ -41,6 +41,7 @@ def seconds(text: str) -> float:
     return value
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = task_parser("python -m serving.clients", __doc__.splitlines()[0])
     parser.add_argument(
