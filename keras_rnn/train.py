@@ -31,7 +31,7 @@ from keras_rnn.config import (
     task_configs,
 )
 from keras_rnn.errors import UserError
-from keras_rnn.runs import RunDir, check_resumable, check_run_dir, read_json
+from keras_rnn.runs import RunDir, check_resumable, check_run_dir, check_run_flags, read_json
 from serving import cli
 
 RESUMABLE_FLAGS = {"epochs", "patience", "tensorboard"}  # what --resume may change
@@ -59,7 +59,9 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     pre.add_argument("--task")
     pre.add_argument("--run-dir")
     pre.add_argument("--resume", action="store_true")
+    pre.add_argument("--force", action="store_true")
     known, _ = pre.parse_known_args(argv)
+    check_run_flags(known.force, known.resume)  # before --resume reads the run
     task = known.task or "sine"
     if known.resume and known.run_dir is not None:  # the run knows its task
         task = saved_config(RunDir(Path(known.run_dir)), known.task)["task"]

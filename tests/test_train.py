@@ -191,6 +191,20 @@ def test_resume_reads_the_task_from_the_run(tmp_path, cli_error, monkeypatch):
     cli_error(train.main, ["--resume"], "cannot resume runs/sine-lstm", "no config.json")
 
 
+@pytest.mark.parametrize("finished", [False, True])
+def test_force_with_resume_is_a_contradiction_on_any_run(finished, tmp_path, cli_error):
+    """Not "pass --force to retrain" to a user who passed it; the run stays as it was."""
+    from keras_rnn.tasks.sine import Config as SineConfig
+
+    run_dir = tmp_path / "run"
+    started_run(run_dir, SineConfig())
+    if finished:
+        (run_dir / "metrics.json").write_text("{}")
+    argv = ["--run-dir", run_dir, "--force", "--resume"]
+    cli_error(train.main, argv, "--force and --resume contradict each other: pick one")
+    assert (run_dir / "config.json").is_file() and (run_dir / "metrics.json").exists() == finished
+
+
 def test_threads_apply_to_tensorflow_and_are_recorded_apart(tmp_path):
     """--threads is a runtime setting: config.json records it beside the task's config, and
     TensorFlow in the training process runs with it."""
