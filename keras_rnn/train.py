@@ -69,7 +69,10 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
 
     parser = cli.ArgumentParser(
         prog="python -m keras_rnn.train",
-        description="Train a recurrent model; write config, checkpoints, model, metrics, plots.",
+        usage="%(prog)s [--task TASK] [--run-dir DIR] [--resume | --force] [FLAG ...]",
+        description="Train a recurrent model; write config, checkpoints, model, metrics, plots. "
+        f"The hyperparameters listed are {task}'s: --task TASK --help lists those of another "
+        f"task ({', '.join(task_configs())}).",
     )
     parser.add_argument(
         "--task",

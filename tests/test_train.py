@@ -160,6 +160,15 @@ def test_help_lists_flags_with_defaults():
         assert text in result.stdout
 
 
+@pytest.mark.parametrize("task", [None, "charlm"])
+def test_help_says_whose_hyperparameters_it_lists(task):
+    """In its first lines: --task TASK --help shows another task's."""
+    result = run_module("keras_rnn.train", *(["--task", task] if task else []), "--help")
+    first_lines = " ".join(" ".join(result.stdout.splitlines()[:6]).split())
+    assert f"The hyperparameters listed are {task or 'sine'}'s" in first_lines
+    assert "--task TASK --help lists those of another task (addition, " in first_lines
+
+
 def started_run(path, config) -> None:
     """A run directory as training leaves it before its first epoch ends."""
     path.mkdir(parents=True)
