@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 from serving.errors import UserError
@@ -130,6 +131,17 @@ def _stdout_unread() -> bool:
     except (AttributeError, OSError, ValueError):  # no poll (Windows), no descriptor
         return False
     return any(event & (select.POLLERR | select.POLLHUP) for _, event in events)
+
+
+def input_file(path: str | Path, kind: str) -> Path:
+    """``path`` as a ``Path`` once something that is not a folder is there; else a
+    ``UserError`` that names the flag's mistake (``kind`` names the file: "CSV", "CoNLL")."""
+    file = Path(path)
+    if file.is_dir():
+        raise UserError(f"{path} is a folder, not a {kind} file: give the file's path")
+    if not file.exists():
+        raise UserError(f"{kind} file not found: {path}")
+    return file
 
 
 def positive_int(text: str) -> int:
