@@ -115,6 +115,7 @@ def plot(results: dict[str, dict[int, tuple[int, int]]], path: Path) -> None:
     plots.save_figure(figure, path)
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m benchmarks.attention_length", description=__doc__.splitlines()[0]

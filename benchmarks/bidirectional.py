@@ -111,6 +111,7 @@ def row(cell: str, units: int, shape: str, threads: int, repeats: int) -> str:
     return f"| {cell} | {units} | {shape} | {two_ms:.3f} | {one_ms:.3f} | {two_ms / one_ms:.2f}x |"
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m benchmarks.bidirectional", description=__doc__.splitlines()[0]

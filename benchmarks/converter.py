@@ -78,6 +78,7 @@ def inputs(batch: int) -> np.ndarray:
     return values
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m benchmarks.converter", description=__doc__.splitlines()[0]

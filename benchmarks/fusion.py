@@ -147,6 +147,7 @@ def scratch_folder() -> Iterator[Path]:
         yield Path(folder)
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m benchmarks.fusion", description=__doc__.splitlines()[0]

@@ -108,6 +108,7 @@ def time_backends(backends: dict, feed: dict[str, np.ndarray], repeats: int) -> 
     return {name: median_ms(call, repeats) for name, call in calls.items()}
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m benchmarks.inference", description=__doc__.splitlines()[0]

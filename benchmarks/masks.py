@@ -113,6 +113,7 @@ def benchmark_cell(cell: str, units: int, threads: int, repeats: int, folder: Pa
     return rows
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m benchmarks.masks", description=__doc__.splitlines()[0]

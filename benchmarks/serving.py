@@ -213,6 +213,7 @@ def concurrency_list(text: str) -> list[int]:
     return [cli.positive_int(part) for part in text.split(",")]
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m benchmarks.serving", description=__doc__.splitlines()[0]

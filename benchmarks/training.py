@@ -244,6 +244,7 @@ def parse_args(argv: list[str] | None):
     return args
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)

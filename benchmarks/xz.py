@@ -45,6 +45,7 @@ def row(label: str, config: Config, figures: tuple[float | None, float | None]) 
     )
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="python -m benchmarks.xz", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", type=Path, help="finished charlm runs to compare")

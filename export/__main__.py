@@ -20,6 +20,7 @@ from keras_rnn.runs import check_export_dir, finished_run
 from serving import cli
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="python -m export", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a finished run directory")

@@ -93,6 +93,7 @@ def check_savedmodel_file(savedmodel_dir: Path) -> None:
         raise UserError(f"{damaged}: it holds no MetaGraph")
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="python -m export.verify", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="an exported run directory")

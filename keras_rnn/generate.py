@@ -20,6 +20,7 @@ from serving.runtime.charlm import add_generation_flags, check_generation, sampl
 from serving.runtime.vocab import Vocabulary, unknown_note
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m keras_rnn.generate", description=__doc__.splitlines()[0]

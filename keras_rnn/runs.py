@@ -150,8 +150,7 @@ def check_run_dir(path: str | Path, force: bool = False, resume: bool = False) -
     config.json and be unfinished) is given; so is a path inside another run or an export.
     """
     run = RunDir(Path(path))
-    if force and resume:
-        raise UserError("--force and --resume contradict each other: pick one")
+    check_run_flags(force, resume)
     check_outside_owned_folders(run.path, "--run-dir")
     if resume:
         check_resumable(run)
@@ -167,6 +166,12 @@ def check_run_dir(path: str | Path, force: bool = False, resume: bool = False) -
                 f"{run.path} exists: pass --force to overwrite it, or --resume to continue it"
             )
     return run
+
+
+def check_run_flags(force: bool, resume: bool) -> None:
+    """Refuse ``--force`` with ``--resume``: one deletes the run that the other continues."""
+    if force and resume:
+        raise UserError("--force and --resume contradict each other: pick one")
 
 
 def check_export_dir(path: Path, force: bool) -> None:

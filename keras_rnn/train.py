@@ -31,7 +31,7 @@ from keras_rnn.config import (
     task_configs,
 )
 from keras_rnn.errors import UserError
-from keras_rnn.runs import RunDir, check_resumable, check_run_dir, read_json
+from keras_rnn.runs import RunDir, check_resumable, check_run_dir, check_run_flags, read_json
 from serving import cli
 
 RESUMABLE_FLAGS = {"epochs", "patience", "tensorboard"}  # what --resume may change
@@ -59,7 +59,9 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
     pre.add_argument("--task")
     pre.add_argument("--run-dir")
     pre.add_argument("--resume", action="store_true")
+    pre.add_argument("--force", action="store_true")
     known, _ = pre.parse_known_args(argv)
+    check_run_flags(known.force, known.resume)  # before --resume reads the run
     task = known.task or "sine"
     if known.resume and known.run_dir is not None:  # the run knows its task
         task = saved_config(RunDir(Path(known.run_dir)), known.task)["task"]
@@ -67,7 +69,10 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
 
     parser = cli.ArgumentParser(
         prog="python -m keras_rnn.train",
-        description="Train a recurrent model; write config, checkpoints, model, metrics, plots.",
+        usage="%(prog)s [--task TASK] [--run-dir DIR] [--resume | --force] [FLAG ...]",
+        description="Train a recurrent model; write config, checkpoints, model, metrics, plots. "
+        f"The hyperparameters listed are {task}'s: --task TASK --help lists those of another "
+        f"task ({', '.join(task_configs())}).",
     )
     parser.add_argument(
         "--task",
@@ -135,6 +140,7 @@ def resume_hint(run_dir: Path) -> str:
     return f"continue the run with: {shlex.join(command)}"
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     try:
         config, args = parse_args(argv)

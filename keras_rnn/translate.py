@@ -25,6 +25,7 @@ from serving import cli
 from serving.runtime.translate import as_json, check_beam_flags, translate_texts
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m keras_rnn.translate", description=__doc__.splitlines()[0]

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
+import select
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 from serving.errors import UserError
@@ -35,6 +38,7 @@ def report(error: UserError) -> int:
 
 
 INTERRUPTED = 130  # the shell's status for a process ended by SIGINT (128 + 2)
+BROKEN_PIPE = 141  # the shell's status for a process ended by SIGPIPE (128 + 13)
 _cleanups: list[Callable[[], None]] = []
 
 
@@ -89,6 +93,55 @@ def on_interrupt(cleanup: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         _cleanups.remove(cleanup)
+
+
+def pipe_safe(main: Callable[..., int]) -> Callable[..., int]:
+    """Decorate a CLI's ``main``: once nothing reads standard output any more (``| head -1``),
+    the command ends quietly with status 141, as a Unix tool that SIGPIPE ends, instead of a
+    ``BrokenPipeError`` traceback and status 1.
+
+    Python ignores SIGPIPE, so a write to a pipe whose reader is gone raises wherever it
+    happens. Standard output is flushed inside the call (a failed flush at exit would print
+    "Exception ignored"), then pointed at os.devnull (Python's documented recipe) so that the
+    flush at exit has nowhere to fail. A ``BrokenPipeError`` of anything else (a socket)
+    propagates.
+    """
+
+    @functools.wraps(main)
+    def run(*args: Any, **kwargs: Any) -> int:
+        try:
+            status = main(*args, **kwargs)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            if not _stdout_unread():
+                raise
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return BROKEN_PIPE
+        return status
+
+    return run
+
+
+def _stdout_unread() -> bool:
+    """Whether standard output is a pipe or socket whose reader is gone."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)  # errors and hang-ups are always reported
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no descriptor
+        return False
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in events)
+
+
+def input_file(path: str | Path, kind: str) -> Path:
+    """``path`` as a ``Path`` once something that is not a folder is there; else a
+    ``UserError`` that names the flag's mistake (``kind`` names the file: "CSV", "CoNLL")."""
+    file = Path(path)
+    if file.is_dir():
+        raise UserError(f"{path} is a folder, not a {kind} file: give the file's path")
+    if not file.exists():
+        raise UserError(f"{kind} file not found: {path}")
+    return file
 
 
 def positive_int(text: str) -> int:

@@ -31,6 +31,7 @@ import serving.runtime
 from serving import cli
 from serving.errors import UserError
 from serving.runtime import load_graph
+from serving.runtime.graph import read_manifest
 
 
 class _Parser(cli.ArgumentParser):
@@ -105,6 +106,7 @@ class Tasks:
         return self.runtimes[self.check(graph, args)].predict(graph, args)
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = task_parser("python -m serving.predict", __doc__.splitlines()[0])
     parser.add_argument(
@@ -115,12 +117,34 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         with cli.exit_on_interrupt(lambda: "nothing was predicted"):
-            graph = load_graph(args.run_dir / "export", args.graph, args.threads)
+            export_dir = run_export(args.run_dir)
+            check_driven(export_dir, args.graph)
+            graph = load_graph(export_dir, args.graph, args.threads)
             result, text = tasks.predict(graph, args)
     except UserError as error:
         return cli.report(error)
     print(json.dumps(result) if args.json else text)
     return 0
+
+
+def run_export(run_dir: Path) -> Path:
+    """The export folder of the run at ``run_dir``, once that run directory exists."""
+    if not run_dir.is_dir():
+        raise UserError(f"run directory not found: {run_dir}")
+    return run_dir / "export"
+
+
+def check_driven(export_dir: Path, name: str | None) -> None:
+    """Refuse ``--graph NAME`` for a graph the export lists that the task's runtime does not
+    drive: of several graphs, it drives those marked ``default`` (charlm's lm_step)."""
+    entries = {entry["name"]: entry for entry in read_manifest(export_dir)["graphs"]}
+    driven = [n for n, entry in entries.items() if entry.get("runtime", {}).get("default")]
+    if name in entries and driven and name not in driven:
+        task = entries[name].get("runtime", {}).get("task")
+        raise UserError(
+            f"--graph {name}: the {task} runtime drives graph {', '.join(driven)}, not {name} "
+            "(leave --graph out)"
+        )
 
 
 def refuse_other_tasks_flags(args: argparse.Namespace, task: str, flags: dict) -> None:

@@ -208,6 +208,19 @@ class TaskBattery:
         argv = [trained, *self.case.query]
         cli_error(predict_main, argv, "manifest.json is missing", "python -m export")
 
+    def test_predict_names_the_graph_it_drives(self, exported: Path, cli_error) -> None:
+        """Of several graphs, another than the one the runtime drives is refused by name."""
+        from serving.predict import main as predict_main
+
+        entries = read_json(exported / "export" / "manifest.json")["graphs"]
+        (driven,) = [e["name"] for e in entries if e["runtime"].get("default")] or [None]
+        if driven is None:
+            pytest.skip(f"the {self.case.task} export has one graph: predict drives it")
+        for name in self.case.graphs:
+            if name != driven:
+                argv = [exported, *self.case.query, "--graph", name]
+                cli_error(predict_main, argv, f"--graph {name}: the", f"drives graph {driven},")
+
     def test_an_unserved_task_is_one_line(self, exported: Path, tmp_path: Path, cli_error) -> None:
         from serving.predict import main as predict_main
 

@@ -67,6 +67,7 @@ CHARLM = TaskCase(
     assets=("vocab/vocab.json",),
     bad_training=(
         refusal(["--bidirectional"], "--bidirectional does not apply to a language model"),
+        refusal(["--text", "."], ". is a folder, not a text file"),
         refusal(["--sample-every", "-1"], "--sample-every must be >= 0, got -1"),
         refusal(["--sample-prefix", ""], "--sample-prefix must not be empty"),
         refusal(["--dynamic-rate", "-0.1"], "--dynamic-rate must be a number >= 0, got -0.1"),

@@ -322,6 +322,26 @@ def test_a_custom_layer_keras_cannot_find_is_named_and_import_finds_it(
     cli_error(model_main, [*argv[:1], tmp_path / "o2", "--import", "no_such_module_14"], "no_such")
 
 
+def test_a_class_of_the_saving_script_is_named_and_import_finds_it(
+    tmp_path, monkeypatch, cli_error
+):
+    """Keras writes no module for a class defined in ``__main__``: the class is named, not
+    Keras's "could not be deserialized properly"; with --import of a module that defines it
+    now, the model converts."""
+    registration = '@keras.saving.register_keras_serializable(package="user")\n'
+    (tmp_path / "moved_layers_21.py").write_text(CUSTOM_LAYER.replace(registration, ""))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from moved_layers_21 import Doubled  # not registered
+
+    monkeypatch.setattr(Doubled, "__module__", "__main__")  # as if the saving script defined it
+    model = keras.Sequential([keras.Input((None, 2)), Doubled(), keras.layers.GRU(4)])
+    model.save(tmp_path / "script.keras")
+    monkeypatch.delitem(sys.modules, "moved_layers_21")
+    argv = [tmp_path / "script.keras", tmp_path / "out"]
+    cli_error(model_main, argv, "uses Doubled (defined in a script)", "--import MODULE")
+    assert quietly(model_main, [*argv, "--import", "moved_layers_21"])[0] == 0
+
+
 def test_cheap_checks_come_before_tensorflow(tmp_path):
     """A missing model file and a taken OUT_DIR are refused with TensorFlow unimportable."""
     blocker = without_tensorflow("export.model", blocked=("tensorflow", "keras", "tf2onnx"))

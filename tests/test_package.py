@@ -36,6 +36,16 @@ SCRIPTS = {
 SERVING_SCRIPTS = {name: target for name, target in SCRIPTS.items() if target.startswith("serving")}
 
 
+def test_the_readme_and_the_design_page_list_every_console_script():
+    """The README's sentence that lists the commands, and the design page's CLI table."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("Each CLI is then also a command")
+    listed = readme[start : readme.index("\n\n", start)]
+    design = (REPO / "docs" / "design.md").read_text()
+    for name in SCRIPTS:
+        assert f"`{name}`" in listed and f"| `{name}` |" in design, name
+
+
 def pip(*args: str | Path) -> None:
     command = [sys.executable, "-m", "pip", *map(str, args), "--no-deps", "--no-index", "-q"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from keras_rnn.errors import UserError
+from serving.clients.__main__ import main as clients_main
 from serving.predict import main as predict_main
 from serving.runtime import forecast, load_graph
 from tests.conftest import REPO, assert_user_error, run_without_tensorflow
@@ -91,6 +92,12 @@ def test_corrupt_onnx_is_one_line(damage, exported_run, tmp_path):
 def test_predict_refuses_values_no_flag_takes(argv, fragment, exported_run, cli_error):
     """Checked while parsing, before the run's task is known (--seed is charlm's)."""
     cli_error(predict_main, [exported_run("lstm"), "--window", "0.1,0.2", *argv], fragment)
+
+
+@pytest.mark.parametrize("main", [predict_main, clients_main])
+def test_a_missing_run_directory_is_named(main, tmp_path, cli_error):
+    """Not the manifest it would hold, as export and translate say."""
+    cli_error(main, [tmp_path / "nonexistent", "x"], f"run directory not found: {tmp_path}")
 
 
 def test_predict_warns_when_the_window_is_not_the_training_length(exported_run, capsys):

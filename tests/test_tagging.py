@@ -91,6 +91,7 @@ TAGGING = TaskCase(
     bad_training=(
         refusal(["--max-length", "0"], "--max-length must be positive"),
         refusal(["--conll", "missing.conll"], "CoNLL file not found"),
+        refusal(["--conll", "."], ". is a folder, not a CoNLL file"),
     ),
     bad_predict=(refusal(["--text", "   "], "--text is empty"),),
 )

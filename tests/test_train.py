@@ -160,6 +160,15 @@ def test_help_lists_flags_with_defaults():
         assert text in result.stdout
 
 
+@pytest.mark.parametrize("task", [None, "charlm"])
+def test_help_says_whose_hyperparameters_it_lists(task):
+    """In its first lines: --task TASK --help shows another task's."""
+    result = run_module("keras_rnn.train", *(["--task", task] if task else []), "--help")
+    first_lines = " ".join(" ".join(result.stdout.splitlines()[:6]).split())
+    assert f"The hyperparameters listed are {task or 'sine'}'s" in first_lines
+    assert "--task TASK --help lists those of another task (addition, " in first_lines
+
+
 def started_run(path, config) -> None:
     """A run directory as training leaves it before its first epoch ends."""
     path.mkdir(parents=True)
@@ -189,6 +198,20 @@ def test_resume_reads_the_task_from_the_run(tmp_path, cli_error, monkeypatch):
     config, args = train.parse_args(["--task", "tagging", "--cell", "gru", "--resume"])
     assert config.task == "tagging" and args.run_dir == Path("runs/tagging-gru")
     cli_error(train.main, ["--resume"], "cannot resume runs/sine-lstm", "no config.json")
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_force_with_resume_is_a_contradiction_on_any_run(finished, tmp_path, cli_error):
+    """Not "pass --force to retrain" to a user who passed it; the run stays as it was."""
+    from keras_rnn.tasks.sine import Config as SineConfig
+
+    run_dir = tmp_path / "run"
+    started_run(run_dir, SineConfig())
+    if finished:
+        (run_dir / "metrics.json").write_text("{}")
+    argv = ["--run-dir", run_dir, "--force", "--resume"]
+    cli_error(train.main, argv, "--force and --resume contradict each other: pick one")
+    assert (run_dir / "config.json").is_file() and (run_dir / "metrics.json").exists() == finished
 
 
 def test_threads_apply_to_tensorflow_and_are_recorded_apart(tmp_path):

@@ -195,6 +195,7 @@ def translate_case(attention: str, cell: str) -> TaskCase:
             refusal(["--attention", "luong-dot", "--attention-units", "8"], "--attention-units"),
             refusal(["--reverse"], "--reverse does not apply without --pairs"),
             refusal(["--pairs", "missing.txt"], "pairs file not found: missing.txt"),
+            refusal(["--pairs", "."], ". is a folder, not a pairs file"),
             refusal(["--attention", "other"], "invalid choice: 'other'"),
             refusal(["--beam-width", "0", "--length-penalty", "2"], "it ranks beams"),
         ),

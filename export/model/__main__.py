@@ -20,6 +20,7 @@ from keras_rnn.errors import UserError
 from serving import cli
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="python -m export.model", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="a Keras 3 model file (.keras)")

@@ -71,6 +71,8 @@ def foreign_objects(path: Path) -> dict[str, str]:
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             module = node.get("module")
+            if module is None and "module" in node:
+                module = "__main__"  # Keras writes null for a class of the saving script
             if isinstance(module, str) and "class_name" in node:
                 if node["class_name"] == "function" and isinstance(node.get("config"), str):
                     name = node["config"]  # a function of the user's (module "builtins")

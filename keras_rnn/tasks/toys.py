@@ -184,6 +184,7 @@ def print_toys() -> None:
         print(f"{word} -> {translate(word)}   (encoder-decoder, greedy; expected {antonym})")
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m keras_rnn.tasks.toys",

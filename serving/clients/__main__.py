@@ -26,7 +26,7 @@ from serving.clients.base import DEFAULT_GRPC_URL, DEFAULT_REST_URL, DEFAULT_TIM
 from serving.clients.remote import RemoteGraph
 from serving.clients.translate import remote_translate
 from serving.errors import UserError
-from serving.predict import Tasks, task_parser
+from serving.predict import Tasks, run_export, task_parser
 from serving.runtime.graph import manifest_entry
 
 
@@ -41,6 +41,7 @@ def seconds(text: str) -> float:
     return value
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = task_parser("python -m serving.clients", __doc__.splitlines()[0])
     parser.add_argument(
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         with cli.exit_on_interrupt(lambda: "nothing was predicted"):
-            export_dir = args.run_dir / "export"
+            export_dir = run_export(args.run_dir)
             graph = RemoteGraph(
                 export_dir, manifest_entry(export_dir, args.graph), None, args.version
             )

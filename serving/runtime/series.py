@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import csv
 import math
-from pathlib import Path
 
 import numpy as np
 
+from serving import cli
 from serving.errors import UserError
 
 
 def read_csv_series(path: str, column: str | None) -> np.ndarray:
     """One numeric column of a CSV file with a header row; every problem is a ``UserError``."""
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"CSV file not found: {path}")
+    file = cli.input_file(path, "CSV")
     try:
         with file.open(newline="", encoding="utf-8") as f:
             reader = csv.reader(f, strict=True)

@@ -38,6 +38,7 @@ def port(text: str) -> int:
     return value
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m serving.server", description=__doc__.splitlines()[0]

@@ -22,6 +22,7 @@ from serving.tfserving import commands, config
 from serving.tfserving.folder import Graph, savedmodel_graphs, write_model_base
 
 
+@cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
         prog="python -m serving.tfserving", description=__doc__.split("\n")[0]

@@ -10,6 +10,7 @@ from typing import Any
 
 from keras_rnn.errors import UserError
 from keras_rnn.tasks.charlm import Config
+from serving import cli
 
 # Standard-library modules of the embedded corpus, in this order (paths under stdlib).
 CORPUS = (
@@ -25,13 +26,9 @@ CORPUS = (
 def read_text(config: Config) -> tuple[str, dict[str, Any]]:
     """The training text and what config.json records about it."""
     if config.text:
-        path = Path(config.text)
+        path = cli.input_file(config.text, "text")
         try:
             text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UserError(f"text file not found: {path}") from None
-        except IsADirectoryError:
-            raise UserError(f"{path} is a directory, not a text file") from None
         except UnicodeDecodeError as error:
             raise UserError(f"{path} is not UTF-8 text (byte {error.start})") from None
         source = {"kind": "text file", "file": path.name}

@@ -25,6 +25,7 @@ from keras_rnn.runs import RunDir
 from keras_rnn.tasks import no_callbacks, no_decoding_check, no_log_callbacks
 from keras_rnn.tasks.tagging import Config
 from keras_rnn.text import encode, split_characters
+from serving import cli
 from serving.runtime.tagging import line_pieces
 from serving.runtime.vocab import Vocabulary
 
@@ -92,11 +93,9 @@ def source_sequences(config: Config) -> tuple[list[list[str]], list[list[str]], 
 
 def read_conll(path: str, max_length: int) -> tuple[list[list[str]], list[list[str]], dict]:
     """Sentences of a CoNLL file: token in the first column, tag in the last."""
-    file = Path(path)
+    file = cli.input_file(path, "CoNLL")
     try:
         lines = file.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UserError(f"CoNLL file not found: {path}") from None
     except UnicodeDecodeError as error:
         raise UserError(f"{path} is not UTF-8 text (byte {error.start})") from None
     sequences, tags, words, labels = [], [], [], []

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from keras_rnn.errors import UserError
+from serving import cli
 
 # The English prefixes of the PyTorch seq2seq tutorial (eng_prefixes), which the course uses.
 COURSE_PREFIXES = (
@@ -72,9 +73,7 @@ def count_tokens(text: str) -> int:
 
 def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of each line that is not blank, without BOM or trailing "\\r"."""
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"pairs file not found: {path}")
+    file = cli.input_file(path, "pairs")
     for number, raw in enumerate(file.read_bytes().split(b"\n"), start=1):
         try:
             line = raw.decode("utf-8")
