@@ -21,7 +21,7 @@ demo: $(VENV)/.installed
 	$(PY) -m export $(DEMO_RUN) --force
 
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
