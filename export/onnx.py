@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import keras
+import numpy as np
 import onnx
 import tf2onnx
+from tf2onnx import utils
+from tf2onnx.graph import Graph, Node
 
+from export import masking
 from export.fusion import FusionRewriter
 from export.savedmodel import input_specs
+from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
 from serving.runtime.graph import open_session
 
@@ -55,20 +63,105 @@ def _layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
 def write_onnx(graph: ExportGraph, path: Path, fuse: dict[str, int | None] = FUSED) -> list[str]:
     """Convert ``graph`` (inputs and outputs keep their names), fusing recurrent layers as
     ``fuse`` says (see ``FusionRewriter``), and prove onnxruntime loads it: tf2onnx can write
-    a model that onnxruntime refuses without raising. Returns one line per loop: what it
-    became."""
+    a model that onnxruntime refuses without raising (a TensorFlow op it cannot convert is a
+    ``UserError`` naming it and its layer). Returns one line per loop: what it became."""
     rewriter = FusionRewriter(fuse)
     model = _positional(cpu_twin(graph.model))
     specs = input_specs(graph)
-    tf2onnx.convert.from_keras(
-        model,
-        input_signature=[specs[tensor.name] for tensor in model.inputs],
-        opset=OPSET,
-        custom_rewriter=[rewriter],
-        output_path=str(path),
-    )
+    with _unconverted_ops_unlogged():
+        tf2onnx.convert.from_keras(
+            model,
+            input_signature=[specs[tensor.name] for tensor in model.inputs],
+            opset=OPSET,
+            custom_op_handlers=EXTRA_OPS,
+            custom_rewriter=[rewriter],
+            output_path=str(path),
+        )
+    _check_converted(graph, path)
     open_session(path)
     return rewriter.report
+
+
+def _erfc(g: Graph, node: Node, name: str, args: list) -> None:
+    """Erfc(x) = 1 - Erf(x) (Keras's exact gelu)."""
+    erf = masking.node(g, "Erf", [node.input[0]], node.name)
+    g.replace_inputs(node, [_one(g, node), erf])
+    node.type = "Sub"
+
+
+def _expm1(g: Graph, node: Node, name: str, args: list) -> None:
+    """Expm1(x) = Exp(x) - 1 (Keras's celu)."""
+    exp = masking.node(g, "Exp", [node.input[0]], node.name)
+    g.replace_inputs(node, [exp, _one(g, node)])
+    node.type = "Sub"
+
+
+def _one(g: Graph, node: Node) -> str:
+    """A constant 1 of the dtype of ``node``'s input."""
+    dtype = utils.map_onnx_to_numpy_type(g.get_dtype(node.input[0]))
+    return masking.const(g, np.array(1, dtype), node.name)
+
+
+# TensorFlow ops that Keras activations emit and tf2onnx has no conversion for, written with
+# ONNX ops (tf2onnx's custom_op_handlers: op -> (handler, arguments)).
+EXTRA_OPS = {"Erfc": (_erfc, []), "Expm1": (_expm1, [])}
+
+
+class _UnconvertedOpLines(logging.Filter):
+    """Drops tf2onnx's log lines about TensorFlow ops it could not convert: ``write_onnx``
+    names them in its error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Tensorflow op [", "Unsupported ops"))
+
+
+@contextlib.contextmanager
+def _unconverted_ops_unlogged() -> Iterator[None]:
+    """``_UnconvertedOpLines`` on tf2onnx's converter log while the block runs."""
+    logger, quiet = logging.getLogger("tf2onnx.tfonnx"), _UnconvertedOpLines()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+def _check_converted(graph: ExportGraph, path: Path) -> None:
+    """Raise ``UserError`` naming each TensorFlow op that tf2onnx left in the ONNX file at
+    ``path`` (it writes such a file without raising) and the layer computing it."""
+    layers = {layer.name for layer in _layers(graph.model)} - {graph.model.name}
+    found = sorted(
+        {
+            f"{node.op_type} in layer {_layer_of(node.name, layers)}"
+            for node in _nodes(onnx.load(str(path)).graph)
+            if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type)
+        }
+    )
+    if found:
+        raise UserError(
+            f"{graph.name} cannot be converted to ONNX: tf2onnx {tf2onnx.__version__} has no "
+            f"conversion for the TensorFlow op {', '.join(found)}: compute that layer with "
+            "other operations (another activation, for example)"
+        )
+
+
+def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node of ``graph``, those of its subgraphs (loop bodies, branches) included."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            for inner in [attribute.g] if attribute.HasField("g") else attribute.graphs:
+                yield from _nodes(inner)
+
+
+def _layer_of(node_name: str, layers: set[str]) -> str:
+    """The outermost of ``layers`` that the TensorFlow node ``node_name`` is inside (its name
+    scope, where Keras adds ``_1``, ``_2``, ... to a name), else the node's name."""
+    for scope in node_name.split("/")[:-1]:
+        for name in (scope, re.sub(r"_\d+$", "", scope)):
+            if name in layers:
+                return name
+    return node_name
 
 
 def _positional(model: keras.Model) -> keras.Model:

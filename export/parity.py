@@ -39,15 +39,17 @@ def check_graph(
     onnx_path: Path | None,
     default_atol: float,
     seed: int = 0,
+    entry: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run Keras and each written format (a None path: not written) on every sample
     (``samples``), within ``graph.atol``, or ``default_atol`` when the graph sets none; the
     ``parity.json`` entry, whose diffs and ONNX op counts are None for a format the graph does
-    not go to."""
+    not go to. With the graph's manifest.json ``entry``, an ONNX file that is not that graph
+    is a ``UserError`` (``open_session``)."""
     atol = default_atol if graph.atol is None else graph.atol
     rng = np.random.default_rng(seed)
     savedmodel = None if savedmodel_dir is None else load_savedmodel(savedmodel_dir)
-    onnx_session = None if onnx_path is None else open_session(onnx_path)
+    onnx_session = None if onnx_path is None else open_session(onnx_path, entry=entry)
     onnx_outputs = [output.name for output in onnx_session.get_outputs()] if onnx_session else []
     worst = {"savedmodel": 0.0, "onnx": 0.0}
     shapes = []

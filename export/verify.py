@@ -52,10 +52,10 @@ def verify(run_dir: Path, verbose: bool = False) -> dict:
             check_savedmodel_file(paths["savedmodel"])
         formats = " and ".join(FORMAT_NAMES[form] for form in graph.formats)
         print(f"checking {graph.name}: {formats} against Keras", flush=True)
-        onnx_path = paths.get("onnx")  # a damaged one is a UserError when parity opens it
-        entries.append(
-            parity.check_graph(graph, paths.get("savedmodel"), onnx_path, parity.ATOL[config.cell])
-        )
+        # a damaged file, or another graph's, is a UserError when parity opens it
+        savedmodel, onnx_path = paths.get("savedmodel"), paths.get("onnx")
+        atol = parity.ATOL[config.cell]
+        entries.append(parity.check_graph(graph, savedmodel, onnx_path, atol, entry=entry))
     report = {"ok": all(e["ok"] for e in entries), "graphs": entries}
     if task.check_decoding is not no_decoding_check:
         print("checking decoding through the exported graphs against Keras", flush=True)

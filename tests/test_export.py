@@ -18,6 +18,7 @@ from export.__main__ import main as export_main
 from export.verify import main as verify_main
 from tests.conftest import TINY_TRAINING, assert_user_error, interrupt_while_building
 from tests.test_runs import dead_pid
+from tests.test_serving_runtime import OTHER_GRAPHS, write_graph
 
 
 @pytest.fixture
@@ -245,6 +246,14 @@ def test_verify_passes_then_catches_a_swapped_onnx_file(exported_run, tmp_path, 
     shutil.copy(exported_run("gru") / onnx_file, tampered / onnx_file)  # another model's weights
     assert verify_main([str(tampered)]) == 1
     assert "parity failed" in capsys.readouterr().err
+
+
+def test_verify_names_another_graphs_file_with_status_2(exported_run, tmp_path, cli_error):
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run("lstm"), run_dir)
+    inputs, outputs, fragment = OTHER_GRAPHS["another graph"]
+    write_graph(run_dir / "export" / "onnx" / "sine_forecaster.onnx", inputs, outputs)
+    cli_error(verify_main, [run_dir], "sine_forecaster.onnx is not the graph", fragment)
 
 
 def test_verify_needs_an_export(trained_run, cli_error):

@@ -22,6 +22,7 @@ from tritonclient.utils import InferenceServerException
 from serving.runtime.graph import load_graph
 from tests.conftest import assert_user_error, run_without_tensorflow, serve_without_tensorflow
 from tests.test_charlm import CHARLM
+from tests.test_serving_runtime import OTHER_GRAPHS, write_graph
 
 SINE = "sine_forecaster"
 WINDOW = np.sin(np.linspace(0, 3, 24, dtype=np.float32)).reshape(1, 24, 1)
@@ -435,3 +436,12 @@ def test_cli_refusals(runs, tmp_path):
         )
     assert_user_error(http_taken.returncode, http_taken.stderr, "cannot listen on 127.0.0.1")
     assert_user_error(grpc_taken.returncode, grpc_taken.stderr, f"gRPC port 127.0.0.1:{port}")
+
+
+def test_another_graphs_onnx_file_is_refused_at_load(exported_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run("lstm") / "export", run_dir / "export")
+    inputs, outputs, fragment = OTHER_GRAPHS["another graph"]
+    write_graph(run_dir / "export" / "onnx" / "sine_forecaster.onnx", inputs, outputs)
+    result = run_without_tensorflow("serving.server", "--run", run_dir, "--port", 0)
+    assert_user_error(result.returncode, result.stderr, "sine_forecaster.onnx is not", fragment)

@@ -7,9 +7,12 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from keras_rnn.errors import UserError
 from serving.clients.__main__ import main as clients_main
@@ -79,6 +82,76 @@ def test_corrupt_onnx_is_one_line(damage, exported_run, tmp_path):
         result.stderr,
         "sine_forecaster.onnx cannot be loaded (corrupt or truncated?): it is",
     )
+
+
+Tensors = dict[str, tuple[int, list]]  # name -> (ONNX element type, shape; None: any size)
+SINE_INPUTS: Tensors = {"window": (TensorProto.FLOAT, [None, None, 1])}
+SINE_OUTPUTS: Tensors = {
+    "next_value": (TensorProto.FLOAT, [None, 1]),
+    "next_values": (TensorProto.FLOAT, [None, 10]),
+}
+
+
+def write_graph(path: Path, inputs: Tensors, outputs: Tensors) -> None:
+    """A valid ONNX file at ``path`` with these inputs and outputs, each output a constant of
+    its shape (size 1 where any size goes, which onnxruntime then reports)."""
+    nodes = []
+    for name, (kind, shape) in outputs.items():
+        sizes = [size or 1 for size in shape]
+        value = helper.make_tensor(name, kind, sizes, [0] * int(np.prod(sizes)))
+        nodes.append(helper.make_node("Constant", [], [name], value=value))
+    graph = helper.make_graph(
+        nodes,
+        "another",
+        [helper.make_tensor_value_info(name, *spec) for name, spec in inputs.items()],
+        [helper.make_tensor_value_info(name, *spec) for name, spec in outputs.items()],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+# A valid ONNX file whose inputs or outputs are not the manifest's, and what the error says.
+OTHER_GRAPHS = {
+    "another graph": (
+        {"steps": (TensorProto.FLOAT, [None, 4])},
+        {"y": (TensorProto.FLOAT, [None])},
+        "its inputs are steps float32 (?, 4), the manifest names window float32 (?, ?, 1)",
+    ),
+    "outputs": (
+        SINE_INPUTS,
+        {"next_value": (TensorProto.FLOAT, [None, 1])},
+        "its outputs are next_value float32 (1, 1), the manifest names next_value float32 "
+        "(?, 1), next_values float32 (?, 10)",
+    ),
+    "size": (
+        {"window": (TensorProto.FLOAT, [None, None, 2])},
+        SINE_OUTPUTS,
+        "window float32 (?, ?, 2)",
+    ),
+    "dtype": ({"window": (TensorProto.DOUBLE, [None, None, 1])}, SINE_OUTPUTS, "window float64"),
+    "rank": ({"window": (TensorProto.FLOAT, [None, None])}, SINE_OUTPUTS, "window float32 (?, ?)"),
+}
+
+
+@pytest.mark.parametrize("case", OTHER_GRAPHS)
+def test_another_graphs_onnx_file_is_named_with_both_signatures(case, exported_run, tmp_path):
+    inputs, outputs, fragment = OTHER_GRAPHS[case]
+    export = tmp_path / "export"
+    shutil.copytree(exported_run("lstm") / "export", export)
+    write_graph(export / "onnx" / "sine_forecaster.onnx", inputs, outputs)
+    with pytest.raises(UserError) as error:
+        load_graph(export)
+    message = str(error.value)
+    assert "sine_forecaster.onnx is not the graph sine_forecaster that manifest.json" in message
+    assert fragment in message and "put the export's own file back" in message
+
+
+def test_predict_names_another_graphs_file_in_one_line(exported_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run("lstm") / "export", run_dir / "export")
+    inputs, outputs, fragment = OTHER_GRAPHS["another graph"]
+    write_graph(run_dir / "export" / "onnx" / "sine_forecaster.onnx", inputs, outputs)
+    result = run_without_tensorflow("serving.predict", run_dir, "--window", "0.1,0.2")
+    assert_user_error(result.returncode, result.stderr, "sine_forecaster.onnx is not", fragment)
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ class ExportedGraph:
         self.outputs: list[dict[str, Any]] = entry["outputs"]
         self.runtime: dict[str, Any] = entry.get("runtime", {})
         self.masked_input: dict[str, Any] | None = entry.get("masked_input")
-        self.session = open_session(export_dir / entry["onnx"], threads)
+        self.session = open_session(export_dir / entry["onnx"], threads, entry)
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
         feed = self.checked_feed(inputs)
@@ -76,9 +76,13 @@ class ExportedGraph:
         return dict(zip(names, results, strict=True))
 
 
-def open_session(path: Path, threads: int | None = None) -> onnxruntime.InferenceSession:
+def open_session(
+    path: Path, threads: int | None = None, entry: dict[str, Any] | None = None
+) -> onnxruntime.InferenceSession:
     """An onnxruntime CPU session for the ONNX file ``path``; ``threads`` fixes its intra-op
-    thread count. A missing, empty, corrupt or unloadable file is a ``UserError`` naming it."""
+    thread count. A missing, empty, corrupt or unloadable file is a ``UserError`` naming it,
+    and so is, given the graph's manifest.json ``entry``, a file whose inputs or outputs are
+    not the entry's (names, dtypes, ranks, fixed sizes): another graph's file."""
     if not path.is_file():
         problem = "is not a file" if path.exists() else "is missing"
         raise UserError(f"{path} {problem}: re-export the run (python -m export RUN_DIR --force)")
@@ -89,7 +93,9 @@ def open_session(path: Path, threads: int | None = None) -> onnxruntime.Inferenc
     if threads:
         options.intra_op_num_threads = threads
     try:
-        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
     except ort_state.InvalidProtobuf:
         raise UserError(f"{damaged}: it is not an ONNX model (protobuf parsing failed)") from None
     except (
@@ -100,6 +106,57 @@ def open_session(path: Path, threads: int | None = None) -> onnxruntime.Inferenc
         ) from None
     except _LOAD_ERRORS as error:
         raise UserError(f"{damaged}: {_detail(error)}") from None
+    if entry is not None:
+        _check_signature(path, session, entry)
+    return session
+
+
+def _check_signature(
+    path: Path, session: onnxruntime.InferenceSession, entry: dict[str, Any]
+) -> None:
+    """Raise ``UserError`` unless the session's inputs, then its outputs, are the manifest
+    ``entry``'s: the same names, dtypes and ranks, and the same size on every axis both fix."""
+    for kind, arguments in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
+        found = {
+            argument.name: (
+                _MANIFEST_DTYPES.get(argument.type, argument.type.removeprefix("tensor(")[:-1]),
+                [size if isinstance(size, int) else None for size in argument.shape],
+            )
+            for argument in arguments
+        }
+        named = {spec["name"]: (spec["dtype"], spec["shape"]) for spec in entry[kind]}
+        if found.keys() != named.keys() or not all(
+            _fits(*found[name], *named[name]) for name in named
+        ):
+            raise UserError(
+                f"{path} is not the graph {entry['name']} that manifest.json describes: its "
+                f"{kind} are {_signature_text(found)}, the manifest names {_signature_text(named)}"
+                ": put the export's own file back, or re-export the run"
+            )
+
+
+# onnxruntime's tensor types whose numpy names (the manifest's) differ; others are the same
+_MANIFEST_DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64"}
+
+
+def _fits(dtype: str, shape: list, named_dtype: str, named_shape: list) -> bool:
+    """Whether a tensor of ``dtype`` and ``shape`` (None: any size) is the named one. An empty
+    shape is not compared: onnxruntime reports a scalar and a tensor without shape alike."""
+    return dtype == named_dtype and (
+        not shape
+        or (
+            len(shape) == len(named_shape)
+            and all(
+                a is None or b is None or a == b for a, b in zip(shape, named_shape, strict=True)
+            )
+        )
+    )
+
+
+def _signature_text(tensors: dict[str, tuple[str, list]]) -> str:
+    return ", ".join(
+        f"{name} {dtype} {_shape_text(shape)}" for name, (dtype, shape) in tensors.items()
+    )
 
 
 def _detail(error: Exception) -> str:
