@@ -29,7 +29,8 @@ MARK = "keras_rnn.plots"  # the writer named in a figure's metadata, where its f
 MARK_KEYS = {"png": "Software", **dict.fromkeys(("pdf", "svg", "svgz", "eps", "ps"), "Creator")}
 _MARK = re.escape(MARK.encode())
 # Where each format holds the mark (matplotlib 3.11): a PNG tEXt chunk (its length first), the
-# PDF information dictionary, the SVG RDF metadata (gzipped in svgz), a PostScript comment.
+# PDF information dictionary, the SVG RDF metadata (gzipped in svgz), a PostScript comment, a
+# JPEG COM segment (Pillow's "comment", its length first).
 MARK_PATTERNS = {
     "png": re.compile(
         re.escape(struct.pack(">I", len(f"Software\0{MARK}")) + b"tEXtSoftware\0") + _MARK
@@ -37,8 +38,10 @@ MARK_PATTERNS = {
     "pdf": re.compile(rb"/Creator \(" + _MARK + rb"\)"),
     "svg": re.compile(rb"<dc:creator>\s*<cc:Agent>\s*<dc:title>" + _MARK + b"</dc:title>"),
     "eps": re.compile(rb"\n%%Creator: " + _MARK + rb"\r?\n"),
+    "jpg": re.compile(re.escape(b"\xff\xfe" + struct.pack(">H", len(MARK) + 2)) + _MARK),
 }
 MARK_PATTERNS |= {"svgz": MARK_PATTERNS["svg"], "ps": MARK_PATTERNS["eps"]}
+MARK_PATTERNS |= dict.fromkeys(("jpeg", "jpe"), MARK_PATTERNS["jpg"])
 LARGEST_FIGURE = 64 << 20  # bytes: a larger file is none of ours
 
 # Fonts with CJK characters, used when the machine has one (matplotlib ships none).
@@ -102,8 +105,10 @@ def save_figure(figure: plt.Figure, path: Path) -> None:
     file_format = path.suffix.lower().removeprefix(".")
     key = MARK_KEYS.get(file_format)
     buffer = io.BytesIO()
-    metadata = {key: MARK} if key else None
-    figure.savefig(buffer, format=file_format, dpi=110, bbox_inches="tight", metadata=metadata)
+    marked = {"metadata": {key: MARK}} if key else {}
+    if file_format in ("jpg", "jpeg", "jpe"):
+        marked = {"pil_kwargs": {"comment": MARK}}
+    figure.savefig(buffer, format=file_format, dpi=110, bbox_inches="tight", **marked)
     plt.close(figure)
     try:
         atomic_write_bytes(path, buffer.getvalue())
