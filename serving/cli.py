@@ -73,6 +73,9 @@ def exit_on_interrupt(note: Callable[[], str]) -> Iterator[None]:
             sys.stdout.flush()
             if sys.stdout.isatty():
                 os.write(sys.stdout.fileno(), b"\n")  # end a progress bar's line
+        with contextlib.suppress(OSError):
+            if os.isatty(terminal):
+                os.write(terminal, b"\r\x1b[K")  # erase a progress line (serving.progress)
         os.write(terminal, f"interrupted: {note()}\n".encode())
         os._exit(INTERRUPTED)
 

@@ -63,6 +63,37 @@ def test_ctrl_c_ends_the_command_with_one_line_after_cleaning_up(where, tmp_path
     assert not (tmp_path / "building").exists()
 
 
+def test_ctrl_c_erases_a_progress_line_on_the_terminal(tmp_path):
+    """With stderr a terminal and a progress line drawn there (serving.progress), the
+    interrupted line starts at the line's start, the progress erased, not glued to it."""
+    import pty
+
+    code = (
+        "import signal\n"
+        "from serving import cli\n"
+        "from serving.progress import Progress\n"
+        "with cli.exit_on_interrupt(lambda: 'what was kept'):\n"
+        "    with Progress('epoch 3/12', 313) as progress:\n"
+        "        progress.advance(45)\n"
+        "        signal.raise_signal(signal.SIGINT)\n"
+    )
+    main, terminal = pty.openpty()
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    os.close(terminal)
+    shown = os.read(main, 4096).decode()
+    os.close(main)
+    assert result.returncode == 130
+    assert "epoch 3/12: 45/313 (14%)" in shown, shown
+    assert shown.endswith("\r\x1b[Kinterrupted: what was kept\r\n"), repr(shown)
+
+
 def test_an_ignored_ctrl_c_stays_ignored(tmp_path):
     """Started with SIGINT ignored (nohup, a background job), a command keeps running."""
     result = interrupt(tmp_path, "plain code", sigint=signal.SIG_IGN)
