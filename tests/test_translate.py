@@ -359,11 +359,14 @@ def test_plot_writes_the_format_its_suffix_names_and_replaces_only_its_own(
     png.write_bytes(png.read_bytes() + b"\0")  # changed, still ours: replaced again
     assert translated("--plot", png) == answer and not png.read_bytes().endswith(b"\0")
     assert translated("--plot", jpg) == answer and jpg.read_bytes()[:3] == b"\xff\xd8\xff"
-    cli_error(translate.main, [run_copy, "x", "--plot", jpg], "pass --force")  # no mark in JPEG
+    assert translated("--plot", jpg) == answer  # ours (a JPEG comment): replaced again
+    tif = tmp_path / "a.tif"
+    assert translated("--plot", tif) == answer
+    cli_error(translate.main, [run_copy, "x", "--plot", tif], "pass --force")  # no mark in TIFF
     theirs.write_bytes(b"someone else's")
     assert translated("--plot", theirs, "--force") == answer
     assert theirs.read_bytes()[:4] == b"%PDF"
-    assert sorted(os.listdir(tmp_path)) == ["a.jpg", "a.png", "run", "theirs.pdf"]
+    assert sorted(os.listdir(tmp_path)) == ["a.jpg", "a.png", "a.tif", "run", "theirs.pdf"]
 
 
 def test_translate_cli_refuses_other_runs_and_bad_flags(trained_run, translate_run, cli_error):
@@ -455,3 +458,24 @@ def test_the_savedmodel_translate_signature_refuses_a_source_over_the_limit(tran
     limit = json.loads((translate_run / "vocab" / "target.json").read_text())["max_length"]
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"the model limit of {limit} tokens"):
         serve(text=tf.constant(["x" * 400]))
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 0.5, 1.0])
+def test_score_parity_is_per_id_whatever_the_length_penalty(length_penalty):
+    """Each id's log-probability may differ by up to SCORE_ATOL between Keras and
+    onnxruntime, so a beam score (a sum / count ** penalty) by count ** (1 - penalty) times
+    that: the parity check compares per id, and a long translation stays within it."""
+    from keras_rnn.tasks.translate.decoding import SCORE_ATOL, compared
+    from serving.runtime.decoding import normalised
+    from serving.runtime.translate import Translation
+
+    tokens = list("2021-03-03")  # 10 tokens and the end id: count 11
+    sums = (-3.0, -3.0 + 11 * SCORE_ATOL * 0.9)  # each id 0.9 * SCORE_ATOL apart
+    keras_side, onnx_side = (
+        [Translation([], tokens, "".join(tokens), score=normalised(s, 11, length_penalty))]
+        for s in sums
+    )
+    report = compared(keras_side, onnx_side, length_penalty)
+    assert report["largest_score_difference"] == pytest.approx(0.9 * SCORE_ATOL)
+    far = [Translation([], tokens, "".join(tokens), score=normalised(-3.1, 11, length_penalty))]
+    assert compared(keras_side, far, length_penalty)["largest_score_difference"] > SCORE_ATOL

@@ -20,8 +20,9 @@ from serving.runtime.graph import load_graph
 from serving.runtime.text import tokenize
 from serving.runtime.translate import Translation, Translator, onnx_translator, vocab_translator
 
-# How far onnxruntime's score of a translation may be from Keras's: a log-softmax moves at
-# most twice as far as its logits, which decoder_step's parity holds within 1e-4.
+# How far onnxruntime's log-probability of a translation, per id, may be from Keras's: a
+# log-softmax moves at most twice as far as its logits, which decoder_step's parity holds
+# within 1e-4.
 SCORE_ATOL = 2e-4
 
 
@@ -123,6 +124,7 @@ def check_decoding(model: keras.Model, config: Config, export_dir: Path) -> dict
         "beam onnx": compared(
             keras_side.beam(sources, *beam, f"Keras beam of {beam[0]}"),
             onnx_side.beam(sources, *beam, f"onnxruntime beam of {beam[0]}"),
+            length_penalty=beam[1],
         ),
         "greedy savedmodel translate": compared(greedy, served),
     }
@@ -148,13 +150,21 @@ def score_note(decodings: dict[str, dict[str, Any]]) -> str:
     return f"scores up to {largest:.1e} apart (more than {SCORE_ATOL:.0e})"
 
 
-def compared(expected: list[Translation], actual: list[Translation]) -> dict[str, Any]:
+def compared(
+    expected: list[Translation], actual: list[Translation], length_penalty: float = 1.0
+) -> dict[str, Any]:
     """How many texts of ``actual`` differ from ``expected``, the first few indices, and
-    where ``actual`` has scores, the largest difference between the two scores of a text."""
+    where ``actual`` has scores, the largest difference between the two scores of a text per
+    id (a score divides the log-probability by count ** ``length_penalty``; each id's
+    log-softmax may move by up to ``SCORE_ATOL``, so the sum by up to count times that)."""
     differ = [i for i, (a, b) in enumerate(zip(expected, actual, strict=True)) if a.text != b.text]
     report = {"sources": len(expected), "different": len(differ), "first_different": differ[:5]}
     if all(t.score is not None for t in actual):
         report["largest_score_difference"] = max(
-            (abs(a.score - b.score) for a, b in zip(expected, actual, strict=True)), default=0.0
+            (
+                abs(a.score - b.score) * (len(a.tokens) + 1) ** (length_penalty - 1)
+                for a, b in zip(expected, actual, strict=True)
+            ),
+            default=0.0,
         )
     return report

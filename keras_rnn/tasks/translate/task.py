@@ -76,7 +76,7 @@ def evaluate(
     if "heldout_formats" in data.splits:  # the dates: the test dates in formats never trained on
         heldout = data.splits["heldout_formats"]
         print(f"decoding {len(heldout):,} held-out-format sources: greedy", flush=True)
-        outputs = translator.greedy([source for source, _ in heldout])
+        outputs = translator.greedy([source for source, _ in heldout], "held-out formats, greedy")
         metrics["heldout_formats_pairs"] = len(heldout)
         metrics["greedy_exact_match_heldout_formats"] = scores(
             outputs, [target for _, target in heldout], data.mode
