@@ -22,6 +22,9 @@ VERSION = "1"  # the export's one version (savedmodel/<name>/1 in TF Serving's l
 log = logging.getLogger("serving.server")
 
 
+NESTED_TOO_DEEPLY = "the request is nested too deeply (past Python's recursion limit)"
+
+
 class RequestError(Exception):
     """A request the server refuses: ``status`` is the HTTP status (400, 404, 413, ...)."""
 
@@ -41,7 +44,7 @@ def refusal(error: Exception) -> RequestError:
     if isinstance(error, UserError):
         return RequestError(str(error))
     if isinstance(error, RecursionError):
-        return RequestError("the request is nested too deeply")
+        return RequestError(NESTED_TOO_DEEPLY)
     log.error("".join(traceback.format_exception(error)).rstrip())
     return RequestError(f"internal error: {type(error).__name__}", 500)
 

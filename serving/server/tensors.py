@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from serving.runtime.graph import check_range
-from serving.server.models import RequestError
+from serving.server.models import NESTED_TOO_DEEPLY, RequestError
 
 # manifest dtype -> (TensorFlow's DataType name, the Open Inference Protocol's datatype)
 DTYPES = {
@@ -40,7 +40,7 @@ def parse_json(body: bytes) -> Any:
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, too many digits
         raise RequestError(f"malformed JSON: {error}") from None
     except RecursionError:
-        raise RequestError("malformed JSON: nested too deeply") from None
+        raise RequestError(NESTED_TOO_DEEPLY) from None
 
 
 def dumps(document: Any) -> bytes:
@@ -112,8 +112,8 @@ def v2_array(tensor: dict[str, Any], binary: bytes | None = None) -> tuple[str, 
 
 
 def value_count(name: str, shape: list[int]) -> int:
-    """How many values an input of ``shape`` holds. A negative size is a 400, and so is an
-    empty shape (nothing to compute on; numpy cannot give one huge sizes)."""
+    """How many values an input of ``shape`` holds. A negative size is a 400, and so is a
+    size of 0 (nothing to compute on; numpy cannot give one huge sizes)."""
     if any(size < 0 for size in shape):
         raise RequestError(f"input {name}: shape {shape} has a negative size")
     if 0 in shape:

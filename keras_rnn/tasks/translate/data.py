@@ -25,7 +25,8 @@ from serving.runtime.vocab import END, START, TokenVocabulary
 class Datasets:
     """The text pairs of each split, their vocabularies and the tf.data pipelines."""
 
-    splits: dict[str, list[tuple[str, str]]]  # "train", "val", "test": (source, target)
+    # "train", "val", "test" (and, for the dates, "heldout_formats"): (source, target)
+    splits: dict[str, list[tuple[str, str]]]
     mode: str  # how texts are tokenized: "characters" or "words"
     source_vocab: TokenVocabulary
     target_vocab: TokenVocabulary

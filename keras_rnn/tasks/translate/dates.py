@@ -202,20 +202,6 @@ def render(day: date, template: str, case: str = "lower", spacing: str = "single
     return text.replace(" ", "  ") if spacing == "double" else text
 
 
-def _longest_source() -> int:
-    """Lengths depend on day, month and weekday only; days 21-27 of each month meet every
-    weekday with the longest day numbers in every format, so one year holds every maximum."""
-    year = [date(2024, 1, 1) + timedelta(days) for days in range(366)]
-    templates = [*FORMATS.values(), *HELDOUT_FORMATS.values()]
-    return max(
-        len(render(day, template, "lower", "double")) for template in templates for day in year
-    )
-
-
-LONGEST_SOURCE = _longest_source()
-LONGEST_TARGET = len("YYYY-MM-DD")
-
-
 def date_splits(seed: int, train: int, val: int, test: int) -> dict[str, list[tuple[str, str]]]:
     """(written date, ISO date) pairs for "train", "val", "test" and "heldout_formats",
     deterministic for a seed.
