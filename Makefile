@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_RUN := runs/demo-sine-lstm
 
-.PHONY: demo test lint format clean
+.PHONY: demo test test-fast lint format clean
 
 # The project itself goes in editable (console scripts keras-rnn-train, ... in .venv/bin) with
 # nothing more downloaded: requirements.txt brought setuptools and every dependency.
@@ -22,6 +22,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The edit loop's tier: every test but those marked slow (tests/conftest.py says which).
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

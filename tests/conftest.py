@@ -133,6 +133,24 @@ class TinyRuns:
         return self.trained_runs[key]
 
 
+# What the fast tier (`make test-fast`, `pytest -m "not slow"`) leaves out: a test that uses a
+# fixture that trains or exports a run (directly or through another fixture), and every test of
+# the modules that build packages, run benchmarks or distribute training. Tests that train
+# without such a fixture, and the export matrices, carry @pytest.mark.slow themselves.
+SLOW_FIXTURES = frozenset({"tiny_runs"})
+SLOW_MODULES = frozenset(
+    {"test_benchmarks", "test_distribute", "test_export_matrix", "test_package"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark slow the tests SLOW_FIXTURES and SLOW_MODULES name."""
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES & uses or item.path.stem in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory) -> TinyRuns:
     """The session's ``TinyRuns``."""

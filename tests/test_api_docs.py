@@ -42,11 +42,13 @@ def test_the_page_shows_each_part_of_the_api():
     assert len(BLOCKS) == 7
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_each_block_runs(session, index):
     assert done(index) in session.stdout, session.stderr[-4000:]
 
 
+@pytest.mark.slow
 def test_blocks_print_what_the_page_says(session):
     lines = session.stdout.splitlines()
     blocks = [lines.index(done(i)) for i in range(len(BLOCKS))]

@@ -241,6 +241,7 @@ def test_a_row_read_whole_equals_the_state_carried_window_by_window():
     np.testing.assert_allclose(np.concatenate(windows, axis=1), whole, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_consecutive_batching_trains_stateful_and_exports_stateless(tmp_path):
     text_file = tmp_path / "corpus.txt"
     text_file.write_text(TEXT, encoding="utf-8")

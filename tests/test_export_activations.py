@@ -43,6 +43,7 @@ def test_the_list_holds_every_activation():
     assert set(NOT_RECURRENT) <= set(KERAS_ACTIVATIONS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activation", KERAS_ACTIVATIONS)
 def test_every_keras_activation_exports_with_parity(activation, tmp_path):
     steps = np.random.default_rng(21).uniform(-0.5, 0.5, size=(2, 3, 3)).astype(np.float32)

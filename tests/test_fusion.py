@@ -139,6 +139,7 @@ OPTION_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("cell", "option", "variant"), OPTION_CASES, ids=["-".join(case) for case in OPTION_CASES]
 )
@@ -190,6 +191,7 @@ ACTIVATIONS = {  # case -> (cell, Keras arguments, ONNX's names)
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ACTIVATIONS)
 def test_activation_is_fused_as_its_onnx_activation_with_parity(case, tmp_path):
     cell, arguments, activations = ACTIVATIONS[case]

@@ -214,6 +214,7 @@ def test_force_with_resume_is_a_contradiction_on_any_run(finished, tmp_path, cli
     assert (run_dir / "config.json").is_file() and (run_dir / "metrics.json").exists() == finished
 
 
+@pytest.mark.slow
 def test_threads_apply_to_tensorflow_and_are_recorded_apart(tmp_path):
     """--threads is a runtime setting: config.json records it beside the task's config, and
     TensorFlow in the training process runs with it."""
@@ -279,6 +280,7 @@ def train_until_killed(argv: list, run_dir, epochs_done: int) -> None:
     assert not (run_dir / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(tmp_path):
     """Kill training mid-run with SIGKILL, resume, and finish with every epoch logged once,
     the learning-rate schedule going on from the step where it stopped."""
@@ -327,6 +329,7 @@ CONLL = "".join(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["sine", "tagging"])
 def test_resumed_run_repeats_the_uninterrupted_one(task, tmp_path):
     """Killed after some epochs and resumed with ``--run-dir R --resume`` alone (the task comes
@@ -364,6 +367,7 @@ def test_resumed_run_repeats_the_uninterrupted_one(task, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
 
 
+@pytest.mark.slow
 def test_resume_after_early_stopping_trains_no_further(tmp_path, monkeypatch):
     """Stopped early, then killed before metrics.json (here: evaluation fails), a resumed run
     goes straight to evaluation instead of training one epoch more."""
@@ -411,6 +415,7 @@ def test_default_config_beats_both_baselines(cell, tmp_path):
     assert metrics["test_rmse"] > metrics["noise_std"]  # nothing beats the noise: a sanity bound
 
 
+@pytest.mark.slow
 def test_ctrl_c_prints_the_resume_command_and_exits_130(tmp_path):
     """SIGINT during training: status 130, one line on stderr with the exact command that
     continues the run, no traceback; that command then finishes the run."""
@@ -445,6 +450,7 @@ def test_ctrl_c_prints_the_resume_command_and_exits_130(tmp_path):
     assert (run_dir / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("damaged", "content", "fragment"),
     [

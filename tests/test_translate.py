@@ -412,6 +412,7 @@ def anki_file(path) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_a_pairs_file_trains_in_words_and_serves_the_same_without_tensorflow(tmp_path, capsys):
     """--pairs: English words and punctuation in, Chinese characters out (words mode, CJK one
     by one); Keras and onnxruntime give the same translations."""
