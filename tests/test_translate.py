@@ -480,3 +480,25 @@ def test_score_parity_is_per_id_whatever_the_length_penalty(length_penalty):
     assert report["largest_score_difference"] == pytest.approx(0.9 * SCORE_ATOL)
     far = [Translation([], tokens, "".join(tokens), score=normalised(-3.1, 11, length_penalty))]
     assert compared(keras_side, far, length_penalty)["largest_score_difference"] > SCORE_ATOL
+
+
+def test_the_length_limit_covers_every_split_so_evaluation_never_refuses():
+    """A small training sample of the dates need not hold their longest way of writing one
+    (doubled spaces, a weekday, an ordinal): the limit covers every split, so the test and
+    held-out sources that training evaluates fit it (with 600 pairs, one test source had 38
+    tokens against a limit of 34 taken from training alone, and training ended in an error)."""
+    from keras_rnn.tasks.translate.data import make_datasets
+    from serving.runtime.text import tokenize
+
+    data = make_datasets(Config(train_pairs=600))
+    longest = max(
+        len(tokenize(text, data.mode))
+        for pairs in data.splits.values()
+        for pair in pairs
+        for text in pair
+    )
+    assert data.max_length == longest + 1
+    train_longest = max(
+        len(tokenize(text, data.mode)) for pair in data.splits["train"] for text in pair
+    )
+    assert train_longest < longest  # the case this guards: a split holds a longer text

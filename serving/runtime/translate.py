@@ -5,7 +5,7 @@ pass their own two functions, so both decode with the same loops
 (``serving.runtime.decoding``).
 
 Inputs: an empty text (no tokens) translates to an empty text without running the model; a
-text longer than the model's limit (the longest training text) is refused; tokens outside
+text longer than the model's limit (the longest text of its data) is refused; tokens outside
 the source vocabulary are read as the unknown id and reported.
 
 Each translation comes with its score, the length-normalised log-probability the decoder

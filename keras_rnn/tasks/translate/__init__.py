@@ -85,8 +85,8 @@ class Config(TrainConfig):
     )
     max_output_length: int = option(
         200,
-        "longest training text, in tokens; decoding reads sources and writes outputs up to the "
-        "longest training text's length plus one",
+        "longest text of any split, in tokens; decoding reads sources and writes outputs up to "
+        "the longest text's length plus one",
     )
 
     def validate(self) -> None:

@@ -30,7 +30,7 @@ class Datasets:
     mode: str  # how texts are tokenized: "characters" or "words"
     source_vocab: TokenVocabulary
     target_vocab: TokenVocabulary
-    max_length: int  # longest training source or target, in tokens, plus the end token
+    max_length: int  # longest source or target of any split, in tokens, plus the end token
     source: dict[str, Any]
     train: tf.data.Dataset
     val: tf.data.Dataset
@@ -106,10 +106,12 @@ def make_datasets(config: Config) -> Datasets:
     }
     source_vocab = TokenVocabulary.build(tokens["train"][0])
     target_vocab = TokenVocabulary.build(tokens["train"][1])
-    longest = max(len(row) for side in tokens["train"] for row in side) + 1
+    # The limit covers every split, so that evaluation never meets a source it must refuse (a
+    # small --train-pairs sample of the dates need not hold their longest way of writing one).
+    longest = max(len(row) for sides in tokens.values() for side in sides for row in side) + 1
     if longest > config.max_output_length:
         raise UserError(
-            f"the longest training text has {longest - 1} tokens: raise --max-output-length "
+            f"the longest text has {longest - 1} tokens: raise --max-output-length "
             f"{config.max_output_length} or filter the pairs (--max-words)"
         )
     source |= {
