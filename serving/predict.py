@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     tasks = Tasks(parser)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_intermixed_args(argv)  # texts after flags too
         with cli.exit_on_interrupt(lambda: "nothing was predicted"):
             export_dir = run_export(args.run_dir)
             check_driven(export_dir, args.graph)

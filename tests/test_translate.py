@@ -502,3 +502,17 @@ def test_the_length_limit_covers_every_split_so_evaluation_never_refuses():
         len(tokenize(text, data.mode)) for pair in data.splits["train"] for text in pair
     )
     assert train_longest < longest  # the case this guards: a split holds a longer text
+
+
+def test_predict_takes_texts_before_or_after_flags(tiny_runs, capsys):
+    """``serving.predict RUN --json TEXT`` reads TEXT as a text (argparse's plain parse had
+    already closed the texts at the flag, and answered 'unrecognized arguments')."""
+    from serving.predict import main as predict_main
+
+    export = str(LUONG.exported(tiny_runs))
+    answers = []
+    for argv in ([export, "3 March 2021", "--json"], [export, "--json", "3 March 2021"]):
+        capsys.readouterr()
+        assert predict_main(argv) == 0, capsys.readouterr().err
+        answers.append(capsys.readouterr().out)
+    assert answers[0] == answers[1] and '"source": "3 March 2021"' in answers[0]
