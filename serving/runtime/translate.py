@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -210,28 +210,50 @@ class Translator:
         return translation
 
 
-def vocab_translator(vocab_dir: Path, encode: Encode, step: AttendingStep) -> Translator:
-    """A ``Translator`` over ``encode`` and ``step`` with the vocabularies, tokenization mode and
-    length limit that training wrote in ``vocab_dir`` (``source.json``, ``target.json``),
-    checking dates where ``target.json`` says its texts are ISO dates."""
-    source_vocab = TokenVocabulary.load(vocab_dir / "source.json")
+class Vocabularies(NamedTuple):
+    """What training wrote in a run's ``vocab/``: both vocabularies, the tokenization mode,
+    the length limit, and whether the targets are ISO dates."""
+
+    source: TokenVocabulary
+    target: TokenVocabulary
+    mode: str
+    max_length: int
+    iso_dates: bool
+
+
+def read_vocabularies(vocab_dir: Path) -> Vocabularies:
+    """The ``Vocabularies`` in ``vocab_dir`` (``source.json``, ``target.json``, whose extra
+    keys give the mode, the limit and the kind of texts); a ``UserError`` if they lack them."""
     target_path = vocab_dir / "target.json"
-    target_vocab = TokenVocabulary.load(target_path)
+    target = TokenVocabulary.load(target_path)
     facts = json.loads(target_path.read_text(encoding="utf-8"))
     if not isinstance(facts.get("mode"), str) or not isinstance(facts.get("max_length"), int):
         raise UserError(f"{target_path} gives no tokenization mode and length limit")
-    mode = facts["mode"]
+    return Vocabularies(
+        source=TokenVocabulary.load(vocab_dir / "source.json"),
+        target=target,
+        mode=facts["mode"],
+        max_length=facts["max_length"],
+        iso_dates=facts.get("texts") == "iso_date",
+    )
+
+
+def vocab_translator(vocab_dir: Path, encode: Encode, step: AttendingStep) -> Translator:
+    """A ``Translator`` over ``encode`` and ``step`` with the ``Vocabularies`` that training
+    wrote in ``vocab_dir``, checking dates where the targets are ISO dates."""
+    vocabularies = read_vocabularies(vocab_dir)
+    mode = vocabularies.mode
     return Translator(
         encode=encode,
         step=step,
         tokenize=lambda text: tokenize(text, mode),
         detokenize=lambda tokens: detokenize(tokens, mode),
-        source_ids=source_vocab.encode,
-        target_tokens=target_vocab.decode,
+        source_ids=vocabularies.source.encode,
+        target_tokens=vocabularies.target.decode,
         start_id=START,
         end_id=END,
-        max_length=facts["max_length"],
-        iso_dates=facts.get("texts") == "iso_date",
+        max_length=vocabularies.max_length,
+        iso_dates=vocabularies.iso_dates,
     )
 
 

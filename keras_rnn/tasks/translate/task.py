@@ -3,7 +3,6 @@ the task."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import keras
@@ -22,7 +21,7 @@ from keras_rnn.tasks.translate.decoding import (
     scores,
 )
 from keras_rnn.tasks.translate.text_graph import TranslateText, translate_model
-from serving.runtime.vocab import TokenVocabulary
+from serving.runtime.translate import read_vocabularies
 
 __all__ = [  # the contract (keras_rnn.tasks.Task); the rest is in data, model, decoding
     "Config", "build_model", "callbacks", "check_decoding", "compile_args", "evaluate",
@@ -159,16 +158,15 @@ def export_graphs(model: keras.Model, config: Config, run: RunDir) -> list[Expor
             "keys": normal(batch, length, key_width),
         } | {name: normal(batch, width) for name in names}
 
-    vocab = run.path / "vocab"
-    facts = json.loads((vocab / "target.json").read_text(encoding="utf-8"))
+    vocabularies = read_vocabularies(run.path / "vocab")
     texts = [source for source, _ in read_splits(config)[0]["test"]]
     translate = TranslateText(
         encoder,
         step,
-        TokenVocabulary.load(vocab / "source.json"),
-        TokenVocabulary.load(vocab / "target.json"),
-        facts["mode"],
-        facts["max_length"],
+        vocabularies.source,
+        vocabularies.target,
+        vocabularies.mode,
+        vocabularies.max_length,
         names,
     )
 
