@@ -22,14 +22,14 @@ def terminal(*streams: TextIO) -> TextIO | None:
 
 
 class Progress:
-    """``LABEL: DONE/TOTAL (PERCENT%) DOING`` on ``terminal(*streams)`` (``streams`` None:
-    nowhere), redrawn when the whole percentage or ``doing`` changes (a few hundred writes at
-    most, however many steps); a total of 0 (unknown) shows the count alone. Use it as a
-    context manager: the line is erased on leaving, whatever happened."""
+    """``LABEL: DONE/TOTAL (PERCENT%) DOING`` on ``terminal(*streams)`` (no label, or
+    ``streams`` None: nowhere), redrawn when the whole percentage or ``doing`` changes (a few
+    hundred writes at most, however many steps); a total of 0 (unknown) shows the count alone.
+    Use it as a context manager: the line is erased on leaving, whatever happened."""
 
     def __init__(self, label: str, total: int, streams: tuple[TextIO, ...] | None = ()) -> None:
         self.label, self.total, self.done = label, total, 0
-        self.stream = None if streams is None else terminal(*streams)
+        self.stream = None if streams is None or not label else terminal(*streams)
         self.shown: tuple[int, str] | None = None
         self.width = 0
 

@@ -142,7 +142,7 @@ class Translator:
         ``label``, the texts done are shown on a terminal (``serving.progress``)."""
         results: list[Translation | None] = [None] * len(texts)
         todo = self._empty_done(texts, results)
-        with Progress(label, len(todo), () if label else None) as progress:
+        with Progress(label, len(todo)) as progress:
             for first in range(0, len(todo), self.batch_size):
                 rows = todo[first : first + self.batch_size]
                 ids, tokens, unknown = self.source_batch([texts[row] for row in rows])
@@ -166,7 +166,7 @@ class Translator:
         settings.check()
         results: list[Translation | None] = [None] * len(texts)
         todo = self._empty_done(texts, results)
-        with Progress(label, len(todo), () if label else None) as progress:
+        with Progress(label, len(todo)) as progress:
             for row in todo:
                 ids, tokens, unknown = self.source_batch([texts[row]])
                 (best, log_probability), *_ = beam_search(

@@ -69,7 +69,7 @@ def segment_nats(
     states = [tf.zeros((1, config.units)) for _ in names]
     scores = []
     starts = range(0, len(ids) - 1, segment)
-    with Progress(label, len(starts), () if label else None) as progress:
+    with Progress(label, len(starts)) as progress:
         for start in starts:
             chunk = ids[start : start + segment + 1]
             nats, states = score_then_learn(chunk[None, :-1], chunk[None, 1:], states)
