@@ -1,7 +1,7 @@
 """python -m benchmarks.converter: a Keras model built in a few lines, through tf2onnx alone
 and through ``python -m export.model``.
 
-The model is the README's: a Sequential masked bidirectional GRU tagger. tf2onnx's
+The model is docs/export.md's: a Sequential masked bidirectional GRU tagger. tf2onnx's
 ``from_keras`` fails on a Sequential model, so "tf2onnx alone" is ``from_function`` on the
 model, as a user would fall back to. Both ONNX files run in onnxruntime (1 thread) on the same
 right-padded inputs; the table gives their top-level node counts, recurrent ops and median
@@ -33,7 +33,7 @@ RECURRENT = ("Loop", "Scan", "LSTM", "GRU", "RNN")
 
 
 def tagger():
-    """The README's model."""
+    """docs/export.md's model."""
     import keras
 
     keras.utils.set_random_seed(0)

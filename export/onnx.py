@@ -27,7 +27,7 @@ OPSET = 17
 UNFUSED_OPS = ("Loop", "Scan")  # a recurrent layer tf2onnx could not turn into LSTM/GRU/RNN
 RECURRENT_OPS = ("LSTM", "GRU", "RNN", *UNFUSED_OPS)
 # Which layers become fused ONNX nodes: cell -> largest layer (units) fused, None for any size.
-# Measured by `python -m benchmarks.fusion --options all` (README): fused LSTM and GRU are
+# Measured by `python -m benchmarks.fusion --options all` (docs/export.md): fused LSTM and GRU are
 # faster at every size and shape, with every layer option; onnxruntime's RNN kernel is faster
 # at batch 1 but up to 3x slower than the Loop at batch 32 above 16 units (tanh; cheaper
 # activations such as relu break even near 64), so larger SimpleRNN layers stay Loops.

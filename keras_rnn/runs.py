@@ -1,4 +1,4 @@
-"""The run directory: layout, creation rules and atomic writes (README: "Run directories")."""
+"""The run directory: layout, creation rules and atomic writes (docs/design.md, section 3)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ class RunDir:
 
 # What --force may delete. A run directory is ours when its config.json is the one
 # keras_rnn.train writes AND every other top-level entry is a name the run layout uses
-# (README, "Run directories"); an export when its manifest.json is the one python -m export writes
+# (docs/design.md, section 3); an export when its manifest.json is the one python -m export writes
 # and the same holds for its entries. The config alone is not enough: a user who keeps notes
 # in a run folder, or points --run-dir at a folder that happens to hold some config.json,
 # would lose files. An empty folder holds nothing to lose. Inside our own folders (plots/,

@@ -2,7 +2,7 @@
 
     python -m keras_rnn.train --task sine --cell lstm [--run-dir runs/NAME] [--resume | --force]
 
-Writes the run directory (README, "Run directories") and prints the test metrics and where
+Writes the run directory (docs/design.md, section 3) and prints the test metrics and where
 everything went. User mistakes print one line to stderr and exit with status 2. Arguments and
 the run directory are checked before TensorFlow is imported, so those mistakes answer at once.
 TensorFlow's start-up lines stay off the terminal unless --verbose asks for them. Ctrl-C prints

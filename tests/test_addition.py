@@ -90,7 +90,7 @@ class TestAdditionBattery(TaskBattery):
 
 
 class TestDecimalAdditionBattery(TaskBattery):
-    """Mechanics on a tiny run (the 3-digit target is a measured run: see the README)."""
+    """Mechanics on a tiny run (docs/tasks/addition.md has the measured 3-digit run)."""
 
     case = DECIMAL
 

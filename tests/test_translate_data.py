@@ -339,7 +339,7 @@ def test_weekdays_count_from_a_known_monday():
 
 def test_each_written_date_means_its_day_and_fits_the_longest_source():
     """Every rendering of every format, held-out ones included, parses back to its date,
-    and no text means two days. The longest is 41 characters (as the README says): lengths
+    and no text means two days. The longest is 41 characters (docs/tasks/translate.md): lengths
     depend on day, month and weekday only, and days 21-27 of each month meet every weekday
     with the longest day numbers, so one year holds every maximum."""
     year = [date(2024, 1, 1) + timedelta(days) for days in range(366)]

@@ -39,7 +39,7 @@ class Config(TrainConfig):
         "sample_length",
         "dynamic_segment",
     )
-    # Measured on 2 CPU cores (README table): 11 epochs of a 384-unit GRU at batch 128 fit in
+    # Measured on 2 cores (docs/tasks/charlm.md): 11 epochs of a 384-unit GRU at batch 128 fit in
     # 15 minutes; the cosine decay ends the rate at zero on the last one. Without dropout a
     # 256-unit model overfits the 1.7 M training characters by epoch 6. Consecutive batching
     # tested 0.06 bits per character lower than random windows in the same epochs.

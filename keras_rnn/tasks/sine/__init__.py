@@ -22,7 +22,7 @@ class Config(TrainConfig):
     task: str = option("sine", "task to train")
     positive: ClassVar[tuple[str, ...]] = (*TrainConfig.positive, "window", "horizon", "points")
     seeds: ClassVar[tuple[str, ...]] = ("seed", "data_seed")
-    # 280 training points: a small network with a gentle rate generalises best (README table).
+    # 280 training points: a small network with a gentle rate generalises best (docs/tasks/sine.md).
     units: int = new_default(TrainConfig, "units", 16)
     learning_rate: float = new_default(TrainConfig, "learning_rate", 1e-3)
     epochs: int = new_default(TrainConfig, "epochs", 300)
