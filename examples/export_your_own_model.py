@@ -8,7 +8,8 @@ ONNX graph gives Keras's answers (padded rows included), its LSTMs are fused ONN
 rather than tf2onnx's step-by-step `Loop`, and what that is worth at batch 1 against Keras's
 own `model.export(format="onnx")`.
 
-Run it from the repository root: `python examples/export_your_own_model.py` (under 2 minutes on
+Run it with the project installed (`pip install .`): `python examples/export_your_own_model.py`,
+or from a checkout, `PYTHONPATH=. python examples/export_your_own_model.py` (under 2 minutes on
 2 CPU cores). `EXAMPLE_SIZE=small` trains and times less (tests/test_examples_export.py runs it
 so). It writes into `export_your_own_model/` in the current folder.
 """
@@ -61,13 +62,14 @@ print(f"validation accuracy after {EPOCHS} epoch(s): {history.history['val_accur
 # parity.json. Its rewrite turns each LSTM into one ONNX `LSTM` node, whatever the padding
 # (docs/design.md, "Fusion and masks"), and it checks parity itself before writing anything:
 # `report["ok"]` is false and nothing is written when onnxruntime and Keras disagree.
+# `force=True` lets a second run replace the folder (only an export that export_model wrote).
 report = export_model(model, OUT / "fused", force=True)
 assert report["ok"], report
 (fused_report,) = report["graphs"]
 
 # ## Parity, seen from outside
 # `load_graph` opens the export with onnxruntime alone (no TensorFlow on the serving side). We
-# compare its answers with Keras's on held-out rows, most of them left-padded. The runtime
+# compare its answers with Keras's on the last 200 rows, most of them left-padded. The runtime
 # warns about rows that are not right-padded: they take a slower exact path, which is the
 # point here, so the warning is silenced.
 graph = load_graph(OUT / "fused", threads=1)
