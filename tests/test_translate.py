@@ -205,7 +205,8 @@ def translate_case(attention: str, cell: str) -> TaskCase:
             refusal(["a", "--length-penalty", "0.5"], "--length-penalty applies to beam search"),
             refusal(["a", "--beam", "x"], "--beam: must be an integer >= 0"),
         ),
-        keras_classes_only=attention != "bahdanau",  # its decoder cell is a layer of ours
+        # Bahdanau's decoder is a layer of ours, registered by its module
+        model_imports=("keras_rnn.tasks.translate.model",) if attention == "bahdanau" else (),
     )
 
 
