@@ -146,7 +146,7 @@ def _manifest_entry(
 ) -> dict[str, Any]:
     """The graph's manifest.json entry: a path for each format it was written in, none other;
     an integer input that feeds an Embedding has its ids' ``range`` [0, input_dim)."""
-    from export.model.inputs import embedding_sizes
+    from export.consumers import embedding_sizes
 
     outputs = graph.model.output
     sizes = embedding_sizes(graph.model)

@@ -2,22 +2,20 @@
 
 ``TrainConfig`` holds the hyperparameters every task shares; each task package defines its
 ``Config`` subclass in its ``__init__.py`` (``keras_rnn/tasks/<name>/``), found by
-``task_configs``. ``RuntimeConfig`` holds how a run executes (threads, distribution,
-precision), apart from what it learns, as TensorFlow Model Garden keeps a runtime config
-beside each task's. CLI flags are generated from the fields (``--batch-size`` for
-``batch_size``; help text and choices from field metadata), and the resolved configs are
-saved in the run's ``config.json``. This module imports no TensorFlow, so arguments are
-checked before TensorFlow starts.
+``keras_rnn.tasks.task_configs``. ``RuntimeConfig`` holds how a run executes (threads,
+distribution, precision), apart from what it learns, as TensorFlow Model Garden keeps a
+runtime config beside each task's. CLI flags are generated from the fields (``--batch-size``
+for ``batch_size``; help text and choices from field metadata), and the resolved configs are
+saved in the run's ``config.json``. This module imports no TensorFlow, and nothing of the
+project but ``keras_rnn.errors``, so arguments are checked before TensorFlow starts and any
+module may import it.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
-import importlib
 import math
-import pkgutil
 import typing
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -178,21 +176,6 @@ class RuntimeConfig:
         return 32 if self.strategy == "default" else 1
 
 
-@functools.cache
-def task_configs() -> dict[str, type[TrainConfig]]:
-    """Every task's ``Config``, by task name: one per package of ``keras_rnn.tasks``, whose
-    ``__init__.py`` defines it without importing TensorFlow (the task's code is elsewhere in
-    the package)."""
-    import keras_rnn.tasks
-
-    configs = {}
-    for module in pkgutil.iter_modules(keras_rnn.tasks.__path__):
-        if module.ispkg:
-            package = importlib.import_module(f"keras_rnn.tasks.{module.name}")
-            configs[module.name] = package.Config
-    return configs
-
-
 def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
     """Validation and test shares must each be in (0, 1) and leave data for training."""
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -200,14 +183,6 @@ def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
             raise UserError(f"--{flag(name)} must be in (0, 1)")
     if val_fraction + test_fraction >= 1:
         raise UserError("--val-fraction plus --test-fraction must leave data for training")
-
-
-def config_class(task: str) -> type[TrainConfig]:
-    """The config dataclass of ``task``; an unknown task is a ``UserError``."""
-    configs = task_configs()
-    if task not in configs:
-        raise UserError(f"unknown task {task!r}: choose one of {', '.join(configs)}")
-    return configs[task]
 
 
 def flag(name: str) -> str:

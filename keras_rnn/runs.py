@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keras_rnn.config import TrainConfig, config_class, config_from_dict, task_configs
+from keras_rnn.config import TrainConfig, config_from_dict
 from keras_rnn.errors import UserError
+from keras_rnn.tasks import config_class, load_task, task_configs
 from serving import cli
 from serving.outputs import (
     check_outside_owned_folders,
@@ -339,8 +340,6 @@ def load_trained_model(run: RunDir) -> Any:
             "(corrupt or truncated?): retrain the run"
         )
     import keras
-
-    from keras_rnn.tasks import load_task
 
     load_task(read_json(run.config_json)["config"]["task"])  # registers the task's layers
     try:

@@ -24,14 +24,13 @@ from keras_rnn.config import (
     TrainConfig,
     add_config_flags,
     check_applicable,
-    config_class,
     config_from_dict,
     flag,
     input_files,
-    task_configs,
 )
 from keras_rnn.errors import UserError
 from keras_rnn.runs import RunDir, check_resumable, check_run_dir, check_run_flags, read_json
+from keras_rnn.tasks import config_class, task_configs
 from serving import cli
 
 RESUMABLE_FLAGS = {"epochs", "patience", "tensorboard"}  # what --resume may change

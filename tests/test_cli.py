@@ -102,7 +102,7 @@ def test_an_ignored_ctrl_c_stays_ignored(tmp_path):
 
 ENTRY_POINTS = [  # every console script's main, and the CLIs run only as python -m
     *tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"].values(),
-    "keras_rnn.tasks.toys:main",
+    "keras_rnn.toys:main",
     *(f"benchmarks.{name}:main" for name in ("attention_length", "bidirectional", "converter")),
     *(f"benchmarks.{name}:main" for name in ("fusion", "inference", "masks", "serving")),
     *(f"benchmarks.{name}:main" for name in ("training", "xz")),

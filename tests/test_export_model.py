@@ -17,9 +17,10 @@ import onnxruntime
 import pytest
 
 from export import parity
+from export.consumers import embedding_sizes
 from export.model import export_model
 from export.model.__main__ import main as model_main
-from export.model.inputs import LENGTHS, embedding_sizes
+from export.model.inputs import LENGTHS
 from export.parity import BATCH_SIZES
 from export.warmup import WARMUP_FILE
 from keras_rnn.errors import UserError

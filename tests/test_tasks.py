@@ -6,8 +6,7 @@ import types
 
 import pytest
 
-from keras_rnn.config import task_configs
-from keras_rnn.tasks import Task, load_task
+from keras_rnn.tasks import Task, load_task, task_configs
 
 
 @pytest.mark.parametrize("name", task_configs())

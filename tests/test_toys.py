@@ -1,9 +1,9 @@
-"""The course toys (keras_rnn/tasks/toys.py) train in seconds and give the exact outputs.
+"""The course toys (keras_rnn/toys.py) train in seconds and give the exact outputs.
 Seeds 0-3 all pass; the tests use the default seed 0."""
 
 import pytest
 
-from keras_rnn.tasks import toys
+from keras_rnn import toys
 
 
 def test_vocabulary_keeps_reserved_tokens_first_and_characters_once():
@@ -36,7 +36,7 @@ def test_help_is_printed_without_training(capsys):
         toys.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: python -m keras_rnn.tasks.toys") and "->" not in out
+    assert out.startswith("usage: python -m keras_rnn.toys") and "->" not in out
 
 
 def test_unknown_arguments_are_one_line(cli_error):

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from export.model.names import MANIFEST_TASK
 from keras_rnn.errors import UserError
 from keras_rnn.runs import check_export_dir, write_json
 from serving import cli
@@ -26,8 +27,6 @@ from serving.outputs import check_outside_owned_folders
 
 if TYPE_CHECKING:
     import keras
-
-MANIFEST_TASK = "keras_model"  # manifest.json's task: this command wrote the folder
 
 
 def export_model(
@@ -86,27 +85,6 @@ def export_model(
         if "Loop" in line:  # correct, only slower: say why
             print(f"note: {line}", file=sys.stderr, flush=True)
     return report
-
-
-def safe_name(text: str) -> str:
-    """``text`` as a name for a folder, a file, a TF Serving or Triton model, an ONNX tensor:
-    letters, digits, ``_``, ``.`` and ``-``, starting with a letter or digit."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_.-")
-    return name if re.match(r"[A-Za-z0-9]", name) else f"x_{name}".rstrip("_")
-
-
-def unique_names(names: list[str], taken: list[str] = ()) -> list[str]:
-    """``safe_name`` of each name, with ``_1``, ``_2``, ... added to repeats (also of
-    ``taken``)."""
-    seen, unique = set(taken), []
-    for name in map(safe_name, names):
-        candidate, count = name, 0
-        while candidate in seen:
-            count += 1
-            candidate = f"{name}_{count}"
-        seen.add(candidate)
-        unique.append(candidate)
-    return unique
 
 
 def check_out_dir(out_dir: Path, force: bool) -> None:

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from export.exporting import print_outcome
-from export.model import check_out_dir, export_model, safe_name
+from export.model import check_out_dir, export_model
 from export.model.loading import check_model_file, load_model_file
+from export.model.names import safe_name
 from keras_rnn import quiet
 from keras_rnn.errors import UserError
 from serving import cli

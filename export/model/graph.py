@@ -17,9 +17,9 @@ from typing import Any
 
 import keras
 
-from export.model import MANIFEST_TASK, safe_name, unique_names
 from export.model.inputs import input_specs, lengths, sampler
 from export.model.loading import KERAS_PACKAGES
+from export.model.names import MANIFEST_TASK, safe_name, unique_names
 from keras_rnn.errors import UserError
 from keras_rnn.graphs import ExportGraph
 

@@ -5,7 +5,6 @@ the sequence length parity varies; any other free size is ``OTHER_SIZE``. Intege
 an ``Embedding`` stay below its ``input_dim``; an input that masks (``Embedding(mask_zero=True)``
 or ``Masking``) gets right-padded rows, and the first such input is the graph's
 ``masked_input``, so that parity also tries left padding, gaps and fully masked rows.
-``embedding_sizes`` gives every export's manifest (a task's too) the ids each input takes.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from export.consumers import consumers
 from keras_rnn.errors import UserError
 
 LENGTHS = (8, 21)  # the sequence lengths parity tries where the length is free
@@ -51,9 +51,9 @@ def input_specs(model: keras.Model) -> tuple[list[InputSpec], list[str]]:
                 f"input {name} takes strings, which ONNX graphs do not: export the model that "
                 "follows the text preprocessing (its ids in)"
             )
-        consumers = _consumers(model, tensor)
-        embeddings = [layer for layer in consumers if isinstance(layer, keras.layers.Embedding)]
-        maskings = [layer for layer in consumers if isinstance(layer, keras.layers.Masking)]
+        takers = consumers(model, tensor)
+        embeddings = [layer for layer in takers if isinstance(layer, keras.layers.Embedding)]
+        maskings = [layer for layer in takers if isinstance(layer, keras.layers.Masking)]
         ids = pad_value = None
         if "int" in dtype:
             if embeddings:
@@ -77,26 +77,6 @@ def input_specs(model: keras.Model) -> tuple[list[InputSpec], list[str]]:
             )
         specs.append(InputSpec(name, shape, dtype, ids, pad_value))
     return specs, notes
-
-
-def embedding_sizes(model: keras.Model) -> dict[str, int]:
-    """The ids each integer input of ``model`` takes, by input name: the smallest
-    ``input_dim`` of the Embeddings it feeds (in nested models too). Inputs that feed no
-    Embedding are left out: nothing says which integers they take."""
-    structure = model.input
-    named = (
-        structure.items() if isinstance(structure, dict) else [(t.name, t) for t in model.inputs]
-    )
-    sizes = {}
-    for name, tensor in named:
-        dims = [
-            layer.input_dim
-            for layer in _consumers(model, tensor)
-            if isinstance(layer, keras.layers.Embedding)
-        ]
-        if dims and "int" in keras.backend.standardize_dtype(tensor.dtype):
-            sizes[name] = min(dims)
-    return sizes
 
 
 def lengths(specs: list[InputSpec]) -> tuple[int, ...]:
@@ -136,20 +116,3 @@ def sampler(
         return inputs
 
     return sample
-
-
-def _consumers(model: keras.Model, tensor: keras.KerasTensor) -> list[keras.layers.Layer]:
-    """The layers of ``model`` that take ``tensor`` as an input, looking inside nested models
-    (whose input it becomes)."""
-    found = []
-    for layer in model.layers:
-        for node in layer._inbound_nodes:
-            inputs = node.input_tensors
-            for position, candidate in enumerate(inputs):
-                if candidate is not tensor:
-                    continue
-                if isinstance(layer, keras.Model) and len(layer.inputs) == len(inputs):
-                    found += _consumers(layer, layer.inputs[position])
-                else:
-                    found.append(layer)
-    return found

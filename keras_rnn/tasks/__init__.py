@@ -1,4 +1,5 @@
-"""The task contract: what every task provides, and ``load_task``, which checks it.
+"""The task contract: what every task provides; the registry of tasks (``task_configs``,
+``config_class``); and ``load_task``, which checks a task against the contract.
 
 A task is a package ``keras_rnn/tasks/<name>/``: its ``__init__.py`` defines the task's
 ``Config`` (a ``TrainConfig``) and imports no TensorFlow, so the CLI checks flags before
@@ -11,18 +12,21 @@ run directory is touched, so bad data changes no file), ``build_model``, ``compi
 vocabularies, into the run), then ``evaluate`` (which writes the task's plots into the run)
 and ``format_metrics`` for the terminal. ``python -m export`` and ``export.verify`` call
 ``export_graphs`` on the trained model, then ``check_decoding`` on the written export. A new
-task is its package here (found by ``keras_rnn.config.task_configs``), one runtime module in
+task is its package here (found by ``task_configs``), one runtime module in
 ``serving/runtime`` (``serving.predict`` finds it) and one test file that runs the shared
 battery (``tests/battery.py``).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from keras_rnn.config import TrainConfig, config_class
+from keras_rnn.config import TrainConfig
+from keras_rnn.errors import UserError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -106,6 +110,26 @@ def no_callbacks(config: TrainConfig, data: TaskData) -> list[keras.callbacks.Ca
 def no_decoding_check(model: keras.Model, config: TrainConfig, export_dir: Path) -> None:
     """``Task.check_decoding`` of a task that does not decode step by step."""
     return None
+
+
+@functools.cache
+def task_configs() -> dict[str, type[TrainConfig]]:
+    """Every task's ``Config``, by task name: one per package here, whose ``__init__.py``
+    defines it without importing TensorFlow (the task's code is elsewhere in the package)."""
+    configs = {}
+    for module in pkgutil.iter_modules(__path__):
+        if module.ispkg:
+            package = importlib.import_module(f"{__name__}.{module.name}")
+            configs[module.name] = package.Config
+    return configs
+
+
+def config_class(task: str) -> type[TrainConfig]:
+    """The config dataclass of ``task``; an unknown task is a ``UserError``."""
+    configs = task_configs()
+    if task not in configs:
+        raise UserError(f"unknown task {task!r}: choose one of {', '.join(configs)}")
+    return configs[task]
 
 
 def load_task(name: str) -> Task:

@@ -5,7 +5,7 @@
 - Six antonym pairs (man -> women, black -> white, ...): an encoder-decoder. At test time the
   decoder is fed its own previous output (greedy), never the gold prefix.
 
-``python -m keras_rnn.tasks.toys`` trains all three and prints what they output.
+``python -m keras_rnn.toys`` trains all three and prints what they output.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def print_toys() -> None:
 @cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
-        prog="python -m keras_rnn.tasks.toys",
+        prog="python -m keras_rnn.toys",
         description="Train the course's three toy problems (seconds each) and print what the "
         "trained models output; seed 0, nothing is written.",
     )
