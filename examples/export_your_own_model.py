@@ -10,11 +10,11 @@ own `model.export(format="onnx")`.
 
 Run it with the project installed (`pip install .`): `python examples/export_your_own_model.py`,
 or from a checkout, `PYTHONPATH=. python examples/export_your_own_model.py` (under 2 minutes on
-2 CPU cores). `EXAMPLE_SIZE=small` trains and times less (tests/test_examples_export.py runs it
-so). It writes into `export_your_own_model/` in the current folder.
+2 CPU cores). `--quick` trains and times less (tests/test_examples_export.py runs it so). It
+writes into `export_your_own_model/` in the current folder.
 """
 
-import os
+import argparse
 import time
 import warnings
 from pathlib import Path
@@ -28,8 +28,10 @@ from export.onnx import op_counts, recurrent_ops
 from serving.runtime import load_graph
 from serving.runtime.graph import PaddingWarning
 
-SMALL = os.environ.get("EXAMPLE_SIZE") == "small"
-EXAMPLES, EPOCHS, CALLS = (256, 1, 50) if SMALL else (4000, 4, 300)
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--quick", action="store_true", help="a tiny run, for the tests")
+QUICK = parser.parse_args().quick
+EXAMPLES, EPOCHS, CALLS = (256, 1, 50) if QUICK else (4000, 4, 300)
 VOCABULARY, LONGEST = 20, 24  # ids 1..19 (0 is padding); sequences of 2..24 ids
 OUT = Path("export_your_own_model")
 keras.utils.set_random_seed(0)

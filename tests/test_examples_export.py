@@ -16,9 +16,9 @@ from tests.conftest import REPO
 @pytest.mark.slow
 def test_export_your_own_model_shows_parity_and_fused_nodes(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "export_your_own_model.py")],
+        [sys.executable, str(REPO / "examples" / "export_your_own_model.py"), "--quick"],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO), "EXAMPLE_SIZE": "small"},
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=300,
