@@ -13,8 +13,8 @@ differ only in their attention over the encoder's outputs:
 Each is trained with ``fit``, decoded greedily and with a beam search, and scored by exact
 match on dates it never saw; the attention each pays to one source is drawn into a PNG.
 
-Run it from the repository root (about a minute on 2 CPU cores; ``--quick``: about 15 s, 1,000
-training dates for 2 epochs, too few to translate any date right: the tests' size):
+Run it from the repository root (about a minute on 2 CPU cores; ``--quick``, the tests' size:
+about 30 s, 4 epochs instead of 6, exact match about 0.4 for Bahdanau and 0.8 for Luong):
 
     python examples/attention_seq2seq.py [--quick] [--out runs/examples/attention_seq2seq]
 """
@@ -55,10 +55,10 @@ config = Config(
     embedding_size=16,
     attention_units=32,
     learning_rate=5e-3,
-    train_pairs=1000 if args.quick else 6000,
+    train_pairs=6000,
     val_pairs=200,
     test_pairs=200,
-    epochs=2 if args.quick else 6,
+    epochs=4 if args.quick else 6,
 )
 data = make_datasets(config)
 sources = [source for source, _ in data.splits["test"]]

@@ -8,10 +8,10 @@ ONNX graph gives Keras's answers (padded rows included), its LSTMs are fused ONN
 rather than tf2onnx's step-by-step `Loop`, and what that is worth at batch 1 against Keras's
 own `model.export(format="onnx")`.
 
-Run it with the project installed (`pip install .`): `python examples/export_your_own_model.py`,
-or from a checkout, `PYTHONPATH=. python examples/export_your_own_model.py` (under 2 minutes on
-2 CPU cores). `--quick` trains and times less (tests/test_examples_export.py runs it so). It
-writes into `export_your_own_model/` in the current folder.
+Run it with the project installed (`pip install .`, or the `.venv` that `make demo` makes):
+`python examples/export_your_own_model.py` (under 2 minutes on 2 CPU cores). `--quick` trains
+and times less (tests/test_examples_export.py runs it so). It writes into
+`export_your_own_model/` in the current folder.
 """
 
 import argparse
