@@ -31,7 +31,7 @@ import serving.runtime
 from serving import cli
 from serving.errors import UserError
 from serving.runtime import load_graph
-from serving.runtime.graph import read_manifest
+from serving.runtime.graph import default_graphs, read_manifest
 
 
 class _Parser(cli.ArgumentParser):
@@ -138,7 +138,7 @@ def check_driven(export_dir: Path, name: str | None) -> None:
     """Refuse ``--graph NAME`` for a graph the export lists that the task's runtime does not
     drive: of several graphs, it drives those marked ``default`` (charlm's lm_step)."""
     entries = {entry["name"]: entry for entry in read_manifest(export_dir)["graphs"]}
-    driven = [n for n, entry in entries.items() if entry.get("runtime", {}).get("default")]
+    driven = default_graphs(entries)
     if name in entries and driven and name not in driven:
         task = entries[name].get("runtime", {}).get("task")
         raise UserError(

@@ -300,12 +300,18 @@ def read_manifest(export_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def default_graphs(entries: dict[str, dict[str, Any]]) -> list[str]:
+    """The names among the manifest's ``entries`` (by name) whose runtime facts mark them
+    ``default``: the graph a task's runtime drives where an export has several."""
+    return [name for name, entry in entries.items() if entry.get("runtime", {}).get("default")]
+
+
 def manifest_entry(export_dir: Path, name: str | None = None) -> dict[str, Any]:
     """The manifest's entry of graph ``name`` (any format); without a name, of the only graph
     or the one whose runtime facts mark it ``default``."""
     entries = {entry["name"]: entry for entry in read_manifest(export_dir)["graphs"]}
     if name is None:
-        defaults = [n for n, entry in entries.items() if entry.get("runtime", {}).get("default")]
+        defaults = default_graphs(entries)
         if len(defaults) == 1:
             entries = {defaults[0]: entries[defaults[0]]}
         if len(entries) != 1:
