@@ -20,12 +20,18 @@ demo: $(VENV)/.installed
 	$(PY) -m keras_rnn.train --task sine --cell lstm --run-dir $(DEMO_RUN) --force
 	$(PY) -m export $(DEMO_RUN) --force
 
+# Two pytest-xdist workers, a test file each at a time (module fixtures are built once): about
+# half of a lone worker's time is spent waiting on subprocesses, servers and files, so two keep
+# both cores busy. The runs the tests share are trained once for both (tests/conftest.py).
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest --numprocesses $(TEST_WORKERS) --dist loadfile
+
 test: $(VENV)/.installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 # The edit loop's tier: every test but those marked slow (tests/conftest.py says which).
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -87,13 +87,15 @@ DataFiles = tuple[tuple[str, str], ...]  # (file name, text) of a run's data fil
 
 
 class TinyRuns:
-    """Runs trained once per session, each by its task, training flags and data files, and
-    exported once as a copy. Tests must not modify them (copy them first)."""
+    """Runs trained once per test session, each by its task, training flags and data files, and
+    exported once as a copy. Tests must not modify them (copy them first).
 
-    def __init__(self, folders: pytest.TempPathFactory) -> None:
-        self.folders = folders
-        self.trained_runs: dict[tuple, tuple[Path, str]] = {}
-        self.exported_runs: dict[tuple, Path] = {}
+    Under pytest-xdist (``make test`` runs two workers) every worker of a session finds the
+    runs in one folder: the first worker to ask trains a run while holding its lock, the others
+    wait and reuse it, so no run is trained twice."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
 
     def trained(self, task: str, flags: Sequence[str], data: DataFiles = ()) -> Path:
         """The finished run of ``--task TASK FLAGS``; ``{data}`` in a flag is the folder
@@ -106,31 +108,49 @@ class TinyRuns:
 
     def exported(self, task: str, flags: Sequence[str], data: DataFiles = ()) -> Path:
         """A copy of ``trained(task, flags, data)``, exported."""
-        key = (task, tuple(flags), tuple(data))
-        if key not in self.exported_runs:
-            from export.__main__ import main as export_main
+        with self._built(f"{task}-exported", (task, flags, data)) as (folder, done):
+            run_dir = folder / "run"
+            if not done:
+                from export.__main__ import main as export_main
 
-            run_dir = self.folders.mktemp(f"{task}-exported") / "run"
-            shutil.copytree(self.trained(task, flags, data), run_dir)
-            with contextlib.redirect_stdout(io.StringIO()):
-                assert export_main([str(run_dir)]) == 0
-            self.exported_runs[key] = run_dir
-        return self.exported_runs[key]
+                shutil.copytree(self.trained(task, flags, data), run_dir)
+                with contextlib.redirect_stdout(io.StringIO()):
+                    assert export_main([str(run_dir)]) == 0
+        return run_dir
 
     def _train(self, task: str, flags: Sequence[str], data: DataFiles) -> tuple[Path, str]:
-        key = (task, tuple(flags), tuple(data))
-        if key not in self.trained_runs:
-            from keras_rnn import train
+        with self._built(f"{task}-trained", (task, flags, data)) as (folder, done):
+            log_file = folder / "training.log"
+            if not done:
+                from keras_rnn import train
 
-            folder = self.folders.mktemp(f"{task}-trained")
-            for name, text in data:
-                (folder / name).write_text(text, encoding="utf-8")
-            argv = ["--task", task, *(flag.replace("{data}", str(folder)) for flag in flags)]
-            log = io.StringIO()
-            with contextlib.redirect_stdout(log):
-                assert train.main([*argv, "--run-dir", str(folder / "run")]) == 0
-            self.trained_runs[key] = folder / "run", log.getvalue()
-        return self.trained_runs[key]
+                for name, text in data:
+                    (folder / name).write_text(text, encoding="utf-8")
+                argv = ["--task", task, *(flag.replace("{data}", str(folder)) for flag in flags)]
+                log = io.StringIO()
+                with contextlib.redirect_stdout(log):
+                    assert train.main([*argv, "--run-dir", str(folder / "run")]) == 0
+                log_file.write_text(log.getvalue(), encoding="utf-8")
+        return folder / "run", log_file.read_text(encoding="utf-8")
+
+    @contextlib.contextmanager
+    def _built(self, name: str, key: tuple) -> Iterator[tuple[Path, bool]]:
+        """The folder of ``key`` (under its lock) and whether it was built: the caller builds
+        it when not. A folder left by a build that failed is emptied first."""
+        import hashlib
+
+        from filelock import FileLock
+
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
+        folder = self.folder / f"{name}-{digest}"
+        finished = folder.with_name(folder.name + ".done")
+        with FileLock(folder.with_name(folder.name + ".lock")):
+            done = finished.exists()
+            if not done:
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+            yield folder, done
+            finished.touch()
 
 
 # What the fast tier (`make test-fast`, `pytest -m "not slow"`) leaves out: a test that uses a
@@ -153,8 +173,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory) -> TinyRuns:
-    """The session's ``TinyRuns``."""
-    return TinyRuns(tmp_path_factory)
+    """The session's ``TinyRuns``, shared by its xdist workers (each has its own temporary
+    folder inside the session's)."""
+    session_folder = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        session_folder = session_folder.parent
+    return TinyRuns(session_folder)
 
 
 def tiny_sine(cell: str) -> list[str]:
