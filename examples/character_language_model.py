@@ -28,7 +28,13 @@ from export.model import export_model
 from keras_rnn.tasks.charlm import Config
 from keras_rnn.tasks.charlm.corpus import read_text
 from keras_rnn.tasks.charlm.data import make_datasets
-from keras_rnn.tasks.charlm.generation import keras_generate, keras_step, state_names, step_model
+from keras_rnn.tasks.charlm.generation import (
+    keras_generate,
+    keras_step,
+    state_names,
+    step_model,
+    step_runtime,
+)
 from keras_rnn.tasks.charlm.model import build_model, compile_args, stateless
 from keras_rnn.tasks.charlm.task import callbacks
 from keras_rnn.trainer import learning_rate
@@ -116,17 +122,19 @@ for temperature in (0.0, 0.5, 1.0):
 # next character's logits and the new state out (the graph `lm_step` that `python -m
 # export` writes for a charlm run). `export_model` converts any Keras model to ONNX with the
 # recurrent layer fused into one ONNX `GRU` node, and checks that the ONNX graph gives
-# Keras's outputs on random inputs. The runtime facts a task's export records (the state
-# inputs and their size) are given to the loaded graph here.
+# Keras's outputs on random inputs. `runtime=` records beside the graph what the onnxruntime
+# loop reads (`step_runtime`: the state inputs, in order, and their size), as `python -m
+# export` does for a run, so the loaded graph carries them.
 step = step_model(model, config)
-report = export_model(step, args.out / "lm_step", force=True, name="lm_step")
+report = export_model(
+    step, args.out / "lm_step", force=True, name="lm_step", runtime=step_runtime(config)
+)
 (entry,) = report["graphs"]
 print(
     f"lm_step exported: parity {report['ok']} (largest difference "
     f"{entry['max_abs_diff_onnx']:.1e}), {entry['onnx_op_counts'].get('GRU', 0)} fused GRU node"
 )
 graph = load_graph(args.out / "lm_step")
-graph.runtime |= {"states": state_names(config), "units": config.units}
 
 # Both steps read the same prefix from zero states; onnxruntime's distribution over the next
 # character is Keras's, within float32 rounding.

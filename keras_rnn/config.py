@@ -2,13 +2,15 @@
 
 ``TrainConfig`` holds the hyperparameters every task shares; each task package defines its
 ``Config`` subclass in its ``__init__.py`` (``keras_rnn/tasks/<name>/``), found by
-``keras_rnn.tasks.task_configs``. ``RuntimeConfig`` holds how a run executes (threads,
-distribution, precision), apart from what it learns, as TensorFlow Model Garden keeps a
-runtime config beside each task's. CLI flags are generated from the fields (``--batch-size``
-for ``batch_size``; help text and choices from field metadata), and the resolved configs are
-saved in the run's ``config.json``. This module imports no TensorFlow, and nothing of the
-project but ``keras_rnn.errors``, so arguments are checked before TensorFlow starts and any
-module may import it.
+``keras_rnn.tasks.task_configs``. Model-shape flags that only some tasks take are opt-in: a
+task whose recurrent stack may read both ways extends ``BidirectionalConfig``; another fixes
+the direction in a class variable, so it has no flag that could only be refused.
+``RuntimeConfig`` holds how a run executes (threads, distribution, precision), apart from what
+it learns, as TensorFlow Model Garden keeps a runtime config beside each task's. CLI flags are
+generated from the fields (``--batch-size`` for ``batch_size``; help text and choices from
+field metadata), and the resolved configs are saved in the run's ``config.json``. This module
+imports no TensorFlow, and nothing of the project but ``keras_rnn.errors``, so arguments are
+checked before TensorFlow starts and any module may import it.
 """
 
 from __future__ import annotations
@@ -52,14 +54,13 @@ def new_default(config_class: type, name: str, default: Any) -> Any:
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Fields every task shares: model shape, optimisation, seeds."""
+    """Fields every task shares: the recurrent stack's cell, size and depth, optimisation,
+    seeds."""
 
     task: str = option("", "task to train")
     cell: str = option("lstm", "recurrent cell", CELLS)
     units: int = option(32, "units per recurrent layer")
     layers: int = option(1, "stacked recurrent layers")
-    bidirectional: bool = option(False, "wrap each recurrent layer in Bidirectional")
-    merge_mode: str = option("concat", "how Bidirectional merges directions", MERGE_MODES)
     dropout: float = option(0.0, "dropout between stacked layers (0 disables)")
     epochs: int = option(100, "maximum training epochs")
     batch_size: int = option(32, "examples per batch")
@@ -78,6 +79,9 @@ class TrainConfig:
 
     positive: ClassVar[tuple[str, ...]] = ("units", "layers", "epochs", "batch_size")
     seeds: ClassVar[tuple[str, ...]] = ("seed",)
+    # The direction of a task that takes no --bidirectional (fields of BidirectionalConfig).
+    bidirectional: ClassVar[bool] = False
+    merge_mode: ClassVar[str] = "concat"
 
     def __post_init__(self) -> None:
         self.validate()  # a config that exists is valid, whether built by the CLI or in code
@@ -111,7 +115,7 @@ class TrainConfig:
     def inapplicable(self) -> dict[str, str]:
         """Fields that have no effect with the other values, each with why (after "does not
         apply"); ``check_applicable`` refuses them when they were given."""
-        unused = {} if self.bidirectional else {"merge_mode": "without --bidirectional"}
+        unused: dict[str, str] = {}
         if self.layers == 1:
             unused["dropout"] = "to one layer: it acts between stacked layers (--layers 2 or more)"
         return unused
@@ -123,6 +127,24 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class BidirectionalConfig(TrainConfig):
+    """A task whose recurrent stack may read its sequence both ways."""
+
+    bidirectional: bool = option(False, "wrap each recurrent layer in Bidirectional")
+    merge_mode: str = option("concat", "how Bidirectional merges directions", MERGE_MODES)
+
+    def inapplicable(self) -> dict[str, str]:
+        unused = super().inapplicable()
+        if not self.bidirectional:
+            unused["merge_mode"] = "without --bidirectional"
+        return unused
+
+
+DIRECTION_KEYS = ("bidirectional", "merge_mode")
+"""Fields of ``BidirectionalConfig`` that every config.json held before they were opt-in."""
 
 
 @dataclasses.dataclass
@@ -221,8 +243,21 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class: type) -> Non
 
 
 def config_from_dict(config_class: type[TrainConfig], values: dict[str, Any]) -> TrainConfig:
-    """Build a config from saved or parsed values; unknown keys are an error."""
+    """Build a config from saved or parsed values; unknown keys are an error.
+
+    A config.json written before the direction was opt-in holds ``DIRECTION_KEYS`` for every
+    task: a task that fixes them drops them when they hold its fixed values, and refuses them
+    otherwise (such a run was not trained by this task's model)."""
     names = {f.name for f in dataclasses.fields(config_class)}
+    values = dict(values)
+    for name in DIRECTION_KEYS:
+        if name in values and name not in names:
+            value, fixed = values.pop(name), getattr(config_class, name)
+            if value != fixed:
+                raise UserError(
+                    f"config key {name} is {value!r}, but task {config_class.task} always has "
+                    f"{fixed!r} and takes no --{flag(name)}: edit the saved config or retrain"
+                )
     unknown = sorted(set(values) - names)
     if unknown:
         raise UserError(f"unknown config keys for task {config_class.task}: {', '.join(unknown)}")

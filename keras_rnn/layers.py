@@ -98,8 +98,9 @@ def recurrent_stack(
 
 
 def configured_stack(x: keras.KerasTensor, config, **options) -> keras.KerasTensor:
-    """``recurrent_stack`` shaped by a ``TrainConfig`` (cell, units, layers, bidirectional,
-    merge mode, dropout); ``options`` go through (return_sequences, stateful, name)."""
+    """``recurrent_stack`` shaped by a ``TrainConfig`` (cell, units, layers, dropout, and the
+    direction: a ``BidirectionalConfig``'s flags or the task's fixed one); ``options`` go
+    through (return_sequences, stateful, name)."""
     return recurrent_stack(
         x,
         config.cell,

@@ -93,7 +93,12 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]
         parser.add_argument_group("runtime (a resumed run may change these)"), RuntimeConfig
     )
     add_config_flags(parser.add_argument_group(f"{task} hyperparameters"), task_config)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # such as --bidirectional, which another task takes
+        raise UserError(
+            f"unrecognized arguments: {' '.join(unknown)} (not flags of --task {task}: "
+            f"--task {task} --help lists them)"
+        )
 
     runtime_names = {field.name for field in dataclasses.fields(RuntimeConfig)}
     args.runtime = RuntimeConfig(**{k: v for k, v in vars(args).items() if k in runtime_names})

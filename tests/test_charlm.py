@@ -66,7 +66,7 @@ CHARLM = TaskCase(
     answer=keras_text,
     assets=("vocab/vocab.json",),
     bad_training=(
-        refusal(["--bidirectional"], "--bidirectional does not apply to a language model"),
+        refusal(["--bidirectional"], "arguments: --bidirectional (not flags of --task charlm"),
         refusal(["--text", "."], ". is a folder, not a text file"),
         refusal(["--sample-every", "-1"], "--sample-every must be >= 0, got -1"),
         refusal(["--sample-prefix", ""], "--sample-prefix must not be empty"),

@@ -11,6 +11,7 @@ from keras_rnn.errors import UserError
 from keras_rnn.tasks.addition import Config as AdditionConfig
 from keras_rnn.tasks.charlm import Config as CharLMConfig
 from keras_rnn.tasks.sine import Config as SineConfig
+from keras_rnn.tasks.translate import Config as TranslateConfig
 
 
 def parse(*argv):
@@ -108,12 +109,83 @@ def test_a_config_built_in_code_is_validated():
             ["--task", "charlm", "--sample-every", "0", "--sample-prefix", "class "],
             "--sample-prefix does not apply with --sample-every 0",
         ),
-        (["--task", "charlm", "--merge-mode", "sum"], "--merge-mode does not apply to a language"),
     ],
 )
 def test_flags_that_do_not_apply_are_refused(argv, message, tmp_path, cli_error):
     cli_error(train.main, [*argv, "--run-dir", tmp_path / "run"], message)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("task", "takes_directions"),
+    [
+        ("sine", True),
+        ("addition", True),
+        ("tagging", True),
+        ("charlm", False),
+        ("translate", False),
+    ],
+)
+def test_help_lists_only_the_model_flags_the_task_takes(task, takes_directions, capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--task", task, "--help"])
+    help_text = capsys.readouterr().out
+    for name in ("--cell", "--units", "--layers", "--dropout"):
+        assert name in help_text
+    for name in ("--bidirectional", "--merge-mode"):
+        assert (name in help_text) == takes_directions
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--task", "charlm", "--bidirectional"],
+        ["--task", "translate", "--no-bidirectional"],
+        ["--task", "translate", "--merge-mode", "sum"],
+    ],
+)
+def test_a_model_flag_the_task_does_not_take_is_named(argv, tmp_path, cli_error):
+    task, given = argv[1], " ".join(argv[2:])
+    cli_error(
+        train.main,
+        [*argv, "--run-dir", tmp_path / "run"],
+        f"unrecognized arguments: {given} (not flags of --task {task}: --task {task} --help",
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_translation_offers_only_the_cells_it_builds(tmp_path, cli_error):
+    cli_error(train.main, ["--task", "translate", "--cell", "simple"], "invalid choice: 'simple'")
+    with pytest.raises(UserError, match="--cell: 'simple' is not one of lstm, gru"):
+        TranslateConfig(cell="simple")
+
+
+@pytest.mark.parametrize(
+    ("config_class", "direction"), [(CharLMConfig, False), (TranslateConfig, True)]
+)
+def test_a_config_json_from_before_directions_were_opt_in_is_read(config_class, direction):
+    """Every config.json held bidirectional and merge_mode; a task with a fixed direction
+    drops them when they hold its values."""
+    old = {**config_class().to_dict(), "bidirectional": direction, "merge_mode": "concat"}
+    config = config_from_dict(config_class, old)
+    assert config == config_class() and config.bidirectional is direction
+    assert not {"bidirectional", "merge_mode"} & config.to_dict().keys()
+
+
+@pytest.mark.parametrize(
+    ("config_class", "key", "value"),
+    [
+        (CharLMConfig, "bidirectional", True),
+        (TranslateConfig, "bidirectional", False),
+        (TranslateConfig, "merge_mode", "sum"),
+    ],
+)
+def test_a_saved_direction_the_task_cannot_have_is_refused(config_class, key, value):
+    with pytest.raises(UserError) as error:
+        config_from_dict(config_class, {key: value})
+    assert f"config key {key} is {value!r}, but task {config_class.task} always has" in str(
+        error.value
+    )
 
 
 @pytest.mark.parametrize(

@@ -184,13 +184,15 @@ def test_onnxruntime_gives_the_saved_models_answer(kind, saved, converted):
 
 
 def test_function_exports_a_model_in_memory(tmp_path, capsys):
-    """export_model takes the model itself. Ids that feed an Embedding stay below its
-    input_dim (Keras refuses an id past it, so parity would fail)."""
+    """export_model takes the model itself, and the runtime facts to record beside it. Ids
+    that feed an Embedding stay below its input_dim (Keras refuses an id past it, so parity
+    would fail)."""
     tokens = keras.Input((None,), dtype="int32", name="tokens")
     hidden = keras.layers.GRU(4)(keras.layers.Embedding(5, 4)(tokens))
     model = keras.Model(tokens, keras.layers.Dense(1, name="count")(hidden), name="counter")
     out = tmp_path / "exports" / "out"  # its parent is made too
-    report = export_model(model, out)
+    report = export_model(model, out, runtime={"vocab_size": 5})
+    assert load_graph(out).runtime == {"vocab_size": 5, "task": "keras_model"}
     (entry,) = report["graphs"]
     assert report["ok"] and entry["fused"] and entry["masks_tested"] == []
     assert report == json.loads((out / "parity.json").read_text())
@@ -200,6 +202,21 @@ def test_function_exports_a_model_in_memory(tmp_path, capsys):
     ids = np.random.default_rng(3).integers(0, 5, size=(3, 11)).astype(np.int32)
     (got,) = session.run(["count"], {"tokens": ids})
     np.testing.assert_allclose(got, keras.ops.convert_to_numpy(model(ids)), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("runtime", "fragment"),
+    [
+        ({"task": "charlm"}, "runtime facts may not set task"),
+        ({"units": np.int64(4)}, "runtime facts must be JSON"),
+        ({1: "a"}, "runtime facts must be keyed by strings"),
+    ],
+)
+def test_runtime_facts_the_manifest_cannot_hold_are_refused(runtime, fragment, tmp_path):
+    model = keras.Sequential([keras.Input((None, 2)), keras.layers.GRU(2)])
+    with pytest.raises(UserError, match=fragment):
+        export_model(model, tmp_path / "out", runtime=runtime)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_model_without_recurrent_layers_is_exported_with_a_note(tmp_path, capsys):

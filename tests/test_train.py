@@ -200,6 +200,22 @@ def test_resume_reads_the_task_from_the_run(tmp_path, cli_error, monkeypatch):
     cli_error(train.main, ["--resume"], "cannot resume runs/sine-lstm", "no config.json")
 
 
+def test_resume_and_export_read_a_config_json_from_before_directions_were_opt_in(tmp_path):
+    """Such a file holds bidirectional and merge_mode, which charlm no longer takes."""
+    from keras_rnn.runs import finished_run
+    from keras_rnn.tasks.charlm import Config as CharLMConfig
+
+    run_dir = tmp_path / "lm"
+    old = {**CharLMConfig(units=16).to_dict(), "bidirectional": False, "merge_mode": "concat"}
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"config": old}))
+    config, _ = train.parse_args(["--run-dir", str(run_dir), "--resume"])
+    assert config == CharLMConfig(units=16)
+    for name in ("metrics.json", "model.keras"):  # finished, as export and evaluation read it
+        (run_dir / name).write_text("{}")
+    assert finished_run(run_dir)[1] == CharLMConfig(units=16)
+
+
 @pytest.mark.parametrize("finished", [False, True])
 def test_force_with_resume_is_a_contradiction_on_any_run(finished, tmp_path, cli_error):
     """Not "pass --force to retrain" to a user who passed it; the run stays as it was."""

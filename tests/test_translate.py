@@ -190,8 +190,8 @@ def translate_case(attention: str, cell: str) -> TaskCase:
         query=QUERIES,
         answer=keras_translations,
         bad_training=(
-            refusal(["--cell", "simple"], "--cell simple does not apply to translation"),
-            refusal(["--no-bidirectional"], "the encoder is bidirectional"),
+            refusal(["--cell", "simple"], "--cell: invalid choice: 'simple'"),
+            refusal(["--no-bidirectional"], "--no-bidirectional (not flags of --task translate"),
             refusal(["--attention", "luong-dot", "--attention-units", "8"], "--attention-units"),
             refusal(["--reverse"], "--reverse does not apply without --pairs"),
             refusal(["--pairs", "missing.txt"], "pairs file not found: missing.txt"),

@@ -36,13 +36,17 @@ def export_model(
     name: str | None = None,
     atol: float | None = None,
     source: str | None = None,
+    runtime: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export the Keras model ``model`` (Functional or Sequential, in memory) to ``out_dir``:
     the graph is named ``name`` or after the model, parity holds within ``atol`` or the
     tolerance of its recurrent cells (``export.parity.ATOL``), and ``source`` (the model file,
-    if any) goes into the manifest. An existing ``out_dir`` is replaced only with ``force``
-    and only when this function wrote it (``check_out_dir``); notes go to stderr. Returns the
-    parity report; nothing is written when it is not ok."""
+    if any) goes into the manifest. ``runtime`` holds facts a runtime reads beside the graph,
+    such as a step graph's state names and size: the manifest records them with the graph, and
+    ``serving.runtime.load_graph`` gives them back (``ExportedGraph.runtime``). An existing
+    ``out_dir`` is replaced only with ``force`` and only when this function wrote it
+    (``check_out_dir``); notes go to stderr. Returns the parity report; nothing is written when
+    it is not ok."""
     import keras
 
     from export import onnx
@@ -50,6 +54,7 @@ def export_model(
     from export.model.graph import custom_objects, model_graph
 
     out_dir = Path(out_dir)
+    check_runtime_facts(runtime or {})
     check_out_dir(out_dir, force)
     remove_stale_temporaries(out_dir)
     graph, notes = model_graph(model, name)
@@ -57,6 +62,7 @@ def export_model(
         print(f"note: {note}", file=sys.stderr, flush=True)
     if atol is not None:
         graph.atol = atol
+    graph.runtime = {**(runtime or {}), **graph.runtime}
 
     def build(folder: Path) -> dict[str, Any]:
         report, manifest_graphs = write_graphs([graph], folder, graph.atol)
@@ -85,6 +91,19 @@ def export_model(
         if "Loop" in line:  # correct, only slower: say why
             print(f"note: {line}", file=sys.stderr, flush=True)
     return report
+
+
+def check_runtime_facts(runtime: dict[str, Any]) -> None:
+    """Raise ``UserError`` unless ``runtime`` can go into the manifest: JSON, keyed by
+    strings, and without ``task``, which names the graph's maker (``keras_model``)."""
+    if "task" in runtime:
+        raise UserError(f"runtime facts may not set task: an export of a model has {MANIFEST_TASK}")
+    try:
+        json.dumps(runtime, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"runtime facts must be JSON: {error}") from None
+    if not all(isinstance(key, str) for key in runtime):
+        raise UserError("runtime facts must be keyed by strings")
 
 
 def check_out_dir(out_dir: Path, force: bool) -> None:

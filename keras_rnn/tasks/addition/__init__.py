@@ -18,12 +18,12 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from keras_rnn.config import TrainConfig, new_default, option
+from keras_rnn.config import BidirectionalConfig, TrainConfig, new_default, option
 from keras_rnn.errors import UserError
 
 
 @dataclasses.dataclass
-class Config(TrainConfig):
+class Config(BidirectionalConfig):
     """Addition (``--task addition``): binary, one bit per step, least significant first; or,
     with ``--digits N``, decimal as sequence to sequence (the Keras example)."""
 

@@ -52,6 +52,7 @@ class Config(TrainConfig):
     epochs: int = new_default(TrainConfig, "epochs", 11)
     patience: int = new_default(TrainConfig, "patience", 3)
     dropout: float = option(0.3, "dropout between stacked layers and before the output layer")
+    bidirectional: ClassVar[bool] = False  # read backwards, the model would see the future
     text: str | None = option(
         None, "UTF-8 text file to train on instead of the embedded corpus", input_file=True
     )
@@ -80,10 +81,6 @@ class Config(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.bidirectional:
-            raise UserError(
-                "--bidirectional does not apply to a language model: it would see the future"
-            )
         check_split_fractions(self.val_fraction, self.test_fraction)
         if not (math.isfinite(self.dynamic_rate) and self.dynamic_rate >= 0):
             raise UserError(f"--dynamic-rate must be a number >= 0, got {self.dynamic_rate}")
@@ -103,7 +100,7 @@ class Config(TrainConfig):
 
     def inapplicable(self) -> dict[str, str]:
         # Dropout also acts before the output layer here, so it applies to one layer too.
-        unused = {"merge_mode": "to a language model: it is never bidirectional"}
+        unused: dict[str, str] = {}
         if self.dynamic_rate == 0:
             unused["dynamic_segment"] = "with --dynamic-rate 0: no dynamic evaluation"
         if self.sample_every == 0:

@@ -3,6 +3,8 @@ loop of ``serving.runtime.decoding`` runs, and the sample printed during trainin
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -52,6 +54,12 @@ def state_names(config: Config) -> list[str]:
     """The step graph's state inputs, in order; each has an output named ``next_<name>``."""
     kinds = ("h", "c") if config.cell == "lstm" else ("h",)
     return [f"state_{index}_{kind}" for index in range(config.layers) for kind in kinds]
+
+
+def step_runtime(config: Config) -> dict[str, Any]:
+    """What the onnxruntime loop (``serving.runtime.charlm``) reads beside the step graph: the
+    size of its states and their names, in order."""
+    return {"units": config.units, "states": state_names(config)}
 
 
 def keras_step(step: keras.Model, config: Config):

@@ -28,6 +28,7 @@ from keras_rnn.tasks.charlm.generation import (
     keras_generate,
     state_names,
     step_model,
+    step_runtime,
 )
 from keras_rnn.tasks.charlm.model import (
     LogPerplexity,
@@ -65,12 +66,7 @@ def export_graphs(model: keras.Model, config: Config, run: RunDir) -> list[Expor
     model = stateless(model, config)
     vocab_size = model.get_layer("logits").units
     names = state_names(config)
-    runtime = {
-        "task": "charlm",
-        "vocab": "vocab/vocab.json",
-        "units": config.units,
-        "states": names,
-    }
+    runtime = {"task": "charlm", "vocab": "vocab/vocab.json", **step_runtime(config)}
 
     def windows(batch: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {"characters": rng.integers(2, vocab_size, size=(batch, length), dtype=np.int32)}

@@ -11,12 +11,18 @@ import dataclasses
 import math
 from typing import ClassVar
 
-from keras_rnn.config import TrainConfig, check_split_fractions, new_default, option
+from keras_rnn.config import (
+    BidirectionalConfig,
+    TrainConfig,
+    check_split_fractions,
+    new_default,
+    option,
+)
 from keras_rnn.errors import UserError
 
 
 @dataclasses.dataclass
-class Config(TrainConfig):
+class Config(BidirectionalConfig):
     """Noisy-sine forecasting (``--task sine``)."""
 
     task: str = option("sine", "task to train")

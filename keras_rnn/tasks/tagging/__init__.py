@@ -14,16 +14,22 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from keras_rnn.config import TrainConfig, check_split_fractions, new_default, option
+from keras_rnn.config import (
+    BidirectionalConfig,
+    TrainConfig,
+    check_split_fractions,
+    new_default,
+    option,
+)
 
 
 @dataclasses.dataclass
-class Config(TrainConfig):
+class Config(BidirectionalConfig):
     """Sequence tagging (``--task tagging``): a tag for every character (or CoNLL token)."""
 
     task: str = option("tagging", "task to train")
     positive: ClassVar[tuple[str, ...]] = (*TrainConfig.positive, "max_length", "embedding_size")
-    bidirectional: bool = new_default(TrainConfig, "bidirectional", True)
+    bidirectional: bool = new_default(BidirectionalConfig, "bidirectional", True)
     cell: str = new_default(TrainConfig, "cell", "gru")
     units: int = new_default(TrainConfig, "units", 64)
     epochs: int = new_default(TrainConfig, "epochs", 10)
