@@ -16,7 +16,8 @@ from keras_rnn import quiet
 from keras_rnn.errors import UserError
 from keras_rnn.runs import finished_run, load_trained_model
 from serving import cli
-from serving.runtime.charlm import add_generation_flags, check_generation, sampling_flags
+from serving.predict_tasks.charlm import add_generation_flags, sampling_flags
+from serving.runtime.charlm import check_generation
 from serving.runtime.vocab import Vocabulary, unknown_note
 
 

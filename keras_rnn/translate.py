@@ -22,6 +22,7 @@ from keras_rnn import quiet
 from keras_rnn.errors import UserError
 from keras_rnn.runs import finished_run, load_trained_model
 from serving import cli
+from serving.predict_tasks.translate import note_unknown
 from serving.runtime.translate import as_json, check_beam_flags, translate_texts
 
 
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
             translator = keras_translator(load_trained_model(run), config, run.path / "vocab")
             translations = translate_texts(translator, args.texts, args.beam, args.length_penalty)
+            note_unknown(translations)
             if plot is not None:
                 plot_attention(translator.attend(args.texts[0]), plot)
     except UserError as error:

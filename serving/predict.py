@@ -10,26 +10,23 @@
 Imports numpy and onnxruntime only (install with serving/requirements.txt). User mistakes
 print one line to stderr and exit with status 2.
 
-Dispatch: every module of ``serving.runtime`` that defines ``TITLE``, ``add_arguments(group)``
-and ``predict(graph, args)`` serves the task of its name; a new task adds its runtime module,
-nothing here. Flags stay None unless given, so another task's flag is refused by name; the
-positional texts go to a task whose module sets ``TAKES_TEXTS``.
+Dispatch: each task's ``TaskRuntime`` (``serving.predict_tasks``, the contract) adds its flags
+and predicts from the graph; a new task adds its module there, nothing here. Flags stay None
+unless given, so another task's flag is refused by name; the positional texts go to a task whose
+runtime sets ``TAKES_TEXTS``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import pkgutil
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import serving.runtime
 from serving import cli
 from serving.errors import UserError
+from serving.predict_tasks import TaskRuntime, task_runtimes
 from serving.runtime import load_graph
 from serving.runtime.graph import default_graphs, read_manifest
 
@@ -40,19 +37,6 @@ class _Parser(cli.ArgumentParser):
             flag = message.split()[1].rstrip(":")
             message += f" (a value that starts with a minus sign needs {flag}=-0.5,0.1,...)"
         super().error(message)
-
-
-def task_runtimes() -> dict[str, ModuleType]:
-    """The runtime module of each task that ``predict`` serves, by task name."""
-    modules = (
-        importlib.import_module(f"serving.runtime.{info.name}")
-        for info in pkgutil.iter_modules(serving.runtime.__path__)
-    )
-    return {
-        module.__name__.rsplit(".", 1)[1]: module
-        for module in modules
-        if all(hasattr(module, name) for name in ("TITLE", "add_arguments", "predict"))
-    }
 
 
 class _Flags:
@@ -79,31 +63,28 @@ def task_parser(prog: str, description: str) -> cli.ArgumentParser:
 
 
 class Tasks:
-    """Every task's flags on one parser, and the dispatch to the task of a graph (an
+    """Every task's flags on one parser, and the runtime of a graph's task (the graph an
     ``ExportedGraph``, or anything with its attributes and call)."""
 
     def __init__(self, parser: argparse.ArgumentParser):
         self.runtimes = task_runtimes()
         self.flags = {}
-        for task, module in self.runtimes.items():
-            self.flags[task] = _Flags(parser.add_argument_group(module.TITLE))
-            module.add_arguments(self.flags[task])
+        for task, runtime in self.runtimes.items():
+            self.flags[task] = _Flags(parser.add_argument_group(runtime.TITLE))
+            runtime.add_arguments(self.flags[task])
 
-    def check(self, graph: Any, args: argparse.Namespace) -> str:
-        """The task of ``graph`` (a served one), once the arguments fit it."""
+    def check(self, graph: Any, args: argparse.Namespace) -> TaskRuntime:
+        """The runtime of the task of ``graph``, once the arguments fit it."""
         task = graph.runtime.get("task")
         if task not in self.runtimes:
             raise UserError(
                 f"graph {graph.name} is from task {task!r}, which predict does not serve"
             )
         refuse_other_tasks_flags(args, task, self.flags)
-        if args.texts and not getattr(self.runtimes[task], "TAKES_TEXTS", False):
+        runtime = self.runtimes[task]
+        if args.texts and not runtime.TAKES_TEXTS:
             raise UserError(f"{task} runs take no texts as arguments: got {args.texts[0]!r}")
-        return task
-
-    def predict(self, graph: Any, args: argparse.Namespace) -> tuple[dict, str]:
-        """The task's ``predict(graph, args)``: the JSON-able result and the text to print."""
-        return self.runtimes[self.check(graph, args)].predict(graph, args)
+        return runtime
 
 
 @cli.pipe_safe
@@ -120,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             export_dir = run_export(args.run_dir)
             check_driven(export_dir, args.graph)
             graph = load_graph(export_dir, args.graph, args.threads)
-            result, text = tasks.predict(graph, args)
+            result, text = tasks.check(graph, args).predict(graph, args)
     except UserError as error:
         return cli.report(error)
     print(json.dumps(result) if args.json else text)

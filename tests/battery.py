@@ -289,12 +289,12 @@ def op_types(graph: onnx.GraphProto) -> Iterator[str]:
 
 def runtime_flags() -> list[tuple[str, tuple[str, ...]]]:
     """(task, one of its serving runtime's flags with a value it parses), for every task."""
-    from serving.predict import task_runtimes
+    from serving.predict_tasks import task_runtimes
 
     flags = []
-    for task, module in task_runtimes().items():
-        recorder = _Recorder(argparse.ArgumentParser().add_argument_group(module.TITLE))
-        module.add_arguments(recorder)
+    for task, runtime in task_runtimes().items():
+        recorder = _Recorder(argparse.ArgumentParser().add_argument_group(runtime.TITLE))
+        runtime.add_arguments(recorder)
         for action in recorder.actions:
             value = () if action.nargs == 0 else (str((action.choices or [1])[0]),)
             flags.append((task, (action.option_strings[0], *value)))

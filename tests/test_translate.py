@@ -299,8 +299,10 @@ def test_keras_translate_cli_prints_the_same_and_plots(translate_run, tmp_path, 
     capsys.readouterr()
     plot = tmp_path / "attention.png"
     assert translate.main([str(translate_run), *QUERIES, "--json", "--plot", str(plot)]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    rows = json.loads(printed.out)
     assert rows == keras_translations(translate_run)
+    assert "not in the vocabulary, read as unknown: 'z ñ'" in printed.err
     for row in rows["translations"]:  # a dates run: each output is checked as a date
         assert row["valid_date"] == is_iso_date(row["translation"]) and row["score"] <= 0
     assert plot.read_bytes()[:4] == b"\x89PNG"

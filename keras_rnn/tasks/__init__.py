@@ -12,9 +12,10 @@ run directory is touched, so bad data changes no file), ``build_model``, ``compi
 vocabularies, into the run), then ``evaluate`` (which writes the task's plots into the run)
 and ``format_metrics`` for the terminal. ``python -m export`` and ``export.verify`` call
 ``export_graphs`` on the trained model, then ``check_decoding`` on the written export. A new
-task is its package here (found by ``task_configs``), one runtime module in
-``serving/runtime`` (``serving.predict`` finds it) and one test file that runs the shared
-battery (``tests/battery.py``).
+task is its package here (found by ``task_configs``), its serving side (a library in
+``serving/runtime`` and a ``TaskRuntime`` in ``serving/predict_tasks``, which
+``serving.predict`` finds) and one test file that runs the shared battery
+(``tests/battery.py``).
 """
 
 from __future__ import annotations

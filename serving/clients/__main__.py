@@ -24,7 +24,6 @@ from serving import cli
 from serving.clients import PROTOCOLS, connect
 from serving.clients.base import DEFAULT_GRPC_URL, DEFAULT_REST_URL, DEFAULT_TIMEOUT
 from serving.clients.remote import RemoteGraph
-from serving.clients.translate import remote_translate
 from serving.errors import UserError
 from serving.predict import Tasks, run_export, task_parser
 from serving.runtime.graph import manifest_entry
@@ -71,13 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             graph = RemoteGraph(
                 export_dir, manifest_entry(export_dir, args.graph), None, args.version
             )
-            task = tasks.check(graph, args)
+            runtime = tasks.check(graph, args)
             graph.client = connect(args.url, args.protocol, args.timeout)
             try:
-                if task == "translate":
-                    result, text = remote_translate(graph, args)
-                else:
-                    result, text = tasks.runtimes[task].predict(graph, args)
+                result, text = runtime.remote_predict(graph, args)
             finally:
                 graph.client.close()
     except UserError as error:

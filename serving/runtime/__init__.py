@@ -1,4 +1,5 @@
-"""onnxruntime inference for exported runs. Imports numpy and onnxruntime only."""
+"""onnxruntime inference for exported runs: each task's library, functions of plain values
+(the command-line side is ``serving.predict_tasks``). Imports numpy and onnxruntime only."""
 
 from serving.runtime.addition import add
 from serving.runtime.graph import ExportedGraph, load_graph

@@ -3,12 +3,10 @@ training: one step per bit, least significant first, inputs (a_t, b_t), output s
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import numpy as np
 
-from serving import cli
 from serving.errors import UserError
 from serving.runtime.graph import ExportedGraph
 
@@ -84,31 +82,3 @@ def add_decimal(graph: ExportedGraph, a: int, b: int) -> dict[str, Any]:
     probabilities = graph(query=encode_queries(np.array([a]), np.array([b]), digits))["answer"]
     answer = decode_answers(probabilities)[0]
     return {"a": a, "b": b, "answer": answer, "digits": digits}
-
-
-# python -m serving.predict on an addition run (serving/predict.py dispatches on the task).
-TITLE = "addition runs"
-
-
-def add_arguments(group: cli.FlagGroup) -> None:
-    """The flags of ``predict``; each stays None when not given."""
-    group.add_argument("--a", type=int, help="first operand")
-    group.add_argument("--b", type=int, help="second operand")
-
-
-def predict(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
-    """The sum, shown as the course prints it: bits most significant first."""
-    if args.a is None or args.b is None:
-        raise UserError("an addition run needs --a and --b")
-    if graph.runtime.get("digits"):
-        result = add_decimal(graph, args.a, args.b)
-        return result, f"{args.a} + {args.b} = {result['answer']}"
-    result = add(graph, args.a, args.b)
-    width = result["bits"]
-    lines = [
-        f"a:    {args.a:0{width}b}",
-        f"b:    {args.b:0{width}b}",
-        f"pred: {result['sum']:0{width}b}",
-        f"{args.a} + {args.b} = {result['sum']}",
-    ]
-    return result, "\n".join(lines)

@@ -3,17 +3,14 @@ CoNLL-trained tagger, every whitespace-separated token)."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from serving import cli
 from serving.errors import UserError
 from serving.runtime.graph import ExportedGraph
-from serving.runtime.vocab import PAD, Vocabulary, unknown_note
+from serving.runtime.vocab import PAD, Vocabulary
 
 
 def load_tags(vocab_path: Path) -> list[str]:
@@ -78,29 +75,3 @@ def tag(
         for row, (start, end) in enumerate(batch):
             predicted[start:end] = np.argmax(logits[row, : end - start], axis=-1)
     return items, [tags[i - 1] for i in predicted], unknown
-
-
-# python -m serving.predict on a tagging run (serving/predict.py dispatches on the task).
-TITLE = "tagging runs"
-TEXT_HELP = (
-    "text to tag; text longer than the tagger's max_length (from its export) is tagged in "
-    "pieces of whole lines, as the tagger was trained; a longer line is cut after a space "
-    "(training cuts it at max_length)"
-)
-
-
-def add_arguments(group: cli.FlagGroup) -> None:
-    """The flags of ``predict``; each stays None when not given."""
-    group.add_argument("--text", help=TEXT_HELP)
-
-
-def predict(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
-    """Each item with its tag, a line each."""
-    vocab_path = graph.export_dir / graph.runtime["vocab"]
-    items, tags, unknown = tag(
-        graph, Vocabulary.load(vocab_path), load_tags(vocab_path), args.text or ""
-    )
-    if unknown:
-        print(unknown_note(unknown, f"{graph.runtime['unit']}(s)"), file=sys.stderr)
-    lines = [f"{item!r}\t{name}" for item, name in zip(items, tags, strict=True)]
-    return {"items": items, "tags": tags, "unknown": unknown}, "\n".join(lines)

@@ -6,7 +6,8 @@ pass their own two functions, so both decode with the same loops
 
 Inputs: an empty text (no tokens) translates to an empty text without running the model; a
 text longer than the model's limit (the longest text of its data) is refused; tokens outside
-the source vocabulary are read as the unknown id and reported.
+the source vocabulary are read as the unknown id and listed in each translation
+(``Translation.unknown``).
 
 Each translation comes with its score, the length-normalised log-probability the decoder
 ranked by (``Translation.score``), and, where the target vocabulary says its texts are ISO
@@ -15,11 +16,9 @@ dates (the dates task), whether the output is a valid date (``Translation.valid_
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +26,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from serving import cli
 from serving.errors import UserError
 from serving.progress import Progress
 from serving.runtime.decoding import RESERVED, Beam, beam_search, greedy, normalised
 from serving.runtime.graph import ExportedGraph, load_graph
 from serving.runtime.text import detokenize, tokenize
-from serving.runtime.vocab import END, START, TokenVocabulary, unknown_note
+from serving.runtime.vocab import END, START, TokenVocabulary
 
 # encode(source ids (batch, length)) -> the decoder's states: the recurrent ones, then the
 # constants each step reads (encoder outputs, keys, source ids).
@@ -300,18 +298,17 @@ def translate_texts(
     translator: Translator, texts: Sequence[str], beam: int, length_penalty: float | None
 ) -> list[Translation]:
     """Greedy translations (``beam`` 0 or 1) or beam-search ones (ranked with
-    ``length_penalty``, 1 when None; refused without a beam); tokens outside the source
-    vocabulary are noted on stderr."""
+    ``length_penalty``, 1 when None; refused without a beam)."""
     check_beam_flags(beam, length_penalty)
     if beam > 1:
         penalty = 1.0 if length_penalty is None else length_penalty
-        translations = translator.beam(texts, beam, penalty)
-    else:
-        translations = translator.greedy(texts)
-    unknown = sorted({token for t in translations for token in t.unknown})
-    if unknown:
-        print(unknown_note(unknown, "source token(s)"), file=sys.stderr)
-    return translations
+        return translator.beam(texts, beam, penalty)
+    return translator.greedy(texts)
+
+
+def unknown_tokens(translations: Sequence[Translation]) -> list[str]:
+    """The source tokens outside the vocabulary in any of ``translations``, sorted."""
+    return sorted({token for t in translations for token in t.unknown})
 
 
 def as_json(texts: Sequence[str], translations: Sequence[Translation]) -> dict:
@@ -324,29 +321,3 @@ def as_json(texts: Sequence[str], translations: Sequence[Translation]) -> dict:
             for text, t in zip(texts, translations, strict=True)
         ]
     }
-
-
-# python -m serving.predict on a translate run (serving/predict.py dispatches on the task).
-TITLE = "translate runs (the texts to translate are the positional arguments)"
-TAKES_TEXTS = True
-
-
-def add_arguments(group: cli.FlagGroup) -> None:
-    """The flags of ``predict``; each stays None when not given."""
-    group.add_argument(
-        "--beam", type=cli.non_negative_int, help="beam width (default: 0, greedy decoding)"
-    )
-    group.add_argument(
-        "--length-penalty",
-        type=float,
-        help="beam search ranks by log-probability / length**LENGTH_PENALTY (default: 1)",
-    )
-
-
-def predict(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
-    """The translations of the positional texts by the exported graphs."""
-    if not args.texts:
-        raise UserError('a translate run needs texts to translate: RUN_DIR "text" ...')
-    translator = onnx_translator(graph, args.threads)
-    translations = translate_texts(translator, args.texts, args.beam or 0, args.length_penalty)
-    return as_json(args.texts, translations), "\n".join(t.text for t in translations)
