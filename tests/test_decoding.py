@@ -138,3 +138,18 @@ def test_batched_greedy_takes_each_rows_most_likely_id_until_the_end_id():
     assert [len(row) for row, _ in never_ending] == [4, 4, 4]
     empty = greedy(toy_step, [np.zeros((3, 1), np.int64)], starts, 0, end)
     assert empty == [([], 0.0), ([], 0.0), ([], 0.0)]
+
+
+def test_states_by_name_are_searched_as_a_list_is():
+    """A step whose states are a dict (translate's ``DecoderState``) gets each beam's parent
+    rows of every state, and finds what the same step over a list finds."""
+
+    def named_step(ids: np.ndarray, states: dict[str, np.ndarray]):
+        assert len(states["memory"]) == len(ids)  # carried along with its beam
+        logits, (history,) = toy_step(ids, [states["history"]])
+        return logits, {"history": history, "memory": states["memory"]}
+
+    named = {"history": STATES[0], "memory": np.zeros((1, 5))}
+    beam = Beam(3, 8)
+    found = beam_search(named_step, named, START, beam, excluded=())
+    check(found, beam_search(toy_step, STATES, START, beam, excluded=()))

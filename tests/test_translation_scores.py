@@ -1,13 +1,13 @@
-"""serving.runtime.translate's scores and date checks over a scripted step function (numpy
-only): the score is the mean log-probability of the ids written, and an output that is no
-calendar date is flagged."""
+"""serving.runtime.translate over scripted functions (numpy only): the score is the mean
+log-probability of the ids written, an output that is no calendar date is flagged, and the
+decoder's state goes from step to step by the graphs' names."""
 
 import math
 
 import numpy as np
 import pytest
 
-from serving.runtime.translate import Translator, as_json, is_iso_date
+from serving.runtime.translate import Translator, as_json, decoding_steps, is_iso_date
 from serving.runtime.vocab import END, START
 
 TARGET = ("<pad>", "<unknown>", "<start>", "<end>", *"0123456789-")
@@ -73,3 +73,33 @@ def test_a_translation_says_whether_it_is_a_date_and_how_sure_the_decoder_was(ou
         "valid_date"
         not in as_json(["x"], scripted(output, iso_dates=False).greedy(["x"]))["translations"][0]
     )
+
+
+def test_the_decoder_state_goes_by_the_graphs_names():
+    """The first state is the encoder's outputs and the source ids; each step is fed the
+    state by name and replaces the recurrent states with its ``next_`` outputs only."""
+    source = np.array([[5, 6, 0]], np.int32)
+    values, keys = np.ones((1, 3, 2)), np.full((1, 3, 2), 2.0)
+    fed = []
+
+    def encoder(source: np.ndarray) -> dict[str, np.ndarray]:
+        start = {"state_h": np.zeros((len(source), 2)), "state_c": np.ones((len(source), 2))}
+        return start | {"values": values, "keys": keys}
+
+    def decoder_step(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+        fed.append(inputs)
+        return {
+            "logits": np.zeros((1, 4)),
+            "attention": np.zeros((1, 3)),
+            "next_state_h": inputs["state_h"] + 1,
+            "next_state_c": inputs["state_c"] * 3,
+        }
+
+    encode, step = decoding_steps(encoder, decoder_step, ["state_h", "state_c"])
+    state = encode(source)
+    for token in (START, 7):
+        _, state, _ = step(np.array([[token]], np.int32), state)
+    assert sorted(fed[1]) == ["keys", "source", "state_c", "state_h", "token", "values"]
+    assert fed[1]["token"].tolist() == [[7]] and fed[1]["state_h"].tolist() == [[1.0, 1.0]]
+    assert state["state_h"].tolist() == [[2.0, 2.0]] and state["state_c"].tolist() == [[9.0, 9.0]]
+    assert state["values"] is values and state["keys"] is keys and state["source"] is source

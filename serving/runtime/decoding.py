@@ -4,7 +4,7 @@ give the same ids."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,8 +15,10 @@ from serving.runtime.vocab import PAD, UNKNOWN
 MAX_GENERATED = 100_000  # ids one call may generate
 RESERVED = (PAD, UNKNOWN)  # never produced
 
+# A decoder's states between steps: arrays, batch first, in a list or by name.
+States = list[np.ndarray] | Mapping[str, np.ndarray]
 # step(token ids (batch, 1), states) -> (logits (batch, vocab), new states)
-Step = Callable[[np.ndarray, list[np.ndarray]], tuple[np.ndarray, list[np.ndarray]]]
+Step = Callable[[np.ndarray, States], tuple[np.ndarray, States]]
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,7 @@ def sample_next(
     return int(rng.choice(len(scores), p=probabilities / probabilities.sum()))
 
 
-def feed(
-    step: Step, states: list[np.ndarray], prefix_ids: Sequence[int]
-) -> tuple[np.ndarray, list[np.ndarray]]:
+def feed(step: Step, states: States, prefix_ids: Sequence[int]) -> tuple[np.ndarray, States]:
     """The logits and states after feeding ``prefix_ids`` (at least one) one at a time."""
     if len(prefix_ids) == 0:
         raise ValueError("decoding needs at least one id to start from")
@@ -103,7 +103,7 @@ def feed(
 
 def generate(
     step: Step,
-    states: list[np.ndarray],
+    states: States,
     prefix_ids: Sequence[int],
     sampling: Sampling,
     excluded: Sequence[int] = RESERVED,
@@ -121,7 +121,7 @@ def generate(
 
 def greedy(
     step: Step,
-    states: list[np.ndarray],
+    states: States,
     start_ids: np.ndarray,
     length: int,
     end_id: int,
@@ -162,7 +162,7 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 def beam_search(
     step: Step,
-    states: list[np.ndarray],
+    states: States,
     prefix_ids: Sequence[int],
     beam: Beam,
     excluded: Sequence[int] = RESERVED,
@@ -199,10 +199,17 @@ def beam_search(
             return finished
         alive = [[*alive[p], int(t)] for p, t in zip(parents, tokens, strict=True)]
         scores = totals[parents, tokens]
-        states = [state[parents] for state in states]
+        states = rows_of(states, parents)
         logits, states = step(tokens.astype(np.int32)[:, None], states)
     best = finished + [(ids, float(s)) for ids, s in zip(alive, scores, strict=True)]
     return sorted(best, key=lambda pair: -beam.rank(*pair))[: beam.width]
+
+
+def rows_of(states: States, rows: np.ndarray) -> States:
+    """The given ``rows`` of every state (beam search: each new beam's parent)."""
+    if isinstance(states, Mapping):
+        return {name: state[rows] for name, state in states.items()}
+    return [state[rows] for state in states]
 
 
 def _check_length(length: int) -> None:

@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NotRequired, TypedDict
 
 import numpy as np
 
@@ -33,14 +33,25 @@ from serving.runtime.graph import ExportedGraph, load_graph
 from serving.runtime.text import detokenize, tokenize
 from serving.runtime.vocab import END, START, TokenVocabulary
 
-# encode(source ids (batch, length)) -> the decoder's states: the recurrent ones, then the
-# constants each step reads (encoder outputs, keys, source ids).
-Encode = Callable[[np.ndarray], list[np.ndarray]]
-# step(previous ids (batch, 1), states) -> (logits (batch, vocab), new states, attention
+
+class DecoderState(TypedDict):
+    """What the decoder carries from step to step, by the ``decoder_step`` graph's input
+    names (batch first): its recurrent states, which each step replaces, and what every step
+    reads unchanged: the encoder's outputs, the keys attention scores against, and the source
+    ids (whose padding attention masks)."""
+
+    state_h: np.ndarray
+    state_c: NotRequired[np.ndarray]  # an LSTM's
+    values: np.ndarray
+    keys: np.ndarray
+    source: np.ndarray
+
+
+# encode(source ids (batch, length)) -> the state before the first step.
+Encode = Callable[[np.ndarray], DecoderState]
+# step(previous ids (batch, 1), state) -> (logits (batch, vocab), the next state, attention
 # weights over the source (batch, source length)).
-AttendingStep = Callable[
-    [np.ndarray, list[np.ndarray]], tuple[np.ndarray, list[np.ndarray], np.ndarray]
-]
+AttendingStep = Callable[[np.ndarray, DecoderState], tuple[np.ndarray, DecoderState, np.ndarray]]
 
 
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # what the dates task writes
@@ -114,9 +125,9 @@ class Translator:
             ids[row, : len(row_ids)] = row_ids
         return ids, tokens, [unknown for _, unknown in encoded]
 
-    def _plain_step(self, tokens: np.ndarray, states: list[np.ndarray]):
-        logits, states, _ = self.step(tokens, states)
-        return logits, states
+    def _plain_step(self, tokens: np.ndarray, state: DecoderState):
+        logits, state, _ = self.step(tokens, state)
+        return logits, state
 
     def _finish(
         self, source_tokens, ids: list[int], log_probability: float, unknown, penalty: float = 1.0
@@ -193,10 +204,10 @@ class Translator:
         ids, tokens, unknown = self.source_batch([text])
         weights: list[np.ndarray] = []
 
-        def recording_step(previous: np.ndarray, states: list[np.ndarray]):
-            logits, states, attention = self.step(previous, states)
+        def recording_step(previous: np.ndarray, state: DecoderState):
+            logits, state, attention = self.step(previous, state)
             weights.append(np.asarray(attention)[0, : len(tokens[0])])
-            return logits, states
+            return logits, state
 
         ((row, log_probability),) = greedy(
             recording_step, self.encode(ids), [self.start_id], self.max_length, self.end_id
@@ -265,27 +276,35 @@ def graph_translator(encoder: Any, decoder_step: Any) -> Translator:
     """A ``Translator`` over ``encoder`` and ``decoder_step`` graphs: anything with
     ``ExportedGraph``'s ``runtime`` and ``export_dir`` that is called with keyword arrays (the
     onnxruntime graphs, or a server's through ``serving.clients.RemoteGraph``)."""
-    export_dir = decoder_step.export_dir
-    names = decoder_step.runtime["states"]
-
-    def encode(source: np.ndarray) -> list[np.ndarray]:
-        outputs = encoder(source=source)
-        return [outputs[n] for n in names] + [outputs["values"], outputs["keys"], source]
-
-    def step(previous: np.ndarray, states: list[np.ndarray]):
-        *recurrent, values, keys, source = states
-        outputs = decoder_step(
-            token=previous,
-            source=source,
-            values=values,
-            keys=keys,
-            **dict(zip(names, recurrent, strict=True)),
-        )
-        new_states = [outputs[f"next_{n}"] for n in names] + [values, keys, source]
-        return outputs["logits"], new_states, outputs["attention"]
-
-    vocab_dir = (export_dir / decoder_step.runtime["target_vocab"]).parent
+    encode, step = decoding_steps(encoder, decoder_step, decoder_step.runtime["states"])
+    vocab_dir = (decoder_step.export_dir / decoder_step.runtime["target_vocab"]).parent
     return vocab_translator(vocab_dir, encode, step)
+
+
+def decoding_steps(
+    encoder: Callable[..., dict[str, np.ndarray]],
+    decoder_step: Callable[..., dict[str, np.ndarray]],
+    recurrent: Sequence[str],
+) -> tuple[Encode, AttendingStep]:
+    """``Encode`` and ``AttendingStep`` over an ``encoder`` and a ``decoder_step`` that take
+    arrays as keyword arguments and return arrays by name; ``recurrent`` names the decoder's
+    recurrent states (``state_h``, and ``state_c`` for an LSTM)."""
+
+    def encode(source: np.ndarray) -> DecoderState:
+        outputs = encoder(source=source)
+        return DecoderState(
+            **{name: outputs[name] for name in recurrent},
+            values=outputs["values"],
+            keys=outputs["keys"],
+            source=source,
+        )
+
+    def step(previous: np.ndarray, state: DecoderState):
+        outputs = decoder_step(token=previous, **state)
+        following = state | {name: outputs[f"next_{name}"] for name in recurrent}
+        return outputs["logits"], following, outputs["attention"]
+
+    return encode, step
 
 
 def check_beam_flags(beam: int, length_penalty: float | None) -> None:

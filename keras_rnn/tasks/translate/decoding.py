@@ -3,6 +3,7 @@ scores, attention plots, and the decoding parity of an export."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,13 @@ from keras_rnn.tasks.translate.data import read_splits
 from serving.progress import Progress
 from serving.runtime.graph import load_graph
 from serving.runtime.text import tokenize
-from serving.runtime.translate import Translation, Translator, onnx_translator, vocab_translator
+from serving.runtime.translate import (
+    Translation,
+    Translator,
+    decoding_steps,
+    onnx_translator,
+    vocab_translator,
+)
 
 # How far onnxruntime's log-probability of a translation, per id, may be from Keras's: a
 # log-softmax moves at most twice as far as its logits, which decoder_step's parity holds
@@ -26,36 +33,29 @@ from serving.runtime.translate import Translation, Translator, onnx_translator, 
 SCORE_ATOL = 2e-4
 
 
-def compiled(model: keras.Model) -> tf.types.experimental.PolymorphicFunction:
-    """``model`` as one ``tf.function`` traced once for inputs of any batch size and length
-    (its input signature; beam search changes both from call to call)."""
+def compiled(model: keras.Model) -> Callable[..., dict[str, np.ndarray]]:
+    """``model`` as one ``tf.function``, traced once for inputs of any batch size and length
+    (its input signature; beam search changes both from call to call), that takes numpy
+    arrays by input name as keyword arguments and returns numpy arrays by output name."""
     signature = {name: tf.TensorSpec(x.shape, x.dtype) for name, x in model.input.items()}
-    return tf.function(lambda inputs: model(inputs), input_signature=[signature])
+    function = tf.function(lambda inputs: model(inputs), input_signature=[signature])
+
+    def call(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = function({name: tf.constant(value) for name, value in inputs.items()})
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    return call
 
 
 def keras_translator(model: keras.Model, config: Config, vocab_dir: Path) -> Translator:
     """A ``Translator`` that steps through the Keras model (as ``tf.function``s), with the
     vocabularies in ``vocab_dir``."""
-    encoder, step = (
+    encode, step = decoding_steps(
         compiled(network.encoder_model(model, config)),
         compiled(network.decoder_step_model(model, config)),
+        network.state_names(config),
     )
-    names = network.state_names(config)
-
-    def encode(source: np.ndarray) -> list[np.ndarray]:
-        outputs = encoder({"source": tf.constant(source)})
-        constants = [outputs["values"].numpy(), outputs["keys"].numpy(), source]
-        return [outputs[n].numpy() for n in names] + constants
-
-    def decoder_step(previous: np.ndarray, states: list[np.ndarray]):
-        *recurrent, values, keys, source = states
-        feed = {"token": previous, "source": source, "values": values, "keys": keys}
-        feed |= dict(zip(names, recurrent, strict=True))
-        outputs = step({name: tf.constant(value) for name, value in feed.items()})
-        new_states = [outputs[f"next_{n}"].numpy() for n in names] + [values, keys, source]
-        return outputs["logits"].numpy(), new_states, outputs["attention"].numpy()
-
-    return vocab_translator(vocab_dir, encode, decoder_step)
+    return vocab_translator(vocab_dir, encode, step)
 
 
 def scores(translations: list[Translation], references: list[str], mode: str) -> dict[str, float]:

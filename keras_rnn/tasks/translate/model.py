@@ -38,8 +38,10 @@ class BahdanauCell(keras.layers.Layer):
     """One decoder step of Bahdanau et al. (2015): attend from the previous state, then run
     the recurrent cell on [input; context]. Its output is [h_t; context].
 
-    The encoder's outputs and keys and the source mask are not inputs of a step: the owning
-    ``keras.layers.RNN`` is called by ``BahdanauDecoder``, which sets ``memory`` first.
+    The encoder's outputs and keys and the source mask (``memory``) are the same at every
+    step. tf.keras 2 passed such tensors to each step through ``RNN(..., constants=)``;
+    Keras 3's ``keras.layers.RNN`` has no such argument, so ``BahdanauDecoder`` sets
+    ``memory`` on the cell just before it calls the RNN, and clears it after.
     """
 
     def __init__(self, cell: str, units: int, attention_units: int, **kwargs: Any):
@@ -59,11 +61,20 @@ class BahdanauCell(keras.layers.Layer):
         self.recurrent.build((None, input_shape[-1] + memory_size))
         super().build(input_shape)
 
+    def attend(self, state, values, keys, source_mask) -> tuple:
+        """Attention from the decoder's ``state`` h (batch, units) over the source steps s:
+        score_s = v . tanh(W_1 h + W_2 h_s) (``keys`` hold W_2 h_s), less 1e9 where
+        ``source_mask`` is False (padding); weights = softmax(score); context = sum_s
+        weights_s values_s. Returns the context (batch, units) and the weights (batch,
+        source length)."""
+        query = keras.ops.expand_dims(self.query(state), 1)  # W_1 h: a query of one step
+        context, weights = self.attention(  # Keras's v . tanh(query + keys), masked softmax
+            [query, values, keys], mask=[None, source_mask], return_attention_scores=True
+        )
+        return context[:, 0], weights[:, 0]
+
     def call(self, inputs, states, training: bool = False):
-        values, keys, source_mask = self.memory
-        previous = states[0]
-        query = keras.ops.expand_dims(self.query(previous), 1)
-        context = self.attention([query, values, keys], mask=[None, source_mask])[:, 0]
+        context, _ = self.attend(states[0], *self.memory)
         output, new_states = self.recurrent(
             keras.ops.concatenate([inputs, context], axis=-1), states, training=training
         )
@@ -257,16 +268,13 @@ def decoder_step_model(model: keras.Model, config: Config) -> keras.Model:
     embedded = layers["target_embedding"](token)
     if config.attention == "bahdanau":
         cell = layers["decoder"].step
-        query = keras.ops.expand_dims(cell.query(states[0]), 1)
-        context, weights = cell.attention(
-            [query, values, keys], mask=[None, source_mask], return_attention_scores=True
-        )
-        step_input = keras.layers.Concatenate()([embedded, context])
+        context, weights = cell.attend(states[0], values, keys, source_mask)
+        step_input = keras.ops.concatenate([embedded, keras.ops.expand_dims(context, 1)], -1)
+        # The cell's recurrent part over one step: a fused node once exported.
         hidden, *new_states = keras.layers.RNN(cell.recurrent, return_state=True)(
             step_input, initial_state=states
         )
-        hidden = keras.ops.concatenate([hidden, context[:, 0]], axis=-1)
-        weights = weights[:, 0]
+        hidden = keras.ops.concatenate([hidden, context], axis=-1)
     else:
         hidden, *new_states = layers["decoder"](embedded, initial_state=states)
         if config.attention == "none":
