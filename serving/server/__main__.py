@@ -8,8 +8,9 @@ TensorFlow.
 HTTP (default port 8501): TF Serving's REST API under /v1/models/NAME (status, /metadata,
 :predict) and the Open Inference Protocol under /v2 (health, metadata, /infer). gRPC (default
 port 8001): the Open Inference Protocol's inference.GRPCInferenceService. Port 0 picks a free
-port; the ready line says which. SIGTERM or Ctrl-C stops taking requests and lets those in
-flight finish. One log line per request on stderr (--quiet: none).
+port; the ready line says which. GET /metrics on the HTTP port: Prometheus's metrics (Triton's
+names). SIGTERM or Ctrl-C stops taking requests and lets those in flight finish. One log line
+per request on stderr (--quiet: none).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from pathlib import Path
 # grpcio's core logs its own lines to stderr (a taken port, say) before Python sees the
 # error; this command reports every problem itself, in one line. Read when grpc is imported.
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+# prometheus_client writes a ``_created`` gauge beside every counter and histogram series of
+# the text format, doubling the series for a timestamp Prometheus does not read from it. Read
+# when prometheus_client is imported.
+os.environ.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "True")
 
 from serving import cli
 from serving.errors import UserError
@@ -41,7 +46,10 @@ def port(text: str) -> int:
 @cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
-        prog="python -m serving.server", description=__doc__.splitlines()[0]
+        prog="python -m serving.server",
+        description=__doc__.splitlines()[0],
+        epilog="GET /metrics on the HTTP port: Prometheus's metrics, with Triton's names "
+        "(docs/serving.md)",
     )
     parser.add_argument(
         "--run",

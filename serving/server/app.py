@@ -24,6 +24,7 @@ import grpc
 from aiohttp import web
 
 from serving.server import open_inference, open_inference_grpc, tfserving_rest
+from serving.server.metrics import Metrics, TimedPool, http_timing
 from serving.server.models import Registry, RequestError, refusal
 from serving.server.tensors import dumps
 
@@ -60,9 +61,13 @@ class Settings:
 
 
 def http_app(
-    registry: Registry, executor: ThreadPoolExecutor, settings: Settings, in_flight: InFlight
+    registry: Registry,
+    executor: ThreadPoolExecutor,
+    settings: Settings,
+    in_flight: InFlight,
+    metrics: Metrics,
 ) -> web.Application:
-    """The /v1 (TF Serving REST) and /v2 (Open Inference Protocol) routes."""
+    """The /v1 (TF Serving REST) and /v2 (Open Inference Protocol) routes, and /metrics."""
 
     async def call(function: Callable, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
@@ -110,13 +115,14 @@ def http_app(
 
     app = web.Application(
         client_max_size=settings.max_request_bytes,
-        middlewares=[_errors_and_log(settings, in_flight)],
+        middlewares=[_errors_and_log(settings, in_flight, metrics)],
     )
     app.router.add_route("*", "/v1/models/{tail:.+}", v1)
     app.router.add_get("/v2/health/live", live)
     app.router.add_get("/v2/health/ready", ready)
     app.router.add_get("/v2", server_metadata)
     app.router.add_route("*", "/v2/models/{tail:.+}", v2_models)
+    app.router.add_get("/metrics", metrics.handler())
     return app
 
 
@@ -124,14 +130,14 @@ def _json(document: Any, status: int = 200) -> web.Response:
     return web.Response(body=dumps(document), status=status, content_type="application/json")
 
 
-def _errors_and_log(settings: Settings, in_flight: InFlight) -> Callable:
+def _errors_and_log(settings: Settings, in_flight: InFlight, metrics: Metrics) -> Callable:
     """Every error as ``{"error": "..."}`` (TF Serving's shape, and the Open Inference
-    Protocol's) with its status, one log line per request, and the count of requests in
-    flight."""
+    Protocol's) with its status, one log line per request, the count of requests in flight,
+    and the metrics of inference requests."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
-        started = time.perf_counter()
+        timing = http_timing()
         in_flight.enter()
         try:
             response = await handler(request)
@@ -147,8 +153,9 @@ def _errors_and_log(settings: Settings, in_flight: InFlight) -> Callable:
             response = _json({"error": str(answer)}, answer.status)
         finally:
             in_flight.leave()
+        metrics.http_answered(request.path, response.status, timing)
         if settings.log_requests:
-            elapsed = (time.perf_counter() - started) * 1000
+            elapsed = (time.perf_counter() - timing.started) * 1000
             log.info(
                 f"{request.remote} {request.method} {request.path} {response.status} "
                 f"{elapsed:.1f} ms"
@@ -161,10 +168,11 @@ def _errors_and_log(settings: Settings, in_flight: InFlight) -> Callable:
 async def serve(registry: Registry, settings: Settings, ready: Callable[[int, int], None]) -> str:
     """Serve until SIGTERM or SIGINT, then let in-flight requests finish; ``ready`` gets the
     bound HTTP and gRPC ports. Returns the signal's name."""
-    executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="infer")
+    executor = TimedPool(settings.workers, thread_name_prefix="infer")
     in_flight = InFlight()
+    metrics = Metrics(registry)
     runner = web.AppRunner(
-        http_app(registry, executor, settings, in_flight),
+        http_app(registry, executor, settings, in_flight, metrics),
         access_log=None,  # the middleware logs one line per request
         handle_signals=False,
         shutdown_timeout=settings.shutdown_seconds,
@@ -181,7 +189,9 @@ async def serve(registry: Registry, settings: Settings, ready: Callable[[int, in
         ],
     )
     request_log = log.info if settings.log_requests else None
-    grpc_server.add_generic_rpc_handlers([open_inference_grpc.handler(registry, request_log)])
+    grpc_server.add_generic_rpc_handlers(
+        [open_inference_grpc.handler(registry, request_log, metrics)]
+    )
     address = f"{settings.host}:{settings.grpc_port}"
     try:
         grpc_port = grpc_server.add_insecure_port(address)

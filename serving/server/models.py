@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,12 @@ def refusal(error: Exception) -> RequestError:
 
 @dataclass
 class ServedGraph:
-    """One ONNX graph and where it came from."""
+    """One ONNX graph and where it came from; ``executed(name, rows)``, if given, is told of
+    each run of the graph on a batch of ``rows``."""
 
     graph: ExportedGraph
     run_dir: Path
+    executed: Callable[[str, int], None] | None = None
 
     @property
     def name(self) -> str:
@@ -67,7 +70,10 @@ class ServedGraph:
         for name, array in feed.items():
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise RequestError(f"input {name} contains NaN or infinity")
-        return self.graph.run(feed)
+        outputs = self.graph.run(feed)
+        if self.executed is not None:
+            self.executed(self.name, len(next(iter(feed.values()))))
+        return outputs
 
 
 class Registry:

@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError, Message
 from tritonclient.grpc import service_pb2
 
 from serving.server import open_inference
+from serving.server.metrics import Metrics
 from serving.server.models import Registry, RequestError, refusal
 from serving.server.tensors import DTYPES, NUMPY_BY_DATATYPE, cast, check_datatype, value_count
 
@@ -39,26 +40,34 @@ CONTENTS = {
 }
 
 
-def handler(registry: Registry, log: Callable[[str], None] | None) -> grpc.GenericRpcHandler:
+def handler(
+    registry: Registry, log: Callable[[str], None] | None, metrics: Metrics
+) -> grpc.GenericRpcHandler:
     """The service's method handlers (grpcio runs them in its server's thread pool); each
-    call logs one line with ``log`` (None: no line)."""
+    call logs one line with ``log`` (None: no line), and ``ModelInfer`` calls count in
+    ``metrics``."""
 
     def method(request_type: type[Message], answer: Callable[[Message], Message]):
         name = answer.__name__
 
         def behavior(body: bytes, context: grpc.ServicerContext) -> bytes:
             started = time.perf_counter()
-            code = grpc.StatusCode.OK
+            code, status = grpc.StatusCode.OK, 200
+            request = request_type()
             try:
-                return _respond(request_type, answer, body)
+                return _respond(request, answer, body)
             except Exception as error:  # the request's fault, or ours: say which
                 refused = refusal(error)
-                code = STATUS_CODES.get(refused.status, grpc.StatusCode.INVALID_ARGUMENT)
+                status = refused.status
+                code = STATUS_CODES.get(status, grpc.StatusCode.INVALID_ARGUMENT)
                 context.abort(code, str(refused))
             finally:
                 if log is not None:
                     elapsed = (time.perf_counter() - started) * 1000
                     log(f"{context.peer()} grpc {name} {code.name} {elapsed:.1f} ms")
+                if name == "ModelInfer":
+                    model, version = request.model_name, request.model_version
+                    metrics.grpc_answered(model, version, status, started)
 
         return grpc.unary_unary_rpc_method_handler(behavior)
 
@@ -99,12 +108,11 @@ def handler(registry: Registry, log: Callable[[str], None] | None) -> grpc.Gener
     return grpc.method_handlers_generic_handler(SERVICE, methods)
 
 
-def _respond(request_type: type[Message], answer: Callable, body: bytes) -> bytes:
-    request = request_type()
+def _respond(request: Message, answer: Callable, body: bytes) -> bytes:
     try:
         request.ParseFromString(body)
     except DecodeError as error:
-        raise RequestError(f"malformed {request_type.__name__}: {error}") from None
+        raise RequestError(f"malformed {type(request).__name__}: {error}") from None
     return answer(request).SerializeToString()
 
 
