@@ -1,5 +1,6 @@
 """serving.runtime.decoding: beam search against brute-force enumeration on a toy step
-function, greedy as width 1, and the settings' checks (CPU, numpy only)."""
+function, greedy as width 1, sampling one id at a time, and the settings' checks (CPU, numpy
+only)."""
 
 import itertools
 import re
@@ -8,7 +9,15 @@ import numpy as np
 import pytest
 
 from serving.errors import UserError
-from serving.runtime.decoding import Beam, Sampling, beam_search, generate, greedy, log_softmax
+from serving.runtime.decoding import (
+    Beam,
+    Sampling,
+    beam_search,
+    generate,
+    greedy,
+    log_softmax,
+    stream_ids,
+)
 
 VOCAB = 4
 TABLE = np.random.default_rng(3).normal(0.0, 2.0, size=(64, VOCAB))
@@ -72,6 +81,21 @@ def test_width_one_is_greedy():
     [(ids, log_probability)] = beam_search(toy_step, STATES, START, Beam(5, 1), excluded=())
     assert ids == greedy
     assert log_probability == pytest.approx(score(tuple(greedy)))
+
+
+def test_sampling_one_id_at_a_time_steps_only_as_far_as_asked():
+    steps = []
+
+    def counted(ids, states):
+        steps.append(int(ids[0, 0]))
+        return toy_step(ids, states)
+
+    sampling = Sampling(length=50, temperature=1.0, seed=5)
+    ids = stream_ids(counted, STATES, START, sampling, excluded=())
+    assert steps == []
+    first = list(itertools.islice(ids, 3))
+    assert steps == [*START, *first[:2]]  # the prefix, then each id but the last fed back
+    assert first == generate(toy_step, STATES, START, sampling, excluded=())[:3]
 
 
 def test_a_narrow_beam_can_beat_greedy_but_not_enumeration():

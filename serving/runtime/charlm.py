@@ -5,10 +5,12 @@ the same text. The vocabulary is in ``serving.runtime.vocab``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from serving.errors import UserError
-from serving.runtime.decoding import MAX_GENERATED, Sampling, Step, generate
+from serving.runtime.decoding import MAX_GENERATED, Sampling, Step, stream_ids
 from serving.runtime.graph import ExportedGraph
 from serving.runtime.vocab import Vocabulary
 
@@ -37,8 +39,16 @@ def onnx_generate(
     graph: ExportedGraph, vocab: Vocabulary, prefix: str, settings: Sampling
 ) -> tuple[str, list[str]]:
     """Text generated after ``prefix`` by onnxruntime, and the prefix's unknown characters."""
+    pieces, unknown = onnx_stream(graph, vocab, prefix, settings)
+    return "".join(pieces), unknown
+
+
+def onnx_stream(
+    graph: ExportedGraph, vocab: Vocabulary, prefix: str, settings: Sampling
+) -> tuple[Iterator[str], list[str]]:
+    """``stream_text`` with the exported ``lm_step`` graph."""
     states = len(graph.runtime["states"])
-    return generate_text(onnx_step(graph), states, graph.runtime["units"], vocab, prefix, settings)
+    return stream_text(onnx_step(graph), states, graph.runtime["units"], vocab, prefix, settings)
 
 
 def generate_text(
@@ -46,7 +56,17 @@ def generate_text(
 ) -> tuple[str, list[str]]:
     """Text that ``step`` (with ``states`` state tensors of ``units``, starting at zeros)
     generates after ``prefix``, and the prefix's unknown characters."""
+    pieces, unknown = stream_text(step, states, units, vocab, prefix, settings)
+    return "".join(pieces), unknown
+
+
+def stream_text(
+    step: Step, states: int, units: int, vocab: Vocabulary, prefix: str, settings: Sampling
+) -> tuple[Iterator[str], list[str]]:
+    """``generate_text``'s characters one at a time as each is sampled, and the prefix's
+    unknown characters. The prefix and settings are checked before this returns."""
     check_generation(prefix, settings, vocab.size)
     prefix_ids, unknown = vocab.encode(prefix)
     zeros = [np.zeros((1, units), np.float32) for _ in range(states)]
-    return vocab.decode(generate(step, zeros, prefix_ids, settings)), unknown
+    ids = stream_ids(step, zeros, prefix_ids, settings)
+    return (vocab.decode([token]) for token in ids), unknown

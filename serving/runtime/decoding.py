@@ -4,7 +4,7 @@ give the same ids."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,6 +101,24 @@ def feed(step: Step, states: States, prefix_ids: Sequence[int]) -> tuple[np.ndar
     return logits, states
 
 
+def stream_ids(
+    step: Step,
+    states: list[np.ndarray],
+    prefix_ids: Sequence[int],
+    sampling: Sampling,
+    excluded: Sequence[int] = RESERVED,
+) -> Iterator[int]:
+    """Feed the prefix, then yield ``sampling.length`` sampled ids one at a time, each fed
+    back (batch 1). Nothing runs until the first id is asked for, and nothing more once the
+    caller stops asking."""
+    rng = np.random.default_rng(sampling.seed)
+    logits, states = feed(step, states, prefix_ids)
+    for _ in range(sampling.length):
+        token = sample_next(logits[0], sampling.temperature, sampling.top_k, rng, excluded)
+        yield token
+        logits, states = step(np.array([[token]], np.int32), states)
+
+
 def generate(
     step: Step,
     states: States,
@@ -108,15 +126,8 @@ def generate(
     sampling: Sampling,
     excluded: Sequence[int] = RESERVED,
 ) -> list[int]:
-    """Feed the prefix, then ``sampling.length`` sampled ids, each fed back (batch 1)."""
-    rng = np.random.default_rng(sampling.seed)
-    logits, states = feed(step, states, prefix_ids)
-    generated = []
-    for _ in range(sampling.length):
-        token = sample_next(logits[0], sampling.temperature, sampling.top_k, rng, excluded)
-        generated.append(token)
-        logits, states = step(np.array([[token]], np.int32), states)
-    return generated
+    """Every id of ``stream_ids``, as one list."""
+    return list(stream_ids(step, states, prefix_ids, sampling, excluded))
 
 
 def greedy(

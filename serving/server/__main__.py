@@ -8,9 +8,11 @@ TensorFlow.
 HTTP (default port 8501): TF Serving's REST API under /v1/models/NAME (status, /metadata,
 :predict) and the Open Inference Protocol under /v2 (health, metadata, /infer). gRPC (default
 port 8001): the Open Inference Protocol's inference.GRPCInferenceService. Port 0 picks a free
-port; the ready line says which. GET /metrics on the HTTP port: Prometheus's metrics (Triton's
-names). SIGTERM or Ctrl-C stops taking requests and lets those in flight finish. One log line
-per request on stderr (--quiet: none).
+port; the ready line says which. A charlm run is also the model charlm: Triton's generate
+extension, POST /v2/models/charlm/generate and /generate_stream (server-sent events). GET
+/metrics on the HTTP port: Prometheus's metrics (Triton's names). SIGTERM or Ctrl-C stops
+taking requests and lets those in flight finish, streams included. One log line per request on
+stderr (--quiet: none).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ os.environ.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "True")
 from serving import cli
 from serving.errors import UserError
 from serving.server.app import Settings, serve
+from serving.server.generate import charlm_models
 from serving.server.models import load_runs
 
 
@@ -58,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         action="append",
         required=True,
-        help="an exported run directory (repeat for several runs)",
+        help="an exported run directory (repeat for several runs); a charlm run also serves "
+        "the model charlm: POST /v2/models/charlm/generate and /generate_stream",
     )
     parser.add_argument(
         "--host",
@@ -100,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         with cli.exit_on_interrupt(lambda: "nothing was served"):
             registry, skipped = load_runs(args.runs, args.threads)
+            registry.tasks.update(charlm_models(registry.graphs))
     except UserError as error:
         return cli.report(error)
     settings = Settings(
@@ -115,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     def ready(http_port: int, grpc_port: int) -> None:
         for graph in registry.graphs.values():
             print(f"serving {graph.name} from {graph.run_dir}")
+        for task in registry.tasks.values():
+            print(f"serving {task.name} (the {task.task} task) from {task.run_dir}")
         for note in skipped:
             print(f"not serving {note}")
         print(

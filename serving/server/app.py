@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from serving.server import open_inference, open_inference_grpc, tfserving_rest
+from serving.server import generate, open_inference, open_inference_grpc, tfserving_rest
 from serving.server.metrics import Metrics, TimedPool, http_timing
 from serving.server.models import Registry, RequestError, refusal
 from serving.server.tensors import dumps
@@ -121,6 +121,7 @@ def http_app(
     app.router.add_get("/v2/health/live", live)
     app.router.add_get("/v2/health/ready", ready)
     app.router.add_get("/v2", server_metadata)
+    generate.add_routes(app, registry, executor)  # before the catch-all below
     app.router.add_route("*", "/v2/models/{tail:.+}", v2_models)
     app.router.add_get("/metrics", metrics.handler())
     return app

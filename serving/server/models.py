@@ -77,10 +77,12 @@ class ServedGraph:
 
 
 class Registry:
-    """The served graphs by name; ``find`` answers 404s with TF Serving's wording."""
+    """The served graphs by name, and the task models by name (text in, text out: see
+    ``serving.server.generate``); ``find`` answers 404s with TF Serving's wording."""
 
-    def __init__(self, graphs: dict[str, ServedGraph]):
+    def __init__(self, graphs: dict[str, ServedGraph], tasks: dict[str, Any] | None = None):
         self.graphs = graphs
+        self.tasks = tasks or {}
 
     def find(self, name: str, version: str | None = None) -> ServedGraph:
         served = self.graphs.get(name)

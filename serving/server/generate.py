@@ -1,0 +1,271 @@
+"""The ``charlm`` task model and Triton's generate extension over it:
+``POST /v2/models/charlm/generate`` answers the text in one JSON object, and
+``.../generate_stream`` sends each character as a server-sent event as soon as it is sampled.
+
+Generation runs in the server's thread pool in bursts of at most ``BURST_SECONDS``, one
+``serving.runtime.charlm.onnx_stream`` drawn a little at a time: between bursts the event loop
+writes what was sampled and sees whether the client is still there. A client that leaves stops
+its generation at the next burst, and a long generation holds no worker thread while other
+requests wait. The text is ``serving.predict``'s for the same prefix and settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from aiohttp import web
+
+from serving.errors import UserError
+from serving.runtime.charlm import GENERATION_DEFAULTS, onnx_stream
+from serving.runtime.decoding import Sampling
+from serving.runtime.graph import ExportedGraph
+from serving.runtime.vocab import Vocabulary
+from serving.server.models import VERSION, Registry, RequestError, ServedGraph, refusal
+from serving.server.tensors import dumps, parse_json
+
+log = logging.getLogger("serving.server")
+
+BURST_SECONDS = 0.01  # longest a worker samples for one request before the loop looks again
+# The runtime's checks name serving.predict's flags; a request names its fields.
+FIELDS = {
+    "--prefix": "text_input",
+    "--length": "parameter length",
+    "--temperature": "parameter temperature",
+    "--top-k": "parameter top_k",
+}
+
+
+def _bytes(name: str, *shape: int) -> dict[str, Any]:
+    return {"name": name, "datatype": "BYTES", "shape": list(shape)}
+
+
+class CharLM:
+    """A charlm run as one model: text in, the characters sampled after it out, with its
+    ``lm_step`` graph (the session that graph is served with). It has the task models'
+    attributes and ``infer`` for the Open Inference Protocol (tensors named as Triton's
+    generate extension names its fields), and ``stream`` for the generate extension."""
+
+    task: ClassVar[str] = "charlm"
+    platform: ClassVar[str] = "keras_rnn"
+    inputs = (_bytes("text_input", -1),)
+    outputs = (_bytes("text_output", -1), _bytes("unknown", -1, -1))
+    parameters: ClassVar[dict[str, type]] = {
+        "length": int,
+        "temperature": float,
+        "top_k": int,
+        "seed": int,
+    }
+
+    def __init__(self, name: str, run_dir: Path, graphs: dict[str, ExportedGraph]):
+        self.name, self.run_dir, self.graphs = name, run_dir, graphs
+        self.step = graphs["lm_step"]
+        self.vocab = Vocabulary.load(self.step.export_dir / self.step.runtime["vocab"])
+
+    def metadata(self) -> dict[str, Any]:
+        """The Open Inference Protocol's model metadata."""
+        return {
+            "name": self.name,
+            "versions": [VERSION],
+            "platform": self.platform,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+        }
+
+    def infer(
+        self, inputs: dict[str, np.ndarray], parameters: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
+        """For each UTF-8 ``text_input`` (BYTES: an object array of ``bytes``), its
+        ``text_output`` and its ``unknown`` characters (a row each, padded with ""), as
+        object arrays of ``str``; ``parameters`` are the generation parameters."""
+        if set(inputs) != {"text_input"}:
+            given = ", ".join(sorted(inputs)) or "none"
+            raise RequestError(f"model {self.name} takes inputs text_input, got {given}")
+        texts = [_text(index, item) for index, item in enumerate(inputs["text_input"].ravel())]
+        answers = [self.stream(text, parameters) for text in texts]
+        unknown = np.full(
+            (len(answers), max((len(u) for _, u in answers), default=0)), "", dtype=object
+        )
+        for row, (_, characters) in enumerate(answers):
+            unknown[row, : len(characters)] = characters
+        generated = ["".join(pieces) for pieces, _ in answers]
+        return {"text_output": np.array(generated, dtype=object), "unknown": unknown}
+
+    def stream(self, text: str, parameters: dict[str, Any]) -> tuple[Iterator[str], list[str]]:
+        """The characters generated after ``text``, lazily, and its characters outside the
+        vocabulary; bad text or parameters are a ``RequestError`` naming the field."""
+        settings = self.sampling(parameters)
+        try:
+            return onnx_stream(self.step, self.vocab, text, settings)
+        except UserError as error:
+            message = str(error)
+            for flag, field in FIELDS.items():
+                message = message.replace(flag, field)
+            raise RequestError(message) from None
+
+    def sampling(self, parameters: dict[str, Any]) -> Sampling:
+        """The generation parameters as ``Sampling`` (``serving.predict``'s defaults for those
+        not given); an unknown name or a value of the wrong JSON type is a ``RequestError``.
+        Ranges are checked where ``serving.predict`` checks them."""
+        unknown = sorted(set(parameters) - set(self.parameters))
+        if unknown:
+            taken = ", ".join(self.parameters)
+            raise RequestError(f"unknown parameter(s) {', '.join(unknown)}: charlm takes {taken}")
+        for name, value in parameters.items():
+            kind = self.parameters[name]
+            if isinstance(value, bool) or not isinstance(value, (kind, int)):
+                wanted = "a number" if kind is float else "an integer"
+                raise RequestError(f"parameter {name} must be {wanted}, got {type(value).__name__}")
+        if parameters.get("seed", 0) < 0:
+            raise RequestError(f"parameter seed must be >= 0, got {parameters['seed']}")
+        try:  # serving.predict's temperature is a float; a huge integer is none
+            temperature = float(parameters.get("temperature", GENERATION_DEFAULTS["temperature"]))
+        except OverflowError:
+            raise RequestError("parameter temperature is too large a number") from None
+        return Sampling(**{**GENERATION_DEFAULTS, **parameters, "temperature": temperature})
+
+
+def charlm_models(graphs: dict[str, ServedGraph]) -> dict[str, CharLM]:
+    """The model ``charlm`` if a charlm run's ``lm_step`` is among the served graphs."""
+    served = graphs.get("lm_step")
+    if served is None or served.graph.runtime.get("task") != CharLM.task:
+        return {}
+    return {CharLM.task: CharLM(CharLM.task, served.run_dir, {"lm_step": served.graph})}
+
+
+def generate_request(body: bytes) -> tuple[str, dict[str, Any]]:
+    """The ``text_input`` and parameters of a generate request: the ``parameters`` object
+    and any other field beside ``text_input`` (the extension passes those on as
+    parameters)."""
+    request = parse_json(body)
+    if not isinstance(request, dict) or "text_input" not in request:
+        raise RequestError("the request must be a JSON object with a text_input string")
+    text = request.pop("text_input")
+    if not isinstance(text, str):
+        raise RequestError(f"text_input must be a string, got {type(text).__name__}")
+    parameters = request.pop("parameters", {})
+    if not isinstance(parameters, dict):
+        raise RequestError(f"parameters must be an object, got {type(parameters).__name__}")
+    twice = sorted(parameters.keys() & request.keys())
+    if twice:
+        raise RequestError(f"parameter(s) {', '.join(twice)} given twice")
+    return text, {**parameters, **request}
+
+
+def add_routes(app: web.Application, registry: Registry, executor: ThreadPoolExecutor) -> None:
+    """``generate`` and ``generate_stream`` under /v2/models/NAME[/versions/1]/ (add them
+    before the catch-all /v2/models/ route)."""
+
+    async def call(function, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
+
+    async def start(request: web.Request) -> tuple[CharLM, Iterator[str], list[str]]:
+        if request.method != "POST":
+            raise RequestError(f"{request.path} takes POST", 405)
+        model = find(registry, request.match_info["name"], request.match_info.get("version"))
+        text, parameters = generate_request(await request.read())
+        pieces, unknown = await call(model.stream, text, parameters)
+        return model, pieces, unknown
+
+    async def burst(request: web.Request, pieces: Iterator[str]) -> list[str]:
+        """The next characters; none once they end or the client has gone."""
+        if request.transport is None:  # the connection is closed
+            return []
+        return await call(_draw, pieces)
+
+    async def generate(request: web.Request) -> web.Response:
+        model, pieces, unknown = await start(request)
+        text = []
+        while drawn := await burst(request, pieces):
+            text += drawn
+        if request.transport is None:
+            _left(request, len(text))
+        answer = {**_header(model), "text_output": "".join(text), "unknown": unknown}
+        return web.Response(body=dumps(answer), content_type="application/json")
+
+    async def generate_stream(request: web.Request) -> web.StreamResponse:
+        model, pieces, unknown = await start(request)
+        response = web.StreamResponse(headers={"Cache-Control": "no-cache"})
+        response.content_type = "text/event-stream"
+        response.charset = "utf-8"
+        await response.prepare(request)
+        sent = 0
+        try:
+            while drawn := await burst(request, pieces):
+                events = [_event(model, piece, sent + i, unknown) for i, piece in enumerate(drawn)]
+                await response.write(b"".join(events))
+                sent += len(drawn)
+            if request.transport is None:
+                _left(request, sent)
+                return response
+            if not sent:  # nothing generated (length 0): one event says so
+                await response.write(_event(model, "", 0, unknown))
+            await response.write_eof()
+        except ConnectionError:  # the client left while its characters were written
+            _left(request, sent)
+        except Exception as error:  # after the 200 went out: the extension's error event
+            with contextlib.suppress(ConnectionError):
+                await response.write(b"data: " + dumps({"error": str(refusal(error))}) + b"\n\n")
+                await response.write_eof()
+        return response
+
+    for action, handler in (("generate", generate), ("generate_stream", generate_stream)):
+        for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+            app.router.add_route("*", f"{prefix}/{action}", handler)
+
+
+def find(registry: Registry, name: str, version: str | None) -> CharLM:
+    """The generating model ``name``; another name, or a version but 1, is a 404."""
+    model = registry.tasks.get(name)
+    if not isinstance(model, CharLM):
+        generating = [m.name for m in registry.tasks.values() if isinstance(m, CharLM)]
+        raise RequestError(
+            f"no model {name} generates text (generating: {', '.join(generating) or 'none'})",
+            404,
+        )
+    if version not in (None, VERSION):
+        raise RequestError(f"model {name} has no version {version} (versions: {VERSION})", 404)
+    return model
+
+
+def _draw(pieces: Iterator[str]) -> list[str]:
+    """The pieces that come within ``BURST_SECONDS`` (at least one, unless they have ended)."""
+    drawn, started = [], time.perf_counter()
+    for piece in pieces:
+        drawn.append(piece)
+        if time.perf_counter() - started >= BURST_SECONDS:
+            break
+    return drawn
+
+
+def _header(model: CharLM) -> dict[str, str]:
+    return {"model_name": model.name, "model_version": VERSION}
+
+
+def _event(model: CharLM, piece: str, index: int, unknown: list[str]) -> bytes:
+    """Server-sent event ``index`` of a stream: a generate response holding ``piece``; the
+    first also holds the prefix's ``unknown`` characters."""
+    answer = {**_header(model), "text_output": piece}
+    if index == 0:
+        answer["unknown"] = unknown
+    return b"data: " + dumps(answer) + b"\n\n"
+
+
+def _left(request: web.Request, count: int) -> None:
+    log.info(f"{request.remote} left {request.path}: stopped after {count} characters")
+
+
+def _text(index: int, item: Any) -> str:
+    try:
+        return item.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RequestError(
+            f"input text_input element {index} is not UTF-8 text (byte {error.start})"
+        ) from None
