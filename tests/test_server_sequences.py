@@ -2,7 +2,8 @@
 sequence batcher with implicit state keeps them: charlm's ``lm_step`` fed one character at a
 time through tritonclient (HTTP and gRPC, TensorFlow blocked in the server) gives the logits
 of the whole text through ``char_lm``; starts, ends, refusals, the cap and the idle timeout;
-and two requests of one sequence at once."""
+two requests of one sequence at once; and the Triton config the export writes for
+``lm_step``, checked against Triton's ModelConfig proto and its rules."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from types import SimpleNamespace
 
 import grpc
 import numpy as np
+import onnxruntime
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
+from google.protobuf import text_format
 from tritonclient.grpc import service_pb2
+from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig
 from tritonclient.utils import InferenceServerException
 
 from serving.errors import UserError
-from serving.runtime.graph import load_graph
+from serving.runtime.graph import load_graph, read_manifest
 from serving.runtime.vocab import Vocabulary
 from serving.server import sequences
 from serving.server.__main__ import main as server_main
@@ -345,3 +349,45 @@ def test_a_refused_start_leaves_the_sequence_closed():
 )
 def test_sequence_parameters(parameters, expected):
     assert sequences.control(parameters) == expected
+
+
+# The Triton model repository: lm_step's states are Triton's implicit state.
+
+
+def test_the_triton_config_keeps_lm_steps_states_as_implicit_state(run):
+    """lm_step's config declares sequence batching with one ``state`` entry per state,
+    starting at zeros (the rules Triton's sequence batcher checks at load), leaves the states
+    out of its inputs and outputs, and with them is the ONNX graph's inputs and outputs, as the
+    onnxruntime backend counts them; char_lm keeps dynamic batching."""
+    export_dir = run / "export"
+    entries = {entry["name"]: entry for entry in read_manifest(export_dir)["graphs"]}
+
+    def config(name: str) -> ModelConfig:
+        path = export_dir / "triton" / name / "config.pbtxt"
+        return text_format.Parse(path.read_text(encoding="utf-8"), ModelConfig())
+
+    step_config, entry = config("lm_step"), entries["lm_step"]
+    assert step_config.WhichOneof("scheduling_choice") == "sequence_batching"
+    assert config("char_lm").WhichOneof("scheduling_choice") == "dynamic_batching"
+    batcher = step_config.sequence_batching
+    assert batcher.max_sequence_idle_microseconds == sequences.IDLE_SECONDS * 1_000_000
+    assert not batcher.control_input  # the graph takes no control tensor
+    names = entry["runtime"]["states"]
+    specs = {spec["name"]: spec for spec in entry["inputs"]}
+    assert [(s.input_name, s.output_name) for s in batcher.state] == [
+        (name, f"next_{name}") for name in names
+    ]
+    for state in batcher.state:
+        spec = specs[state.input_name]
+        assert (DataType.Name(state.data_type), spec["dtype"]) == ("TYPE_FP32", "float32")
+        assert list(state.dims) == spec["shape"][1:]  # without the batch axis
+        (initial,) = state.initial_state  # Triton: exactly one or none
+        assert initial.name and initial.data_type == state.data_type
+        assert initial.WhichOneof("state_data") == "zero_data" and initial.zero_data
+        assert list(initial.dims) == list(state.dims) and -1 not in initial.dims
+    assert [t.name for t in step_config.input] == ["character"]
+    assert [t.name for t in step_config.output] == ["logits"]
+    model = export_dir / "triton" / "lm_step" / "1" / "model.onnx"
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    assert {i.name for i in session.get_inputs()} == {"character", *names}
+    assert {o.name for o in session.get_outputs()} == {"logits", *(f"next_{n}" for n in names)}
