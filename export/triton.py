@@ -3,6 +3,12 @@
 ``triton/GRAPH/config.pbtxt`` (a ``ModelConfig`` for the onnxruntime backend, from the graph's
 manifest entry) and ``triton/GRAPH/1/model.onnx`` (a copy of ``onnx/GRAPH.onnx``, so the
 folder can be mounted alone).
+
+A step graph whose states start at zeros (charlm's ``lm_step``) gets Triton's sequence batcher
+with implicit state, as our server keeps them (``serving.server.sequences``): each state input
+and its ``next_<state>`` output is a ``state`` entry starting at zeros, left out of the inputs
+and outputs a client sends and receives. ``decoder_step`` starts from the encoder's states,
+which implicit state cannot take from a request: it stays a plain function.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig
 
 from keras_rnn.errors import UserError
 from keras_rnn.runs import atomic_write_bytes
+from serving.runtime.graph import carried_states
+from serving.server.sequences import IDLE_SECONDS
 
 # The largest batch Triton sends (and accepts in one request); the graphs take any batch.
 MAX_BATCH_SIZE = 256
@@ -48,25 +56,60 @@ def data_type(dtype: str) -> int:
 
 def model_config(entry: dict[str, Any], max_batch_size: int = MAX_BATCH_SIZE) -> ModelConfig:
     """The ``ModelConfig`` of a manifest entry. When every input and output has a variable
-    first dimension, that is Triton's batch axis: ``max_batch_size`` with dynamic batching, and
-    dims without it; otherwise ``max_batch_size`` 0 and full dims. A tensor left with no dims
-    gets ``dims: [1]`` and an empty ``reshape``, as Triton requires."""
+    first dimension, that is Triton's batch axis: ``max_batch_size``, and dims without it;
+    otherwise ``max_batch_size`` 0 and full dims. A tensor left with no dims gets
+    ``dims: [1]`` and an empty ``reshape``, as Triton requires. Dynamic batching, or, for a
+    step graph whose states start at zeros, sequence batching with its states kept by Triton."""
     tensors = [*entry["inputs"], *entry["outputs"]]
     batched = all(tensor["shape"] and tensor["shape"][0] is None for tensor in tensors)
     first = 1 if batched else 0  # the first dim of the dims written
     config = ModelConfig(
         name=entry["name"], backend="onnxruntime", max_batch_size=max_batch_size if batched else 0
     )
-    if batched:
+    states = carried_states(entry) if entry.get("runtime", {}).get("zero_initial_states") else []
+    kept = {*states, *(f"next_{name}" for name in states)}
+    if states:
+        _keep_states(config, entry, states, first)
+    elif batched:
         config.dynamic_batching.SetInParent()
     for field, specs in ((config.input, entry["inputs"]), (config.output, entry["outputs"])):
         for spec in specs:
-            dims = [-1 if size is None else size for size in spec["shape"][first:]]
+            if spec["name"] in kept:
+                continue
+            dims = _dims(spec, first)
             tensor = field.add(name=spec["name"], data_type=data_type(spec["dtype"]))
             tensor.dims.extend(dims or [1])
             if not dims:
                 tensor.reshape.SetInParent()
     return config
+
+
+def _keep_states(config: ModelConfig, entry: dict[str, Any], states: list[str], first: int) -> None:
+    """Triton's sequence batcher with implicit state for ``states``, each starting at zeros
+    (a variable dim is 1 there, as Triton's own default makes it), dropped after our server's
+    idle time. No control input: the graph does not take one."""
+    specs = {spec["name"]: spec for spec in entry["inputs"]}
+    batcher = config.sequence_batching
+    batcher.max_sequence_idle_microseconds = round(IDLE_SECONDS * 1_000_000)
+    for name in states:
+        dims = _dims(specs[name], first)
+        state = batcher.state.add(
+            input_name=name,
+            output_name=f"next_{name}",
+            data_type=data_type(specs[name]["dtype"]),
+            dims=dims,
+        )
+        state.initial_state.add(
+            name="zeros",
+            data_type=state.data_type,
+            dims=[1 if size == -1 else size for size in dims],
+            zero_data=True,
+        )
+
+
+def _dims(spec: dict[str, Any], first: int) -> list[int]:
+    """A tensor's dims from its ``first`` on, -1 where the size varies."""
+    return [-1 if size is None else size for size in spec["shape"][first:]]
 
 
 def config_text(entry: dict[str, Any]) -> str:

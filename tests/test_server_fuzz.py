@@ -21,6 +21,7 @@ from serving.runtime.graph import load_graph
 from serving.server import open_inference_grpc
 from serving.server.metrics import Metrics
 from serving.server.models import Registry, refusal
+from serving.server.sequences import Sequences
 from tests.conftest import serve_without_tensorflow
 from tests.test_charlm import CHARLM
 from tests.test_server import SINE, WINDOW
@@ -290,7 +291,7 @@ def test_a_fault_of_the_server_is_a_500_or_internal_logged_once(caplog):
     assert (answer.status, str(answer)) == (500, "internal error: KeyError")
     assert len(caplog.records) == 1 and "Traceback" in caplog.records[0].getMessage()
     caplog.clear()
-    methods = open_inference_grpc.handler(Broken(), None, Metrics(Registry({})))
+    methods = open_inference_grpc.handler(Broken(), None, Metrics(Registry({})), Sequences())
     call_details = SimpleNamespace(method=f"/{open_inference_grpc.SERVICE}/ModelReady")
     ready = methods.service(call_details)
     context = Context()

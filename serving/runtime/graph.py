@@ -50,6 +50,7 @@ class ExportedGraph:
         self.outputs: list[dict[str, Any]] = entry["outputs"]
         self.runtime: dict[str, Any] = entry.get("runtime", {})
         self.masked_input: dict[str, Any] | None = entry.get("masked_input")
+        self.states: list[str] = carried_states(entry)
         self.session = open_session(export_dir / entry["onnx"], threads, entry)
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
@@ -169,6 +170,18 @@ def _run_reason(error: Exception) -> str:
     the source location and failed condition that its enforced checks start with."""
     message = str(error).split("Status Message: ", 1)[-1].strip().splitlines()[0]
     return message.split(" was false. ", 1)[-1].split(" : ")[-1]
+
+
+def carried_states(entry: dict[str, Any]) -> list[str]:
+    """The state inputs of a step graph's manifest ``entry`` (``lm_step``, ``decoder_step``):
+    its runtime facts' ``states`` when it takes each as an input and gives its next value as
+    the output ``next_<state>``; none for any other graph."""
+    states = entry.get("runtime", {}).get("states", [])
+    inputs = {spec["name"] for spec in entry["inputs"]}
+    outputs = {spec["name"] for spec in entry["outputs"]}
+    if states and all(name in inputs and f"next_{name}" in outputs for name in states):
+        return list(states)
+    return []
 
 
 def checked_inputs(

@@ -13,6 +13,10 @@ extension, POST /v2/models/charlm/generate and /generate_stream (server-sent eve
 /metrics on the HTTP port: Prometheus's metrics (Triton's names). SIGTERM or Ctrl-C stops
 taking requests and lets those in flight finish, streams included. One log line per request on
 stderr (--quiet: none).
+
+The step graphs (lm_step, decoder_step) also run as sequences whose states the server keeps,
+as Triton's sequence batcher does: Open Inference Protocol requests with the parameters
+sequence_id, sequence_start and sequence_end send only the other inputs (docs/serving.md).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from serving.errors import UserError
 from serving.server.app import Settings, serve
 from serving.server.generate import charlm_models
 from serving.server.models import load_runs
+from serving.server.sequences import CAPACITY, IDLE_SECONDS
 
 
 def port(text: str) -> int:
@@ -99,6 +104,18 @@ def main(argv: list[str] | None = None) -> int:
         default=16,
         help="largest request body in MiB (default 16); larger ones get 413",
     )
+    parser.add_argument(
+        "--sequence-idle-seconds",
+        type=cli.positive_float,
+        default=IDLE_SECONDS,
+        help=f"drop a kept sequence idle this long (default {IDLE_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--max-sequences",
+        type=cli.positive_int,
+        default=CAPACITY,
+        help=f"open sequences at most (default {CAPACITY}); another start gets 429",
+    )
     parser.add_argument("--quiet", action="store_true", help="no log line per request")
     try:
         args = parser.parse_args(argv)
@@ -114,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         max_request_bytes=args.max_request_mb * 1024 * 1024,
         log_requests=not args.quiet,
+        sequence_idle_seconds=args.sequence_idle_seconds,
+        max_sequences=args.max_sequences,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 

@@ -26,6 +26,7 @@ from aiohttp import web
 from serving.server import generate, open_inference, open_inference_grpc, tfserving_rest
 from serving.server.metrics import Metrics, TimedPool, http_timing
 from serving.server.models import Registry, RequestError, refusal
+from serving.server.sequences import CAPACITY, IDLE_SECONDS, Sequences
 from serving.server.tensors import dumps
 
 log = logging.getLogger("serving.server")
@@ -58,6 +59,8 @@ class Settings:
     max_request_bytes: int = 16 * 1024 * 1024
     shutdown_seconds: float = 10.0  # how long in-flight requests may finish after SIGTERM
     log_requests: bool = True
+    sequence_idle_seconds: float = IDLE_SECONDS  # a kept sequence idle this long is dropped
+    max_sequences: int = CAPACITY  # open sequences at most
 
 
 def http_app(
@@ -66,8 +69,10 @@ def http_app(
     settings: Settings,
     in_flight: InFlight,
     metrics: Metrics,
+    kept: Sequences,
 ) -> web.Application:
-    """The /v1 (TF Serving REST) and /v2 (Open Inference Protocol) routes, and /metrics."""
+    """The /v1 (TF Serving REST) and /v2 (Open Inference Protocol) routes, and /metrics;
+    ``kept`` holds the sequences whose states the server keeps."""
 
     async def call(function: Callable, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
@@ -94,7 +99,7 @@ def http_app(
             header = request.headers.get(open_inference.HEADER_LENGTH)
             body = await request.read()
             document, length = await call(
-                open_inference.infer, registry, name, version, body, header
+                open_inference.infer, registry, name, version, body, header, kept
             )
             headers = {open_inference.HEADER_LENGTH: str(length)} if length is not None else {}
             content_type = "application/octet-stream" if length is not None else "application/json"
@@ -172,8 +177,9 @@ async def serve(registry: Registry, settings: Settings, ready: Callable[[int, in
     executor = TimedPool(settings.workers, thread_name_prefix="infer")
     in_flight = InFlight()
     metrics = Metrics(registry)
+    kept = Sequences(settings.sequence_idle_seconds, settings.max_sequences)
     runner = web.AppRunner(
-        http_app(registry, executor, settings, in_flight, metrics),
+        http_app(registry, executor, settings, in_flight, metrics, kept),
         access_log=None,  # the middleware logs one line per request
         handle_signals=False,
         shutdown_timeout=settings.shutdown_seconds,
@@ -191,7 +197,7 @@ async def serve(registry: Registry, settings: Settings, ready: Callable[[int, in
     )
     request_log = log.info if settings.log_requests else None
     grpc_server.add_generic_rpc_handlers(
-        [open_inference_grpc.handler(registry, request_log, metrics)]
+        [open_inference_grpc.handler(registry, request_log, metrics, kept)]
     )
     address = f"{settings.host}:{settings.grpc_port}"
     try:
@@ -202,6 +208,7 @@ async def serve(registry: Registry, settings: Settings, ready: Callable[[int, in
         await runner.cleanup()
         raise OSError(f"gRPC port {address} is taken or not ours")
     grpc_server.start()
+    dropping = asyncio.create_task(kept.drop_idle())
     stop = asyncio.Event()
     received = []
     loop = asyncio.get_running_loop()
@@ -228,6 +235,7 @@ async def serve(registry: Registry, settings: Settings, ready: Callable[[int, in
             f"{settings.shutdown_seconds:g} s are cut off"
         )
     await runner.cleanup()
+    dropping.cancel()
     await loop.run_in_executor(None, grpc_stopped.wait)
     executor.shutdown(wait=True)
     return name

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.server import sequences
 from serving.server.models import VERSION, Registry, RequestError, ServedGraph
 from serving.server.tensors import DTYPES, check_datatype, dumps, parse_json, v2_array
 
@@ -45,17 +46,24 @@ def _tensor_metadata(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def infer(
-    registry: Registry, name: str, version: str | None, body: bytes, header_length: str | None
+    registry: Registry,
+    name: str,
+    version: str | None,
+    body: bytes,
+    header_length: str | None,
+    kept: sequences.Sequences,
 ) -> tuple[bytes, int | None]:
     """The response body for an infer request, and its JSON header's length when outputs
-    travel as binary data (the response then needs ``Inference-Header-Content-Length``)."""
+    travel as binary data (the response then needs ``Inference-Header-Content-Length``).
+    ``kept`` holds the states of the sequences whose step graphs' states the server keeps."""
     served = registry.find(name, version)
     header, binary = _split(body, header_length)
     request = parse_json(header)
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise RequestError("the request must be a JSON object with a list of inputs")
     inputs = _inputs(served, request["inputs"], binary)
-    outputs = served.predict(inputs)
+    sequence = sequences.control(_parameters(request, "the request"))
+    outputs = kept.predict(served, sequence, inputs)
     wanted, binary_outputs = _requested(request, outputs)
     response: dict[str, Any] = {"model_name": name, "model_version": VERSION}
     if "id" in request:

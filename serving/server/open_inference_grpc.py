@@ -9,14 +9,15 @@ answered INVALID_ARGUMENT like every other bad request, not gRPC's generic INTER
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import grpc
 import numpy as np
 from google.protobuf.message import DecodeError, Message
 from tritonclient.grpc import service_pb2
 
-from serving.server import open_inference
+from serving.server import open_inference, sequences
 from serving.server.metrics import Metrics
 from serving.server.models import Registry, RequestError, refusal
 from serving.server.tensors import DTYPES, NUMPY_BY_DATATYPE, cast, check_datatype, value_count
@@ -24,7 +25,9 @@ from serving.server.tensors import DTYPES, NUMPY_BY_DATATYPE, cast, check_dataty
 SERVICE = "inference.GRPCInferenceService"
 STATUS_CODES = {
     404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.ABORTED,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     500: grpc.StatusCode.INTERNAL,
 }
 # The typed ``contents`` field that holds each datatype when raw bytes are not used.
@@ -41,11 +44,15 @@ CONTENTS = {
 
 
 def handler(
-    registry: Registry, log: Callable[[str], None] | None, metrics: Metrics
+    registry: Registry,
+    log: Callable[[str], None] | None,
+    metrics: Metrics,
+    kept: sequences.Sequences,
 ) -> grpc.GenericRpcHandler:
     """The service's method handlers (grpcio runs them in its server's thread pool); each
     call logs one line with ``log`` (None: no line), and ``ModelInfer`` calls count in
-    ``metrics``."""
+    ``metrics``. ``kept`` holds the states of the sequences whose step graphs' states the
+    server keeps."""
 
     def method(request_type: type[Message], answer: Callable[[Message], Message]):
         name = answer.__name__
@@ -95,7 +102,7 @@ def handler(
         return response
 
     def ModelInfer(request: Message) -> Message:
-        return _infer(registry, request)
+        return _infer(registry, request, kept)
 
     methods = {
         "ServerLive": method(service_pb2.ServerLiveRequest, ServerLive),
@@ -116,7 +123,7 @@ def _respond(request: Message, answer: Callable, body: bytes) -> bytes:
     return answer(request).SerializeToString()
 
 
-def _infer(registry: Registry, request: Message) -> Message:
+def _infer(registry: Registry, request: Message, kept: sequences.Sequences) -> Message:
     served = registry.find(request.model_name, request.model_version)
     specs = {spec["name"]: spec for spec in served.graph.inputs}
     raw = list(request.raw_input_contents)
@@ -130,7 +137,8 @@ def _infer(registry: Registry, request: Message) -> Message:
         if tensor.name in inputs:
             raise RequestError(f"input {tensor.name} is given twice")
         inputs[tensor.name] = array
-    outputs = served.predict(inputs)
+    sequence = sequences.control(_parameter_values(request.parameters))
+    outputs = kept.predict(served, sequence, inputs)
     wanted = [output.name for output in request.outputs] or list(outputs)
     response = service_pb2.ModelInferResponse(
         model_name=request.model_name, model_version=open_inference.VERSION, id=request.id
@@ -144,6 +152,17 @@ def _infer(registry: Registry, request: Message) -> Message:
             np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
         )
     return response
+
+
+def _parameter_values(parameters: Mapping[str, Message]) -> dict[str, Any]:
+    """A request's ``InferParameter`` map as Python values (each holds one of bool, int64,
+    uint64, double or string)."""
+    values = {}
+    for name, parameter in parameters.items():
+        field = parameter.WhichOneof("parameter_choice")
+        if field is not None:
+            values[name] = getattr(parameter, field)
+    return values
 
 
 def _array(tensor: Message, raw: bytes | None) -> np.ndarray:

@@ -93,7 +93,9 @@ def export_graphs(model: keras.Model, config: Config, run: RunDir) -> list[Expor
             outputs=["logits", *(f"next_{n}" for n in names)],
             sample=steps,
             lengths=(1,),
-            runtime=runtime | {"default": True},  # what serving.predict generates with
+            # what serving.predict generates with, from zero states (as Triton's implicit
+            # state starts a sequence, and as the server's kept sequences start)
+            runtime=runtime | {"default": True, "zero_initial_states": True},
         ),
     ]
 
