@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict
 
 from serving import cli
-from serving.runtime.charlm import onnx_generate
+from serving.runtime.charlm import GENERATION_DEFAULTS, onnx_generate
 from serving.runtime.decoding import Sampling
 from serving.runtime.graph import ExportedGraph
 from serving.runtime.vocab import Vocabulary, unknown_note
 
 TITLE = "charlm runs (the same flags and text as keras_rnn.generate)"
 TAKES_TEXTS = False
-GENERATION_DEFAULTS = asdict(Sampling())
 
 
 def add_generation_flags(parser: cli.FlagGroup, defaults: bool = True) -> None:

@@ -6,6 +6,7 @@ the same text. The vocabulary is in ``serving.runtime.vocab``."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import asdict
 
 import numpy as np
 
@@ -13,6 +14,8 @@ from serving.errors import UserError
 from serving.runtime.decoding import MAX_GENERATED, Sampling, Step, stream_ids
 from serving.runtime.graph import ExportedGraph
 from serving.runtime.vocab import Vocabulary
+
+GENERATION_DEFAULTS = asdict(Sampling())  # length, temperature, top_k, seed
 
 
 def check_generation(prefix: str, settings: Sampling, vocab_size: int) -> None:
