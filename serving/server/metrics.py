@@ -3,8 +3,9 @@ inference requests by model, protocol and outcome, their latency and the time th
 for a worker thread, graph executions and their batch sizes, open sequences and streams.
 
 Triton's metric names where Triton has one (``nv_inference_*`` with the labels ``model`` and
-``version``), so that dashboards and alerts written for Triton read ours; Prometheus's client
-adds ``_total`` to every counter's name. Our own families start with ``keras_rnn_``. Each
+``version``), so that dashboards and alerts written for Triton read ours. Those are read at
+scrape time from our own families (``keras_rnn_*``) and written untyped: Prometheus's client
+writes every counter's name with ``_total`` added, which Triton's names do not have. Each
 server keeps its metrics in a ``CollectorRegistry`` of its own.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.aiohttp import make_aiohttp_handler
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import UnknownMetricFamily
 
 from serving.server import open_inference, tfserving_rest
 from serving.server.models import VERSION, Registry, RequestError
@@ -86,28 +87,28 @@ class TimedPool(ThreadPoolExecutor):
         return super().submit(timed)
 
 
-class HistogramTotals:
-    """A counter family read at scrape time from the ``_count`` or ``_sum`` (``sample``)
-    samples of a histogram with ``labels``, times ``scale``: Triton's counters, at no cost per
-    request."""
+class TritonCounter:
+    """One of Triton's counters, read at scrape time from the ``sample`` samples (``_count``
+    or ``_sum`` of a histogram, ``_total`` of a counter) of ``source`` with ``labels``, times
+    ``scale``: at no cost per request, under Triton's exact name."""
 
     def __init__(
         self,
         name: str,
         documentation: str,
-        histogram: Histogram,
+        source: Histogram | Counter,
         labels: tuple[str, ...],
         sample: str,
         scale: float = 1,
     ):
-        self.name, self.documentation, self.histogram = name, documentation, histogram
+        self.name, self.documentation, self.source = name, documentation, source
         self.labels, self.sample, self.scale = labels, sample, scale
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
-        for histogram in self.histogram.collect():
-            for sample in histogram.samples:
-                if sample.name == histogram.name + self.sample:
+    def collect(self) -> Iterator[UnknownMetricFamily]:
+        family = UnknownMetricFamily(self.name, self.documentation, labels=self.labels)
+        for source in self.source.collect():
+            for sample in source.samples:
+                if sample.name == source.name + self.sample:
                     values = [sample.labels[label] for label in self.labels]
                     family.add_metric(values, sample.value * self.scale)
         yield family
@@ -143,7 +144,7 @@ class Metrics:
         )
         self.failure = family(
             Counter,
-            "nv_inference_request_failure",
+            "keras_rnn_request_failures",
             "Inference requests refused or failed, by HTTP status (gRPC: the status its code "
             "stands for)",
             (*request, "code"),
@@ -162,14 +163,22 @@ class Metrics:
             Gauge, "keras_rnn_open_streams", "Responses streaming now", model
         )
         for totals in (
-            HistogramTotals(
+            TritonCounter(
                 "nv_inference_request_success",
                 "Inference requests answered",
                 self.request_seconds,
                 request,
                 "_count",
             ),
-            HistogramTotals(
+            TritonCounter(
+                "nv_inference_request_failure",
+                "Inference requests refused or failed, by HTTP status (gRPC: the status its "
+                "code stands for)",
+                self.failure,
+                (*request, "code"),
+                "_total",
+            ),
+            TritonCounter(
                 "nv_inference_request_duration_us",
                 "Cumulative time of the inference requests answered, from arrival to answer, "
                 "in microseconds",
@@ -178,7 +187,7 @@ class Metrics:
                 "_sum",
                 1e6,
             ),
-            HistogramTotals(
+            TritonCounter(
                 "nv_inference_queue_duration_us",
                 "Cumulative time the inference requests answered waited for a worker thread, "
                 "in microseconds",
@@ -187,14 +196,14 @@ class Metrics:
                 "_sum",
                 1e6,
             ),
-            HistogramTotals(
+            TritonCounter(
                 "nv_inference_exec_count",
                 "Graph executions (a batch counts once)",
                 self.batch_size,
                 model,
                 "_count",
             ),
-            HistogramTotals(
+            TritonCounter(
                 "nv_inference_count",
                 "Batch rows inferred (a batch of n counts n)",
                 self.batch_size,
