@@ -279,8 +279,9 @@ def test_states_are_kept_per_sequence_until_the_end():
 
 
 def test_idle_sequences_are_dropped_and_free_their_place():
-    clock = Clock()
-    kept, served = Sequences(idle_seconds=10, capacity=1, clock=clock), accumulator()
+    clock, counts = Clock(), []
+    kept = Sequences(10, 1, clock, counted=lambda graph, count: counts.append((graph, count)))
+    served = accumulator()
     add(kept, served, 1, "a", start=True)
     clock.now = 10  # idle for exactly the limit: still open
     assert add(kept, served, 1, "a") == 2
@@ -292,6 +293,9 @@ def test_idle_sequences_are_dropped_and_free_their_place():
     clock.now = 31
     kept.expire()
     assert len(kept) == 0
+    # the metrics' open-sequence gauge is told each change: a opened, a dropped, b opened and
+    # dropped
+    assert counts == [("accumulate", 1), ("accumulate", 0), ("accumulate", 1), ("accumulate", 0)]
 
 
 def test_a_second_request_of_a_running_sequence_is_a_409():

@@ -177,7 +177,11 @@ async def serve(registry: Registry, settings: Settings, ready: Callable[[int, in
     executor = TimedPool(settings.workers, thread_name_prefix="infer")
     in_flight = InFlight()
     metrics = Metrics(registry)
-    kept = Sequences(settings.sequence_idle_seconds, settings.max_sequences)
+    kept = Sequences(
+        settings.sequence_idle_seconds,
+        settings.max_sequences,
+        counted=metrics.set_open_sequences,
+    )
     runner = web.AppRunner(
         http_app(registry, executor, settings, in_flight, metrics, kept),
         access_log=None,  # the middleware logs one line per request

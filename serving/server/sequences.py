@@ -89,8 +89,12 @@ class Sequences:
         idle_seconds: float = IDLE_SECONDS,
         capacity: int = CAPACITY,
         clock: Callable[[], float] = time.monotonic,
+        counted: Callable[[str, int], None] = lambda graph, count: None,
     ):
+        """``counted(graph, count)`` is told each graph's count of open sequences when it
+        changes (the server's ``Metrics.set_open_sequences``)."""
         self.idle_seconds, self.capacity, self.clock = idle_seconds, capacity, clock
+        self.counted = counted
         self._open: dict[tuple[str, int | str], _Sequence] = {}
         self._lock = threading.Lock()
 
@@ -120,13 +124,13 @@ class Sequences:
             with self._lock:
                 kept.running, kept.used = False, self.clock()
                 if sequence.start and self._open.get(key) is kept:
-                    del self._open[key]
+                    self._close(key)
             raise
         with self._lock:
             kept.states = {name: outputs.pop(f"next_{name}") for name in names}
             kept.running, kept.used = False, self.clock()
             if sequence.end and self._open.get(key) is kept:
-                del self._open[key]
+                self._close(key)
         return outputs
 
     def _claim(
@@ -168,6 +172,7 @@ class Sequences:
                 )
         kept = _Sequence(_initial_states(served, named, given, inputs), self.clock())
         self._open[key] = kept
+        self._count(served.name)
         return kept
 
     def expire(self) -> None:
@@ -182,8 +187,15 @@ class Sequences:
     def _idle(self, kept: _Sequence) -> bool:
         return not kept.running and self.clock() - kept.used > self.idle_seconds
 
-    def _drop(self, key: tuple[str, int | str]) -> None:
+    def _close(self, key: tuple[str, int | str]) -> None:
         del self._open[key]
+        self._count(key[0])
+
+    def _count(self, graph: str) -> None:
+        self.counted(graph, sum(1 for opened, _ in self._open if opened == graph))
+
+    def _drop(self, key: tuple[str, int | str]) -> None:
+        self._close(key)
         graph, sequence_id = key
         log.info(f"sequence {sequence_id!r} of {graph} dropped: idle for {self.idle_seconds:g} s")
 
