@@ -79,6 +79,11 @@ def predict(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
             file=sys.stderr,
         )
     result = forecast(graph, window)
+    return result, forecast_table(result, window, described)
+
+
+def forecast_table(result: dict[str, Any], window: np.ndarray, described: str) -> str:
+    """``forecast``'s ``result`` after ``window`` (``described`` in words) as a table."""
     lines = [
         f"input: {described}, last {window[-1]:.4f}",
         f"one step ahead: {result['next_value']:.4f}",
@@ -90,4 +95,4 @@ def predict(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
         zip(result["next_values"], result["recursive"], strict=True)
     ):
         lines.append(f"| {step + 1} | {direct:.4f} | {recursive:.4f} |")
-    return result, "\n".join(lines)
+    return "\n".join(lines)
