@@ -15,8 +15,9 @@ One row per text or window; lists of different lengths (a text's items and tags,
 tokens) are padded on the right with empty strings, which no item is. ``translate`` over TF
 Serving's REST API answers ``translation`` alone, as the SavedModel's signature does.
 
-A task adds its model here: a ``TaskModel`` subclass and its line in ``TASK_MODELS``. The
-module of a subclass must not import this one (this one imports it).
+A task adds its model with a ``TaskModel`` subclass and its entry in ``TASK_MODELS``. A
+subclass written in another module imports ``TaskModel`` from ``serving.server.models``, never
+from here: ``TASK_MODELS`` imports that module.
 """
 
 from __future__ import annotations
