@@ -74,6 +74,9 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+MODEL_MODE = "the server's task model NAME answers, with the URL alone (--model NAME --help)"
+
+
 def by_model(argv: list[str]) -> bool:
     """Whether the command line names a task model (--model NAME) rather than a run."""
     return any(arg == "--model" or arg.startswith("--model=") for arg in argv)
@@ -81,12 +84,13 @@ def by_model(argv: list[str]) -> bool:
 
 def model_main(argv: list[str]) -> int:
     """python -m serving.clients --model NAME ...: the prediction by a task model."""
-    parser = cli.ArgumentParser(
-        prog="python -m serving.clients --model NAME", description=__doc__.splitlines()[0]
-    )
+    parser = cli.ArgumentParser(prog="python -m serving.clients", description=MODEL_MODE)
     parser.add_argument("texts", nargs="*", help="translate models: the texts to translate")
     parser.add_argument(
-        "--model", required=True, help="the task model (translate, tagging, sine, or a NAME)"
+        "--model",
+        metavar="NAME",
+        required=True,
+        help="the task model (translate, tagging, sine, or the NAME of --run NAME=RUN_DIR)",
     )
     add_client_arguments(parser)
     tasks = Tasks(parser)
@@ -114,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if by_model(argv):
         return model_main(argv)
     parser = task_parser("python -m serving.clients", __doc__.splitlines()[0])
+    parser.epilog = f"With --model NAME in place of RUN_DIR: {MODEL_MODE}"
     add_client_arguments(parser)
     tasks = Tasks(parser)
     try:

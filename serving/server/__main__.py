@@ -1,4 +1,4 @@
-"""python -m serving.server --run RUN_DIR ...: the runs' ONNX graphs behind HTTP and gRPC.
+"""python -m serving.server --run RUN_DIR ...: the runs' graphs and task models over HTTP, gRPC.
 
 Serves every ONNX graph of the runs' exports, by graph name, with onnxruntime and no
 TensorFlow, and each translate, tagging or sine run as one model named after its task, which
