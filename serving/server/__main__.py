@@ -1,9 +1,13 @@
-"""python -m serving.server --run RUN_DIR ...: the runs' ONNX graphs behind HTTP and gRPC.
+"""python -m serving.server --run RUN_DIR ...: the runs' graphs and task models over HTTP, gRPC.
 
 Serves every ONNX graph of the runs' exports, by graph name, with onnxruntime and no
-TensorFlow.
+TensorFlow, and each translate, tagging or sine run as one model named after its task, which
+takes and gives texts (a window for sine) and answers as serving.predict does. Two runs of
+one task need names: --run NAME=RUN_DIR serves the run's task model as NAME and its graphs as
+NAME.GRAPH (NAME: letters, digits, - and _).
 
     python -m serving.server --run runs/sine-lstm --run runs/translate-gru
+    python -m serving.server --run dates=runs/translate-gru --run dates2=runs/translate-lstm
 
 HTTP (default port 8501): TF Serving's REST API under /v1/models/NAME (status, /metadata,
 :predict) and the Open Inference Protocol under /v2 (health, metadata, /infer). gRPC (default
@@ -40,8 +44,9 @@ from serving import cli
 from serving.errors import UserError
 from serving.server.app import Settings, serve
 from serving.server.generate import charlm_models
-from serving.server.models import load_runs
+from serving.server.models import RUN_NAME
 from serving.server.sequences import CAPACITY, IDLE_SECONDS
+from serving.server.tasks import load_models
 
 
 def port(text: str) -> int:
@@ -49,6 +54,16 @@ def port(text: str) -> int:
     if value > 65535:
         raise cli.argparse.ArgumentTypeError(f"must be a port number (0-65535), got {text!r}")
     return value
+
+
+def run(text: str) -> Path | tuple[str, Path]:
+    """argparse ``type`` of --run: a run directory, or NAME=RUN_DIR."""
+    name, equals, path = text.partition("=")
+    if equals and RUN_NAME.fullmatch(name):
+        if not path:
+            raise cli.argparse.ArgumentTypeError(f"{text!r} names no run directory after =")
+        return name, Path(path)
+    return Path(text)
 
 
 @cli.pipe_safe
@@ -62,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run",
         dest="runs",
-        metavar="RUN_DIR",
-        type=Path,
+        metavar="[NAME=]RUN_DIR",
+        type=run,
         action="append",
         required=True,
-        help="an exported run directory (repeat for several runs); a charlm run also serves "
-        "the model charlm: POST /v2/models/charlm/generate and /generate_stream",
+        help="an exported run directory (repeat for several runs); NAME= serves its task "
+        "model as NAME and its graphs as NAME.GRAPH; a charlm run also serves the model "
+        "charlm: POST /v2/models/charlm/generate and /generate_stream",
     )
     parser.add_argument(
         "--host",
@@ -120,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         with cli.exit_on_interrupt(lambda: "nothing was served"):
-            registry, skipped = load_runs(args.runs, args.threads)
+            registry, skipped = load_models(args.runs, args.threads)
             registry.tasks.update(charlm_models(registry.graphs))
     except UserError as error:
         return cli.report(error)
@@ -137,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 
     def ready(http_port: int, grpc_port: int) -> None:
+        for model in registry.tasks.values():
+            print(f"serving {model.name} ({model.task} task model) from {model.run_dir}")
         for graph in registry.graphs.values():
             print(f"serving {graph.name} from {graph.run_dir}")
-        for task in registry.tasks.values():
-            print(f"serving {task.name} (the {task.task} task) from {task.run_dir}")
-        for note in skipped:
+        for note in skipped.values():
             print(f"not serving {note}")
         print(
             f"listening on http://{args.host}:{http_port} (TF Serving REST /v1, Open Inference "
