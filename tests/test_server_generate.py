@@ -2,7 +2,8 @@
 /generate_stream give serving.predict's text for the same settings, one server-sent event per
 character; a client that leaves mid-stream stops its generation and disturbs no one else; bad
 requests are one-line 400s; SIGTERM lets a stream in flight finish. The charlm task model's
-Open Inference Protocol ``infer`` gives the same text."""
+Open Inference Protocol ``infer`` gives the same text, and so does ``serving.clients --model``
+with the URL alone."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from serving.runtime.graph import load_graph
 from serving.server.generate import CharLM
 from serving.server.models import RequestError
+from tests import test_clients
 from tests.conftest import run_without_tensorflow, serve_without_tensorflow
 from tests.test_charlm import CHARLM
 
@@ -132,8 +134,8 @@ def test_a_client_that_leaves_mid_stream_stops_its_generation_alone(server, pred
 BAD = [  # (body, status, what the error says)
     ({"text_input": ""}, 400, "text_input is empty"),
     ({"text_input": "d" * 100_001}, 400, "text_input has 100001 characters: at most 100000"),
-    (request("d", {"max_tokens": 5}), 400, "unknown parameter(s) max_tokens: charlm takes"),
-    ({"text_input": "d", "stream": True}, 400, "unknown parameter(s) stream"),
+    (request("d", {"max_tokens": 5}), 400, "unknown parameter 'max_tokens' for model charlm"),
+    ({"text_input": "d", "stream": True}, 400, "unknown parameter 'stream'"),
     (request("d", {"temperature": -1}), 400, "parameter temperature must be >= 0"),
     (b'{"text_input": "d", "parameters": {"temperature": 1e999}}', 400, "must be >= 0, got inf"),
     (request("d", {"temperature": 10**400}), 400, "parameter temperature is too large"),
@@ -141,7 +143,7 @@ BAD = [  # (body, status, what the error says)
     (request("d", {"length": -1}), 400, "parameter length must be in [0, 100000]"),
     (request("d", {"length": 100_001}), 400, "parameter length must be in [0, 100000]"),
     (request("d", {"seed": -1}), 400, "parameter seed must be >= 0"),
-    (request("d", {"length": "5"}), 400, "parameter length must be an integer, got str"),
+    (request("d", {"length": "5"}), 400, "parameter length must be an integer, got '5'"),
     (request("d", {"length": 5.0}), 400, "parameter length must be an integer"),
     (request("d", {"top_k": True}), 400, "parameter top_k must be an integer"),
     (request("d", {"temperature": "hot"}), 400, "parameter temperature must be a number"),
@@ -164,7 +166,7 @@ def test_bad_requests_are_one_line_errors_before_anything_streams(server, path):
         assert fragment in error and "\n" not in error, (body, error)
     elsewhere = [
         (path.replace("charlm", "lm_step"), 404, "no model lm_step generates text"),
-        (path.replace("charlm", "charlm/versions/2"), 404, "model charlm has no version 2"),
+        (path.replace("charlm", "charlm/versions/2"), 404, "Specific(charlm, 2)"),
     ]
     for other, status, fragment in elsewhere:
         response = post(server, other, {"text_input": "d"})
@@ -209,3 +211,15 @@ def test_the_task_models_infer_gives_the_same_text(charlm, predicted):
         model.infer({"text_input": np.array([b"d", b"\xff"], dtype=np.object_)}, {})
     with pytest.raises(RequestError, match="takes inputs text_input, got prefix"):
         model.infer({"prefix": texts}, {})
+
+
+def test_the_clients_cli_generates_by_the_model_with_the_url_alone(server, charlm, cli_error):
+    from serving.clients.__main__ import main
+
+    url = ["--url", server.url]
+    prefix = "x = Ω√"  # with characters outside the vocabulary
+    expected = test_clients.predicted(charlm, "--prefix", prefix)
+    assert test_clients.served("--model", "charlm", "--prefix", prefix, *url) == expected
+    assert expected["unknown"]
+    cli_error(main, ["--model", "charlm", "--prefix", "d", "--seed", "3", *url], "--seed: TF")
+    cli_error(main, ["--model", "charlm", *url], "a charlm model needs --prefix")

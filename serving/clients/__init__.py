@@ -24,7 +24,7 @@ from serving.clients.base import (
     grpc_unavailable,
 )
 from serving.clients.rest import RestClient
-from serving.clients.tasks import forecast_with, tag_with, translate_with
+from serving.clients.tasks import forecast_with, generate_with, tag_with, translate_with
 from serving.errors import UserError
 
 PROTOCOLS = ("rest", "grpc")
@@ -63,6 +63,7 @@ __all__ = [
     "RestClient",
     "connect",
     "forecast_with",
+    "generate_with",
     "tag_with",
     "translate_with",
 ]

@@ -14,10 +14,10 @@ needs the standard library and numpy only; --protocol grpc needs TensorFlow
 refuses, print one line to stderr and exit with status 2.
 
 With --model NAME instead of RUN_DIR, the server's task model NAME answers (python -m
-serving.server serves each translate, tagging or sine run as one, named after its task or
---run NAME=RUN_DIR): the URL is all the client needs. Its task comes from the model's
-metadata; translation is greedy (TF Serving's API has no decoding options) and comes without
-scores and unknown tokens.
+serving.server serves each translate, tagging, sine or charlm run as one, named after its task
+or --run NAME=RUN_DIR): the URL is all the client needs. Its task comes from the model's
+metadata. TF Serving's API has no decoding options: translation is greedy and comes without
+scores and unknown tokens, and generation takes --prefix with serving.predict's defaults.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def model_main(argv: list[str]) -> int:
         "--model",
         metavar="NAME",
         required=True,
-        help="the task model (translate, tagging, sine, or the NAME of --run NAME=RUN_DIR)",
+        help="the task model (translate, tagging, sine, charlm, or the NAME of --run NAME=RUN_DIR)",
     )
     add_client_arguments(parser)
     tasks = Tasks(parser)

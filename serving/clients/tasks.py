@@ -1,7 +1,8 @@
-"""Translation, tagging and forecasts through a server's task models, with its URL alone (no
-run directory): ``python -m serving.server`` serves each run as a model named after its task
-(``translate``, ``tagging``, ``sine``, or the NAME of ``--run NAME=RUN_DIR``), which takes
-texts or windows and gives the task's answer over TF Serving's API.
+"""Translation, tagging, forecasts and generated text through a server's task models, with
+its URL alone (no run directory): ``python -m serving.server`` serves each run as a model
+named after its task (``translate``, ``tagging``, ``sine``, ``charlm``, or the NAME of
+``--run NAME=RUN_DIR``), which takes texts or windows and gives the task's answer over TF
+Serving's API.
 
     from serving.clients import connect, tag_with, translate_with
     client = connect("http://127.0.0.1:8501")
@@ -10,7 +11,8 @@ texts or windows and gives the task's answer over TF Serving's API.
 ``translate`` speaks the SavedModel ``translate`` signature's request, so TF Serving serving
 that SavedModel answers it too. TF Serving's API has no decoding options: it translates
 greedily (beam search goes through the Open Inference Protocol's parameters, or through a
-run directory's encoder and decoder_step).
+run directory's encoder and decoder_step), and generates with ``serving.predict``'s default
+settings (others go through the generate extension, ``/v2/models/charlm/generate``).
 """
 
 from __future__ import annotations
@@ -23,11 +25,18 @@ import numpy as np
 
 from serving.clients.base import ModelClient
 from serving.errors import UserError
+from serving.predict_tasks.charlm import generated
 from serving.predict_tasks.sine import forecast_table, parse_window
 from serving.predict_tasks.tagging import tagged
+from serving.runtime.charlm import GENERATION_DEFAULTS
 
 # The output that tells a model's task: the translate signature's, and our task models'.
-TASK_BY_OUTPUT = {"translation": "translate", "tags": "tagging", "next_values": "sine"}
+TASK_BY_OUTPUT = {
+    "translation": "translate",
+    "tags": "tagging",
+    "next_values": "sine",
+    "text_output": "charlm",
+}
 
 
 def served_task(client: ModelClient, model: str, version: int | None = None) -> str:
@@ -42,8 +51,8 @@ def served_task(client: ModelClient, model: str, version: int | None = None) -> 
             return task
     raise UserError(
         f"model {model!r} at {client.url} is not a task model (its outputs are "
-        f"{', '.join(outputs) or 'unknown'}): name a translate, tagging or sine model, or give "
-        "the run directory of a graph"
+        f"{', '.join(outputs) or 'unknown'}): name a translate, tagging, sine or charlm model, "
+        "or give the run directory of a graph"
     )
 
 
@@ -75,6 +84,22 @@ def forecast_with(
     outputs = client.predict(model, {"window": np.asarray(windows, np.float32)}, version)
     names = ("next_value", "next_values", "recursive")
     return [{name: outputs[name][row].tolist() for name in names} for row in range(len(windows))]
+
+
+def generate_with(
+    client: ModelClient, prefixes: Sequence[str], model: str = "charlm", version: int | None = None
+) -> list[dict[str, Any]]:
+    """The text ``model`` generates after each prefix, with ``serving.predict``'s default
+    length, temperature, top_k and seed (TF Serving's API has no place for others), and the
+    prefix's characters outside the vocabulary."""
+    outputs = client.predict(model, {"text_input": _texts(prefixes)}, version)
+    return [
+        {
+            "generated": str(outputs["text_output"][row]),
+            "unknown": _unpadded(outputs["unknown"][row]),
+        }
+        for row in range(len(prefixes))
+    ]
 
 
 def _texts(texts: Sequence[str]) -> np.ndarray:
@@ -115,6 +140,22 @@ def predict(
             raise UserError("a tagging model needs --text")
         (result,) = tag_with(client, [args.text], model, args.version)
         return tagged(result["items"], result["tags"], result["unknown"])
+    if task == "charlm":
+        if args.prefix is None:
+            raise UserError("a charlm model needs --prefix")
+        options = [
+            f"--{name.replace('_', '-')}"
+            for name in GENERATION_DEFAULTS
+            if getattr(args, name) is not None
+        ]
+        if options:
+            raise UserError(
+                f"{', '.join(options)}: TF Serving's API generates with serving.predict's "
+                "defaults only; for other settings give the run directory instead of --model, "
+                "or POST to the server's /v2/models/NAME/generate"
+            )
+        (result,) = generate_with(client, [args.prefix], model, args.version)
+        return generated(args.prefix, result["generated"], result["unknown"])
     if args.window is None:
         raise UserError("a sine model needs --window (--csv needs the run directory)")
     window = parse_window(args.window)

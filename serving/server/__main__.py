@@ -1,10 +1,10 @@
 """python -m serving.server --run RUN_DIR ...: the runs' graphs and task models over HTTP, gRPC.
 
 Serves every ONNX graph of the runs' exports, by graph name, with onnxruntime and no
-TensorFlow, and each translate, tagging or sine run as one model named after its task, which
-takes and gives texts (a window for sine) and answers as serving.predict does. Two runs of
-one task need names: --run NAME=RUN_DIR serves the run's task model as NAME and its graphs as
-NAME.GRAPH (NAME: letters, digits, - and _).
+TensorFlow, and each translate, tagging, sine or charlm run as one model named after its
+task, which takes and gives texts (a window for sine) and answers as serving.predict does. Two
+runs of one task need names: --run NAME=RUN_DIR serves the run's task model as NAME and its
+graphs as NAME.GRAPH (NAME: letters, digits, - and _).
 
     python -m serving.server --run runs/sine-lstm --run runs/translate-gru
     python -m serving.server --run dates=runs/translate-gru --run dates2=runs/translate-lstm
@@ -12,7 +12,7 @@ NAME.GRAPH (NAME: letters, digits, - and _).
 HTTP (default port 8501): TF Serving's REST API under /v1/models/NAME (status, /metadata,
 :predict) and the Open Inference Protocol under /v2 (health, metadata, /infer). gRPC (default
 port 8001): the Open Inference Protocol's inference.GRPCInferenceService. Port 0 picks a free
-port; the ready line says which. A charlm run is also the model charlm: Triton's generate
+port; the ready line says which. The charlm model also answers Triton's generate
 extension, POST /v2/models/charlm/generate and /generate_stream (server-sent events). GET
 /metrics on the HTTP port: Prometheus's metrics (Triton's names). SIGTERM or Ctrl-C stops
 taking requests and lets those in flight finish, streams included. One log line per request on
@@ -43,7 +43,6 @@ os.environ.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "True")
 from serving import cli
 from serving.errors import UserError
 from serving.server.app import Settings, serve
-from serving.server.generate import charlm_models
 from serving.server.models import RUN_NAME
 from serving.server.sequences import CAPACITY, IDLE_SECONDS
 from serving.server.tasks import load_models
@@ -82,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         required=True,
         help="an exported run directory (repeat for several runs); NAME= serves its task "
-        "model as NAME and its graphs as NAME.GRAPH; a charlm run also serves the model "
-        "charlm: POST /v2/models/charlm/generate and /generate_stream",
+        "model as NAME and its graphs as NAME.GRAPH; a charlm model also answers POST "
+        "/v2/models/charlm/generate and /generate_stream",
     )
     parser.add_argument(
         "--host",
@@ -137,7 +136,6 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         with cli.exit_on_interrupt(lambda: "nothing was served"):
             registry, skipped = load_models(args.runs, args.threads)
-            registry.tasks.update(charlm_models(registry.graphs))
     except UserError as error:
         return cli.report(error)
     settings = Settings(

@@ -169,11 +169,40 @@ class TaskModel(ABC):
                 )
             if not _is_kind(value, kind):
                 raise RequestError(f"parameter {name} must be {_KIND_NAMES[kind]}, got {value!r}")
-            checked[name] = kind(value)
+            try:
+                checked[name] = kind(value)
+            except OverflowError:  # an integer past a float's range, for a float parameter
+                raise RequestError(f"parameter {name} is too large a number") from None
         return checked
 
 
 _KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def tensor_spec(name: str, datatype: str, *shape: int) -> dict[str, Any]:
+    """A task model's input or output as its metadata gives it (-1: any size)."""
+    return {"name": name, "datatype": datatype, "shape": list(shape)}
+
+
+def texts(name: str, array: np.ndarray) -> list[str]:
+    """A BYTES input of rank 1 as texts; an element that is not UTF-8 is a 400 naming it."""
+    decoded = []
+    for index, element in enumerate(array.tolist()):
+        try:
+            decoded.append(element.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise RequestError(
+                f"input {name} element {index} is not UTF-8 text (byte {error.start})"
+            ) from None
+    return decoded
+
+
+def padded(rows: Sequence[Sequence[str]]) -> np.ndarray:
+    """Lists of strings as one object array, each row padded on the right with ""."""
+    array = np.full((len(rows), max(map(len, rows), default=0)), "", dtype=object)
+    for index, row in enumerate(rows):
+        array[index, : len(row)] = row
+    return array
 
 
 def _is_kind(value: Any, kind: type) -> bool:

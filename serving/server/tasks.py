@@ -10,14 +10,19 @@ runtime functions of ``serving.predict``, so both give the same answers.
                                            unknown BYTES (-1, -1)
     sine       window FP32 (-1, -1)     -> next_value FP32 (-1), next_values FP32 (-1, H),
                                            recursive FP32 (-1, H)
+    charlm     text_input BYTES (-1)    -> text_output BYTES (-1), unknown BYTES (-1, -1);
+                                           parameters length, temperature, top_k, seed
+                                           (``serving.server.generate``, which also answers
+                                           Triton's generate extension)
 
 One row per text or window; lists of different lengths (a text's items and tags, its unknown
 tokens) are padded on the right with empty strings, which no item is. ``translate`` over TF
 Serving's REST API answers ``translation`` alone, as the SavedModel's signature does.
 
 A task adds its model with a ``TaskModel`` subclass and its entry in ``TASK_MODELS``. A
-subclass written in another module imports ``TaskModel`` from ``serving.server.models``, never
-from here: ``TASK_MODELS`` imports that module.
+subclass written in another module (``CharLM``) imports ``TaskModel`` and the helpers
+``tensor_spec``, ``texts`` and ``padded`` from ``serving.server.models``, never from here:
+``TASK_MODELS`` imports that module.
 """
 
 from __future__ import annotations
@@ -35,38 +40,18 @@ from serving.runtime.sine import forecast
 from serving.runtime.tagging import load_tags, tag
 from serving.runtime.translate import graph_translator
 from serving.runtime.vocab import Vocabulary
-from serving.server.models import Registry, RequestError, TaskModel, load_runs
+from serving.server.generate import CharLM
+from serving.server.models import (
+    Registry,
+    RequestError,
+    TaskModel,
+    load_runs,
+    padded,
+    tensor_spec,
+    texts,
+)
 
 MAX_BEAM_WIDTH = 64  # beams per text a request may ask for: each is a row of every step
-
-
-def texts(name: str, array: np.ndarray) -> list[str]:
-    """A BYTES input of rank 1 as texts; an element that is not UTF-8 is a 400 naming it."""
-    decoded = []
-    for index, element in enumerate(array.tolist()):
-        try:
-            decoded.append(element.decode("utf-8"))
-        except UnicodeDecodeError as error:
-            raise RequestError(
-                f"input {name} element {index} is not UTF-8 text (byte {error.start})"
-            ) from None
-    return decoded
-
-
-def padded(rows: Sequence[Sequence[str]]) -> np.ndarray:
-    """Lists of strings as one object array, each row padded on the right with ""."""
-    array = np.full((len(rows), max(map(len, rows), default=0)), "", dtype=object)
-    for index, row in enumerate(rows):
-        array[index, : len(row)] = row
-    return array
-
-
-def _bytes(name: str, *shape: int) -> dict[str, Any]:
-    return {"name": name, "datatype": "BYTES", "shape": list(shape)}
-
-
-def _fp32(name: str, *shape: int) -> dict[str, Any]:
-    return {"name": name, "datatype": "FP32", "shape": list(shape)}
 
 
 class TranslateModel(TaskModel):
@@ -75,11 +60,11 @@ class TranslateModel(TaskModel):
     texts; each text's source tokens outside the vocabulary come back in ``unknown``."""
 
     task = "translate"
-    inputs = (_bytes("text", -1),)
+    inputs = (tensor_spec("text", "BYTES", -1),)
     outputs = (
-        _bytes("translation", -1),
-        _bytes("unknown", -1, -1),
-        _fp32("score", -1),
+        tensor_spec("translation", "BYTES", -1),
+        tensor_spec("unknown", "BYTES", -1, -1),
+        tensor_spec("score", "FP32", -1),
     )
     parameters: ClassVar[dict[str, type]] = {"beam_width": int, "length_penalty": float}
     rest_outputs = ("translation",)  # the SavedModel `translate` signature's one output
@@ -117,11 +102,11 @@ class TaggingModel(TaskModel):
     ``serving.predict`` tags them."""
 
     task = "tagging"
-    inputs = (_bytes("text", -1),)
+    inputs = (tensor_spec("text", "BYTES", -1),)
     outputs = (
-        _bytes("items", -1, -1),
-        _bytes("tags", -1, -1),
-        _bytes("unknown", -1, -1),
+        tensor_spec("items", "BYTES", -1, -1),
+        tensor_spec("tags", "BYTES", -1, -1),
+        tensor_spec("unknown", "BYTES", -1, -1),
     )
 
     def __init__(self, name: str, run_dir: Path, graphs: dict[str, ExportedGraph]):
@@ -149,16 +134,16 @@ class SineModel(TaskModel):
     step, direct multi-step and recursive multi-step."""
 
     task = "sine"
-    inputs = (_fp32("window", -1, -1),)
+    inputs = (tensor_spec("window", "FP32", -1, -1),)
 
     def __init__(self, name: str, run_dir: Path, graphs: dict[str, ExportedGraph]):
         super().__init__(name, run_dir, graphs)
         self.forecaster = graphs["sine_forecaster"]
         horizon = self.forecaster.runtime["horizon"]
         self.outputs = (
-            _fp32("next_value", -1),
-            _fp32("next_values", -1, horizon),
-            _fp32("recursive", -1, horizon),
+            tensor_spec("next_value", "FP32", -1),
+            tensor_spec("next_values", "FP32", -1, horizon),
+            tensor_spec("recursive", "FP32", -1, horizon),
         )
 
     def answer(
@@ -173,7 +158,7 @@ class SineModel(TaskModel):
 
 # The task model of each task, by the task its graphs' runtime facts name.
 TASK_MODELS: dict[str, type[TaskModel]] = {
-    model.task: model for model in (TranslateModel, TaggingModel, SineModel)
+    model.task: model for model in (TranslateModel, TaggingModel, SineModel, CharLM)
 }
 
 
