@@ -1,9 +1,10 @@
 """Triton's generate extension on python -m serving.server (TensorFlow blocked): /generate and
 /generate_stream give serving.predict's text for the same settings, one server-sent event per
 character; a client that leaves mid-stream stops its generation and disturbs no one else; bad
-requests are one-line 400s; SIGTERM lets a stream in flight finish. The charlm task model's
-Open Inference Protocol ``infer`` gives the same text, and so does ``serving.clients --model``
-with the URL alone."""
+requests are one-line 400s; SIGTERM lets a stream in flight finish; the metrics count both
+routes under charlm, lm_step's runs as its executions, and the stream while it is open. The
+charlm task model's Open Inference Protocol ``infer`` gives the same text, and so does
+``serving.clients --model`` with the URL alone."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from serving.runtime.graph import load_graph
+from serving.runtime.graph import load_graph, manifest_entry
 from serving.server.generate import CharLM
-from serving.server.models import RequestError
+from serving.server.metrics import V2_HTTP
+from serving.server.models import ObservedGraph, RequestError
 from tests import test_clients
 from tests.conftest import run_without_tensorflow, serve_without_tensorflow
 from tests.test_charlm import CHARLM
+from tests.test_server_metrics import REQUEST, increase, samples, scraped
 
 GENERATE = "/v2/models/charlm/generate"
 STREAM = "/v2/models/charlm/generate_stream"
@@ -175,6 +178,43 @@ def test_bad_requests_are_one_line_errors_before_anything_streams(server, path):
     connection.request("GET", path)
     assert connection.getresponse().status == 405
     assert post(server, path, {"text_input": "d", "parameters": {"length": 3}}).status == 200
+
+
+def test_metrics_count_generation_under_charlm_and_a_stream_while_it_is_open(server, charlm):
+    text, parameters = CASES[0]
+    export = charlm / "export"
+    step = ObservedGraph(export, manifest_entry(export, "lm_step"))
+    runs = []
+    step.executed = runs.append
+    CharLM("charlm", charlm, {"lm_step": step}).infer(
+        {"text_input": np.array([text.encode()], dtype=np.object_)}, parameters
+    )
+    before = scraped(server)
+    assert post(server, GENERATE, request(text, parameters)).status == 200
+    generated = scraped(server)
+    assert increase(before, generated, "nv_inference_request_success", REQUEST) == {
+        ("charlm", "1", V2_HTTP): 1
+    }
+    executions = increase(before, generated, "nv_inference_exec_count", ("model", "version"))
+    assert executions == {("lm_step", "1"): len(runs)}  # as many as generating it here
+
+    logged = server.log().count(f"POST {STREAM} 200")
+    leaving = http.client.HTTPConnection(server.http, timeout=60)
+    leaving.request("POST", STREAM, json.dumps(request(text, {"length": 100_000})))
+    streaming = leaving.getresponse()
+    next(events(streaming))  # 100,000 characters take seconds, and their events back up unread
+    open_streams = ("keras_rnn_open_streams", ("model", "version"))
+    assert samples(scraped(server), *open_streams) == {("charlm", "1"): 1}
+    streaming.close()
+    leaving.close()
+    while server.log().count(f"POST {STREAM} 200") == logged:  # the stream has ended
+        assert server.process.poll() is None
+        time.sleep(0.05)
+    ended = scraped(server)
+    assert samples(ended, *open_streams) == {("charlm", "1"): 0}
+    assert increase(generated, ended, "nv_inference_request_success", REQUEST) == {
+        ("charlm", "1", V2_HTTP): 1
+    }
 
 
 def test_sigterm_lets_a_stream_in_flight_finish(charlm, predicted, tmp_path):

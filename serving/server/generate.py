@@ -28,6 +28,7 @@ from serving.runtime.charlm import GENERATION_DEFAULTS, onnx_stream
 from serving.runtime.decoding import Sampling
 from serving.runtime.graph import ExportedGraph
 from serving.runtime.vocab import Vocabulary
+from serving.server.metrics import Metrics
 from serving.server.models import (
     VERSION,
     Registry,
@@ -124,9 +125,11 @@ def generate_request(body: bytes) -> tuple[str, dict[str, Any]]:
     return text, {**parameters, **request}
 
 
-def add_routes(app: web.Application, registry: Registry, executor: ThreadPoolExecutor) -> None:
+def add_routes(
+    app: web.Application, registry: Registry, executor: ThreadPoolExecutor, metrics: Metrics
+) -> None:
     """``generate`` and ``generate_stream`` under /v2/models/NAME[/versions/1]/ (add them
-    before the catch-all /v2/models/ route)."""
+    before the catch-all /v2/models/ route); ``metrics`` counts the streams open."""
 
     async def call(function, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
@@ -160,7 +163,19 @@ def add_routes(app: web.Application, registry: Registry, executor: ThreadPoolExe
         response = web.StreamResponse(headers={"Cache-Control": "no-cache"})
         response.content_type = "text/event-stream"
         response.charset = "utf-8"
-        await response.prepare(request)
+        with metrics.stream(model.name):  # from the 200 on, until the stream ends
+            await response.prepare(request)
+            await send_events(request, response, model, pieces, unknown)
+        return response
+
+    async def send_events(
+        request: web.Request,
+        response: web.StreamResponse,
+        model: CharLM,
+        pieces: Iterator[str],
+        unknown: list[str],
+    ) -> None:
+        """Each piece as an event as it comes, until the pieces end or the client leaves."""
         sent = 0
         try:
             while drawn := await burst(request, pieces):
@@ -169,7 +184,7 @@ def add_routes(app: web.Application, registry: Registry, executor: ThreadPoolExe
                 sent += len(drawn)
             if request.transport is None:
                 _left(request, sent)
-                return response
+                return
             if not sent:  # nothing generated (length 0): one event says so
                 await response.write(_event(model, "", 0, unknown))
             await response.write_eof()
@@ -179,7 +194,6 @@ def add_routes(app: web.Application, registry: Registry, executor: ThreadPoolExe
             with contextlib.suppress(ConnectionError):
                 await response.write(b"data: " + dumps({"error": str(refusal(error))}) + b"\n\n")
                 await response.write_eof()
-        return response
 
     for action, handler in (("generate", generate), ("generate_stream", generate_stream)):
         for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):

@@ -55,16 +55,28 @@ def refusal(error: Exception) -> RequestError:
     return RequestError(f"internal error: {type(error).__name__}", 500)
 
 
+class ObservedGraph(ExportedGraph):
+    """An ``ExportedGraph`` that tells ``executed(rows)``, once set, of each run of its session
+    on a batch of ``rows``. Every run ends in ``run`` (a call checks its inputs, then runs), so
+    a request for the graph and a task model's calls of it are told alike, once per run."""
+
+    executed: Callable[[int], None] | None = None
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = super().run(feed)
+        if self.executed is not None:
+            self.executed(len(next(iter(feed.values()))))
+        return outputs
+
+
 @dataclass
 class ServedGraph:
     """One ONNX graph and where it came from; ``prefix`` is its run's (``NAME.`` for a run
-    served as ``--run NAME=RUN_DIR``, else empty). ``executed(name, rows)``, if given, is
-    told of each run of the graph on a batch of ``rows``."""
+    served as ``--run NAME=RUN_DIR``, else empty)."""
 
-    graph: ExportedGraph
+    graph: ObservedGraph
     run_dir: Path
     prefix: str = ""
-    executed: Callable[[str, int], None] | None = None
 
     @property
     def name(self) -> str:
@@ -78,10 +90,7 @@ class ServedGraph:
         for name, array in feed.items():
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise RequestError(f"input {name} contains NaN or infinity")
-        outputs = self.graph.run(feed)
-        if self.executed is not None:
-            self.executed(self.name, len(next(iter(feed.values()))))
-        return outputs
+        return self.graph.run(feed)
 
 
 # Request parameters of the protocols themselves, which no task model takes as its own: the
@@ -274,7 +283,7 @@ def load_runs(
                     f"graph {name} is in both {graphs[name].run_dir} and {run_dir}: "
                     "serve them from two servers, or name the runs (--run NAME=RUN_DIR)"
                 )
-            served = ServedGraph(ExportedGraph(export_dir, entry, threads), run_dir, prefix)
+            served = ServedGraph(ObservedGraph(export_dir, entry, threads), run_dir, prefix)
             graphs[name] = served
     if not graphs:
         raise UserError("no ONNX graph to serve in " + ", ".join(str(run) for run in runs))

@@ -26,12 +26,15 @@ SERVER = {"name": "keras-rnn", "version": "0.1.0", "extensions": ["binary_tensor
 PLATFORM = "onnxruntime_onnx"  # Triton's platform name for ONNX graphs
 HEADER_LENGTH = "Inference-Header-Content-Length"  # the binary extension's header
 PATH = re.compile(
-    r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?"
+    r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
+    r"(?P<action>/ready|/infer|/generate|/generate_stream)?"
 )
 
 
 def route(path: str) -> tuple[str, str | None, str]:
-    """``(model, version, action)`` of a /v2/models path: "metadata", "ready" or "infer"."""
+    """``(model, version, action)`` of a /v2/models path: "metadata", "ready" or "infer", or
+    the generate extension's "generate" and "generate_stream" (``serving.server.generate``
+    answers those, on routes of their own)."""
     match = PATH.fullmatch(path)
     if match is None:
         raise RequestError(f"no such endpoint: {path}", 404)
