@@ -230,7 +230,7 @@ def test_sigterm_lets_a_stream_in_flight_finish(charlm, predicted, tmp_path):
             time.sleep(0.05)
         assert "answering the 1 HTTP request(s) in flight" in served.log()
         rest = "".join(event["text_output"] for event in received)
-        status, stdout, _ = served.stop()
+        status, stdout, _ = served.exited()
     assert len(first + rest) == 5000
     assert (first + rest).startswith(predicted[0]["generated"])  # the same seed's first 80
     assert status == 0 and "stopped on SIGTERM" in stdout
