@@ -3,8 +3,9 @@
 character; a client that leaves mid-stream stops its generation and disturbs no one else; bad
 requests are one-line 400s; SIGTERM lets a stream in flight finish; the metrics count both
 routes under charlm, lm_step's runs as its executions, and the stream while it is open. The
-charlm task model's Open Inference Protocol ``infer`` gives the same text, and so does
-``serving.clients --model`` with the URL alone."""
+charlm task model's Open Inference Protocol ``infer`` gives the same text, in process and to
+tritonclient's HTTP and gRPC clients, and so does ``serving.clients --model`` with the URL
+alone."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from tests import test_clients
 from tests.conftest import run_without_tensorflow, serve_without_tensorflow
 from tests.test_charlm import CHARLM
 from tests.test_server_metrics import REQUEST, increase, samples, scraped
+from tests.test_server_tasks import texts, triton_infer, unpadded
 
 GENERATE = "/v2/models/charlm/generate"
 STREAM = "/v2/models/charlm/generate_stream"
@@ -251,6 +253,15 @@ def test_the_task_models_infer_gives_the_same_text(charlm, predicted):
         model.infer({"text_input": np.array([b"d", b"\xff"], dtype=np.object_)}, {})
     with pytest.raises(RequestError, match="takes inputs text_input, got prefix"):
         model.infer({"prefix": texts}, {})
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_the_charlm_model_answers_tritonclient_as_predict(server, predicted, protocol):
+    for (text, parameters), expected in zip(CASES, predicted, strict=True):
+        inputs = {"text_input": texts([text])}
+        outputs = triton_infer(server, protocol, "charlm", inputs, parameters or None)
+        assert outputs["text_output"].tolist() == [expected["generated"]]
+        assert unpadded(outputs["unknown"][0]) == expected["unknown"]
 
 
 def test_the_clients_cli_generates_by_the_model_with_the_url_alone(server, charlm, cli_error):
