@@ -1,11 +1,13 @@
 """What a server serves, by name, at version 1: every ONNX graph of the given runs
 (``ServedGraph``), and each run as one model of its task (``TaskModel``, implemented in
-``serving.server.tasks``).
+``serving.server.tasks`` and, for charlm, ``serving.server.generate``).
 
 Both protocols end here: a request becomes named numpy arrays, ``ServedGraph.predict`` checks
 them against the manifest and runs the shared onnxruntime session (``InferenceSession.run``
 is thread-safe, so one session serves every worker thread); ``TaskModel.infer`` checks them
-against the task model's tensors and runs the task's runtime over the same sessions.
+against the task model's tensors and runs the task's runtime over the same sessions. Each
+graph is an ``ObservedGraph``, which tells the metrics of every run of its session, whoever
+makes it.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ PROTOCOL_PARAMETERS = frozenset({"binary_data_output", "priority", "timeout"})
 class TaskModel(ABC):
     """One run served as one model of its task: what a user of the task thinks in (texts, a
     window) in, the task's answer out, computed by the run's graphs with the runtime functions
-    of ``serving.predict``. Implementations: ``serving.server.tasks``.
+    of ``serving.predict``. Implementations: ``serving.server.tasks.TASK_MODELS``.
 
     Both protocols end in ``infer``. Inputs arrive as arrays of the datatypes ``inputs``
     declares (the protocol modules parse and check them; BYTES: object arrays of ``bytes``),
