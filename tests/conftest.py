@@ -260,6 +260,11 @@ class Server:
     def stop(self) -> tuple[int, str, str]:
         """SIGTERM; the exit status, the rest of stdout, and stderr."""
         self.process.terminate()
+        return self.exited()
+
+    def exited(self) -> tuple[int, str, str]:
+        """``stop``'s answer for a server already told to stop: a second SIGTERM that comes
+        after its event loop has closed would kill it (status -15) rather than stop it."""
         stdout, _ = self.process.communicate(timeout=60)
         return self.process.returncode, stdout, self.log()
 

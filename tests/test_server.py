@@ -406,7 +406,7 @@ def test_sigterm_answers_the_request_in_flight_then_exits(runs, tmp_path):
             answer = b""
             while chunk := connection.recv(65536):
                 answer += chunk
-        status, stdout, _ = served.stop()
+        status, stdout, _ = served.exited()
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert "predictions" in answer.decode()
     assert status == 0 and "stopped on SIGTERM" in stdout

@@ -1,8 +1,11 @@
 """Triton's generate extension on python -m serving.server (TensorFlow blocked): /generate and
 /generate_stream give serving.predict's text for the same settings, one server-sent event per
 character; a client that leaves mid-stream stops its generation and disturbs no one else; bad
-requests are one-line 400s; SIGTERM lets a stream in flight finish. The charlm task model's
-Open Inference Protocol ``infer`` gives the same text."""
+requests are one-line 400s; SIGTERM lets a stream in flight finish; the metrics count both
+routes under charlm, lm_step's runs as its executions, and the stream while it is open. The
+charlm task model's Open Inference Protocol ``infer`` gives the same text, in process and to
+tritonclient's HTTP and gRPC clients, and so does ``serving.clients --model`` with the URL
+alone."""
 
 from __future__ import annotations
 
@@ -15,11 +18,15 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from serving.runtime.graph import load_graph
+from serving.runtime.graph import load_graph, manifest_entry
 from serving.server.generate import CharLM
-from serving.server.models import RequestError
+from serving.server.metrics import V2_HTTP
+from serving.server.models import ObservedGraph, RequestError
+from tests import test_clients
 from tests.conftest import run_without_tensorflow, serve_without_tensorflow
 from tests.test_charlm import CHARLM
+from tests.test_server_metrics import REQUEST, increase, samples, scraped
+from tests.test_server_tasks import texts, triton_infer, unpadded
 
 GENERATE = "/v2/models/charlm/generate"
 STREAM = "/v2/models/charlm/generate_stream"
@@ -132,8 +139,8 @@ def test_a_client_that_leaves_mid_stream_stops_its_generation_alone(server, pred
 BAD = [  # (body, status, what the error says)
     ({"text_input": ""}, 400, "text_input is empty"),
     ({"text_input": "d" * 100_001}, 400, "text_input has 100001 characters: at most 100000"),
-    (request("d", {"max_tokens": 5}), 400, "unknown parameter(s) max_tokens: charlm takes"),
-    ({"text_input": "d", "stream": True}, 400, "unknown parameter(s) stream"),
+    (request("d", {"max_tokens": 5}), 400, "unknown parameter 'max_tokens' for model charlm"),
+    ({"text_input": "d", "stream": True}, 400, "unknown parameter 'stream'"),
     (request("d", {"temperature": -1}), 400, "parameter temperature must be >= 0"),
     (b'{"text_input": "d", "parameters": {"temperature": 1e999}}', 400, "must be >= 0, got inf"),
     (request("d", {"temperature": 10**400}), 400, "parameter temperature is too large"),
@@ -141,7 +148,7 @@ BAD = [  # (body, status, what the error says)
     (request("d", {"length": -1}), 400, "parameter length must be in [0, 100000]"),
     (request("d", {"length": 100_001}), 400, "parameter length must be in [0, 100000]"),
     (request("d", {"seed": -1}), 400, "parameter seed must be >= 0"),
-    (request("d", {"length": "5"}), 400, "parameter length must be an integer, got str"),
+    (request("d", {"length": "5"}), 400, "parameter length must be an integer, got '5'"),
     (request("d", {"length": 5.0}), 400, "parameter length must be an integer"),
     (request("d", {"top_k": True}), 400, "parameter top_k must be an integer"),
     (request("d", {"temperature": "hot"}), 400, "parameter temperature must be a number"),
@@ -164,7 +171,7 @@ def test_bad_requests_are_one_line_errors_before_anything_streams(server, path):
         assert fragment in error and "\n" not in error, (body, error)
     elsewhere = [
         (path.replace("charlm", "lm_step"), 404, "no model lm_step generates text"),
-        (path.replace("charlm", "charlm/versions/2"), 404, "model charlm has no version 2"),
+        (path.replace("charlm", "charlm/versions/2"), 404, "Specific(charlm, 2)"),
     ]
     for other, status, fragment in elsewhere:
         response = post(server, other, {"text_input": "d"})
@@ -173,6 +180,43 @@ def test_bad_requests_are_one_line_errors_before_anything_streams(server, path):
     connection.request("GET", path)
     assert connection.getresponse().status == 405
     assert post(server, path, {"text_input": "d", "parameters": {"length": 3}}).status == 200
+
+
+def test_metrics_count_generation_under_charlm_and_a_stream_while_it_is_open(server, charlm):
+    text, parameters = CASES[0]
+    export = charlm / "export"
+    step = ObservedGraph(export, manifest_entry(export, "lm_step"))
+    runs = []
+    step.executed = runs.append
+    CharLM("charlm", charlm, {"lm_step": step}).infer(
+        {"text_input": np.array([text.encode()], dtype=np.object_)}, parameters
+    )
+    before = scraped(server)
+    assert post(server, GENERATE, request(text, parameters)).status == 200
+    generated = scraped(server)
+    assert increase(before, generated, "nv_inference_request_success", REQUEST) == {
+        ("charlm", "1", V2_HTTP): 1
+    }
+    executions = increase(before, generated, "nv_inference_exec_count", ("model", "version"))
+    assert executions == {("lm_step", "1"): len(runs)}  # as many as generating it here
+
+    logged = server.log().count(f"POST {STREAM} 200")
+    leaving = http.client.HTTPConnection(server.http, timeout=60)
+    leaving.request("POST", STREAM, json.dumps(request(text, {"length": 100_000})))
+    streaming = leaving.getresponse()
+    next(events(streaming))  # 100,000 characters take seconds, and their events back up unread
+    open_streams = ("keras_rnn_open_streams", ("model", "version"))
+    assert samples(scraped(server), *open_streams) == {("charlm", "1"): 1}
+    streaming.close()
+    leaving.close()
+    while server.log().count(f"POST {STREAM} 200") == logged:  # the stream has ended
+        assert server.process.poll() is None
+        time.sleep(0.05)
+    ended = scraped(server)
+    assert samples(ended, *open_streams) == {("charlm", "1"): 0}
+    assert increase(generated, ended, "nv_inference_request_success", REQUEST) == {
+        ("charlm", "1", V2_HTTP): 1
+    }
 
 
 def test_sigterm_lets_a_stream_in_flight_finish(charlm, predicted, tmp_path):
@@ -188,7 +232,7 @@ def test_sigterm_lets_a_stream_in_flight_finish(charlm, predicted, tmp_path):
             time.sleep(0.05)
         assert "answering the 1 HTTP request(s) in flight" in served.log()
         rest = "".join(event["text_output"] for event in received)
-        status, stdout, _ = served.stop()
+        status, stdout, _ = served.exited()
     assert len(first + rest) == 5000
     assert (first + rest).startswith(predicted[0]["generated"])  # the same seed's first 80
     assert status == 0 and "stopped on SIGTERM" in stdout
@@ -209,3 +253,24 @@ def test_the_task_models_infer_gives_the_same_text(charlm, predicted):
         model.infer({"text_input": np.array([b"d", b"\xff"], dtype=np.object_)}, {})
     with pytest.raises(RequestError, match="takes inputs text_input, got prefix"):
         model.infer({"prefix": texts}, {})
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_the_charlm_model_answers_tritonclient_as_predict(server, predicted, protocol):
+    for (text, parameters), expected in zip(CASES, predicted, strict=True):
+        inputs = {"text_input": texts([text])}
+        outputs = triton_infer(server, protocol, "charlm", inputs, parameters or None)
+        assert outputs["text_output"].tolist() == [expected["generated"]]
+        assert unpadded(outputs["unknown"][0]) == expected["unknown"]
+
+
+def test_the_clients_cli_generates_by_the_model_with_the_url_alone(server, charlm, cli_error):
+    from serving.clients.__main__ import main
+
+    url = ["--url", server.url]
+    prefix = "x = Ω√"  # with characters outside the vocabulary
+    expected = test_clients.predicted(charlm, "--prefix", prefix)
+    assert test_clients.served("--model", "charlm", "--prefix", prefix, *url) == expected
+    assert expected["unknown"]
+    cli_error(main, ["--model", "charlm", "--prefix", "d", "--seed", "3", *url], "--seed: TF")
+    cli_error(main, ["--model", "charlm", *url], "a charlm model needs --prefix")

@@ -21,6 +21,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
+from serving.clients import connect, forecast_with
+from serving.runtime.graph import manifest_entry
+from serving.runtime.sine import forecast
 from serving.server.metrics import (
     V2_GRPC,
     V2_HTTP,
@@ -30,7 +33,7 @@ from serving.server.metrics import (
     http_timing,
     worker_timing,
 )
-from serving.server.models import Registry
+from serving.server.models import ObservedGraph, Registry
 from tests.conftest import serve_without_tensorflow
 from tests.test_server import BATCH, SINE, WINDOW
 
@@ -49,6 +52,29 @@ def samples(text: str, name: str, labels: tuple[str, ...]) -> dict[tuple[str, ..
 
 def scrape(metrics: Metrics) -> str:
     return generate_latest(metrics.registry).decode()
+
+
+def scraped(server) -> str:
+    """A running server's ``GET /metrics``."""
+    connection = http.client.HTTPConnection(server.http, timeout=30)
+    connection.request("GET", "/metrics")
+    response = connection.getresponse()
+    assert response.status == 200
+    assert response.getheader("Content-Type").startswith("text/plain")
+    text = response.read().decode()
+    connection.close()
+    return text
+
+
+def increase(before: str, after: str, name: str, labels: tuple[str, ...]) -> dict:
+    """How much each series called ``name`` grew from one scrape to the next (the grown ones)."""
+    old, new = samples(before, name, labels), samples(after, name, labels)
+    return {key: value - old.get(key, 0) for key, value in new.items() if value != old.get(key)}
+
+
+def stand_in(name: str) -> SimpleNamespace:
+    """A ``ServedGraph`` as ``Metrics`` sees it: its name, and its graph to observe."""
+    return SimpleNamespace(name=name, graph=SimpleNamespace())
 
 
 def send(server, method: str, path: str, document=None) -> int:
@@ -98,14 +124,7 @@ def test_a_scrape_counts_a_mixed_load_exactly(server):
         grpc_client.infer("nope", [window_input(triton_grpc, WINDOW)])
     assert grpc_client.is_model_ready(SINE) and grpc_client.get_model_metadata(SINE)
 
-    connection = http.client.HTTPConnection(server.http, timeout=30)
-    connection.request("GET", "/metrics")
-    response = connection.getresponse()
-    assert response.status == 200
-    assert response.getheader("Content-Type").startswith("text/plain")
-    text = response.read().decode()
-    connection.close()
-
+    text = scraped(server)
     answered = {(SINE, "1", "rest"): 3, (SINE, "1", V2_HTTP): 2, (SINE, "1", V2_GRPC): 2}
     for triton_name in ("nv_inference_request_success", "nv_inference_request_failure"):
         assert f"\n# TYPE {triton_name} untyped\n" in text  # Triton's name, no _total
@@ -139,12 +158,41 @@ def test_a_scrape_counts_a_mixed_load_exactly(server):
     assert "_created" not in text  # the server turns those series off
 
 
+def test_a_task_model_counts_under_its_name_and_its_graph_runs_under_the_graph(
+    server, exported_run
+):
+    """Requests of the task model sine count under sine; each run of sine_forecaster that
+    they make (a forecast, then one per recursive step) is one execution of that graph, as
+    many as ``forecast`` makes in this process."""
+    windows = BATCH[:2, :, 0]  # two windows, a row each
+    runs = []
+    export = exported_run("lstm") / "export"
+    graph = ObservedGraph(export, manifest_entry(export, SINE))
+    graph.executed = runs.append
+    for window in windows:
+        forecast(graph, window)
+    before = scraped(server)
+    triton_http.InferenceServerClient(server.http).infer(
+        "sine", [window_input(triton_http, windows)]
+    )
+    forecast_with(connect(server.url), windows)  # TF Serving's REST API
+    after = scraped(server)
+    assert increase(before, after, "nv_inference_request_success", REQUEST) == {
+        ("sine", "1", V2_HTTP): 1,
+        ("sine", "1", "rest"): 1,
+    }
+    labels = ("model", "version")
+    assert increase(before, after, "nv_inference_exec_count", labels) == {
+        (SINE, "1"): 2 * len(runs)
+    }
+    assert increase(before, after, "nv_inference_count", labels) == {(SINE, "1"): 2 * sum(runs)}
+
+
 def test_executions_sequences_and_streams_count_in_each_servers_own_registry():
-    graph = SimpleNamespace()
-    metrics, other = Metrics(Registry({"lm_step": graph})), Metrics(Registry({}))
-    assert graph.executed == metrics.executed  # what the graph calls on each run
-    metrics.executed("lm_step", 3)
-    metrics.executed("lm_step", 5)
+    served = stand_in("lm_step")
+    metrics, other = Metrics(Registry({"lm_step": served})), Metrics(Registry({}))
+    served.graph.executed(3)  # what the graph calls on each run of its session
+    served.graph.executed(5)
     metrics.set_open_sequences("lm_step", 4)
     metrics.set_open_sequences("lm_step", 2)
     labels = ("model", "version")
@@ -161,7 +209,7 @@ def test_executions_sequences_and_streams_count_in_each_servers_own_registry():
 
 
 def test_only_answers_have_durations_and_labels_name_only_served_models():
-    metrics = Metrics(Registry({SINE: SimpleNamespace()}))
+    metrics = Metrics(Registry({SINE: stand_in(SINE)}))
     timing = Timing(time.perf_counter(), waited=0.25)
     metrics.answered(V2_HTTP, SINE, "1", 200, timing)
     metrics.answered(V2_HTTP, SINE, None, 400, timing)

@@ -1,9 +1,10 @@
 """Clients of TF Serving's REST and gRPC APIs, and ``python -m serving.clients``, which
 predicts through a server as ``serving.predict`` does locally.
 
-    from serving.clients import connect
+    from serving.clients import connect, translate_with
     client = connect("http://127.0.0.1:8501")                 # or connect(url, "grpc")
     client.predict("sine_forecaster", {"window": window})     # {"next_value": array, ...}
+    translate_with(client, ["3 March 2021"])                  # a task model: no run needed
 
 The REST client needs the standard library and numpy only; the gRPC client needs TensorFlow
 (serving/clients/requirements-grpc.txt) and is the full project's (keras_rnn.tfserving_grpc),
@@ -23,6 +24,7 @@ from serving.clients.base import (
     grpc_unavailable,
 )
 from serving.clients.rest import RestClient
+from serving.clients.tasks import forecast_with, generate_with, tag_with, translate_with
 from serving.errors import UserError
 
 PROTOCOLS = ("rest", "grpc")
@@ -60,4 +62,8 @@ __all__ = [
     "NotFound",
     "RestClient",
     "connect",
+    "forecast_with",
+    "generate_with",
+    "tag_with",
+    "translate_with",
 ]

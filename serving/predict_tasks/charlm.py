@@ -71,9 +71,16 @@ def predict(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
     fill_generation_defaults(args)
     vocab = Vocabulary.load(graph.export_dir / graph.runtime["vocab"])
     text, unknown = onnx_generate(graph, vocab, args.prefix or "", sampling_flags(args))
+    return generated(args.prefix, text, unknown)
+
+
+def generated(prefix: str, text: str, unknown: list[str]) -> tuple[dict, str]:
+    """What ``predict`` gives for the ``text`` generated after ``prefix``: the JSON-able
+    result, and the prefix with its continuation; its ``unknown`` characters are noted on
+    stderr."""
     if unknown:
         print(unknown_note(unknown), file=sys.stderr)
-    return {"prefix": args.prefix, "generated": text, "unknown": unknown}, args.prefix + text
+    return {"prefix": prefix, "generated": text, "unknown": unknown}, prefix + text
 
 
 remote_predict = predict  # calls of the graph only, which a RemoteGraph answers alike

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +62,11 @@ def predict(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
             file=sys.stderr,
         )
     result = forecast(graph, window)
+    return result, forecast_table(result, window, described)
+
+
+def forecast_table(result: dict[str, Any], window: np.ndarray, described: str) -> str:
+    """``forecast``'s ``result`` after ``window`` (``described`` in words) as a table."""
     lines = [
         f"input: {described}, last {window[-1]:.4f}",
         f"one step ahead: {result['next_value']:.4f}",
@@ -72,7 +78,7 @@ def predict(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
         zip(result["next_values"], result["recursive"], strict=True)
     ):
         lines.append(f"| {step + 1} | {direct:.4f} | {recursive:.4f} |")
-    return result, "\n".join(lines)
+    return "\n".join(lines)
 
 
 remote_predict = predict  # calls of the graph only, which a RemoteGraph answers alike

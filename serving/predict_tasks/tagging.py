@@ -33,6 +33,12 @@ def predict(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
     )
     if unknown:
         print(unknown_note(unknown, f"{graph.runtime['unit']}(s)"), file=sys.stderr)
+    return tagged(items, tags, unknown)
+
+
+def tagged(items: list[str], tags: list[str], unknown: list[str]) -> tuple[dict, str]:
+    """What ``predict`` gives for ``tag``'s answer: the JSON-able result, and each item
+    with its tag, a line each."""
     lines = [f"{item!r}\t{name}" for item, name in zip(items, tags, strict=True)]
     return {"items": items, "tags": tags, "unknown": unknown}, "\n".join(lines)
 

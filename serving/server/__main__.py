@@ -1,14 +1,18 @@
-"""python -m serving.server --run RUN_DIR ...: the runs' ONNX graphs behind HTTP and gRPC.
+"""python -m serving.server --run RUN_DIR ...: the runs' graphs and task models over HTTP, gRPC.
 
 Serves every ONNX graph of the runs' exports, by graph name, with onnxruntime and no
-TensorFlow.
+TensorFlow, and each translate, tagging, sine or charlm run as one model named after its
+task, which takes and gives texts (a window for sine) and answers as serving.predict does. Two
+runs of one task need names: --run NAME=RUN_DIR serves the run's task model as NAME and its
+graphs as NAME.GRAPH (NAME: letters, digits, - and _).
 
     python -m serving.server --run runs/sine-lstm --run runs/translate-gru
+    python -m serving.server --run dates=runs/translate-gru --run dates2=runs/translate-lstm
 
 HTTP (default port 8501): TF Serving's REST API under /v1/models/NAME (status, /metadata,
 :predict) and the Open Inference Protocol under /v2 (health, metadata, /infer). gRPC (default
 port 8001): the Open Inference Protocol's inference.GRPCInferenceService. Port 0 picks a free
-port; the ready line says which. A charlm run is also the model charlm: Triton's generate
+port; the ready line says which. The charlm model also answers Triton's generate
 extension, POST /v2/models/charlm/generate and /generate_stream (server-sent events). GET
 /metrics on the HTTP port: Prometheus's metrics (Triton's names). SIGTERM or Ctrl-C stops
 taking requests and lets those in flight finish, streams included. One log line per request on
@@ -39,9 +43,9 @@ os.environ.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "True")
 from serving import cli
 from serving.errors import UserError
 from serving.server.app import Settings, serve
-from serving.server.generate import charlm_models
-from serving.server.models import load_runs
+from serving.server.models import RUN_NAME
 from serving.server.sequences import CAPACITY, IDLE_SECONDS
+from serving.server.tasks import load_models
 
 
 def port(text: str) -> int:
@@ -49,6 +53,16 @@ def port(text: str) -> int:
     if value > 65535:
         raise cli.argparse.ArgumentTypeError(f"must be a port number (0-65535), got {text!r}")
     return value
+
+
+def run(text: str) -> Path | tuple[str, Path]:
+    """argparse ``type`` of --run: a run directory, or NAME=RUN_DIR."""
+    name, equals, path = text.partition("=")
+    if equals and RUN_NAME.fullmatch(name):
+        if not path:
+            raise cli.argparse.ArgumentTypeError(f"{text!r} names no run directory after =")
+        return name, Path(path)
+    return Path(text)
 
 
 @cli.pipe_safe
@@ -62,12 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run",
         dest="runs",
-        metavar="RUN_DIR",
-        type=Path,
+        metavar="[NAME=]RUN_DIR",
+        type=run,
         action="append",
         required=True,
-        help="an exported run directory (repeat for several runs); a charlm run also serves "
-        "the model charlm: POST /v2/models/charlm/generate and /generate_stream",
+        help="an exported run directory (repeat for several runs); NAME= serves its task "
+        "model as NAME and its graphs as NAME.GRAPH; a charlm model also answers POST "
+        "/v2/models/charlm/generate and /generate_stream",
     )
     parser.add_argument(
         "--host",
@@ -120,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         with cli.exit_on_interrupt(lambda: "nothing was served"):
-            registry, skipped = load_runs(args.runs, args.threads)
-            registry.tasks.update(charlm_models(registry.graphs))
+            registry, skipped = load_models(args.runs, args.threads)
     except UserError as error:
         return cli.report(error)
     settings = Settings(
@@ -137,11 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 
     def ready(http_port: int, grpc_port: int) -> None:
+        for model in registry.tasks.values():
+            print(f"serving {model.name} ({model.task} task model) from {model.run_dir}")
         for graph in registry.graphs.values():
             print(f"serving {graph.name} from {graph.run_dir}")
-        for task in registry.tasks.values():
-            print(f"serving {task.name} (the {task.task} task) from {task.run_dir}")
-        for note in skipped:
+        for note in skipped.values():
             print(f"not serving {note}")
         print(
             f"listening on http://{args.host}:{http_port} (TF Serving REST /v1, Open Inference "

@@ -126,7 +126,7 @@ def http_app(
     app.router.add_get("/v2/health/live", live)
     app.router.add_get("/v2/health/ready", ready)
     app.router.add_get("/v2", server_metadata)
-    generate.add_routes(app, registry, executor)  # before the catch-all below
+    generate.add_routes(app, registry, executor, metrics)  # before the catch-all below
     app.router.add_route("*", "/v2/models/{tail:.+}", v2_models)
     app.router.add_get("/metrics", metrics.handler())
     return app

@@ -28,7 +28,17 @@ from serving.runtime.charlm import GENERATION_DEFAULTS, onnx_stream
 from serving.runtime.decoding import Sampling
 from serving.runtime.graph import ExportedGraph
 from serving.runtime.vocab import Vocabulary
-from serving.server.models import VERSION, Registry, RequestError, ServedGraph, refusal
+from serving.server.metrics import Metrics
+from serving.server.models import (
+    VERSION,
+    Registry,
+    RequestError,
+    TaskModel,
+    padded,
+    refusal,
+    tensor_spec,
+    texts,
+)
 from serving.server.tensors import dumps, parse_json
 
 log = logging.getLogger("serving.server")
@@ -43,20 +53,14 @@ FIELDS = {
 }
 
 
-def _bytes(name: str, *shape: int) -> dict[str, Any]:
-    return {"name": name, "datatype": "BYTES", "shape": list(shape)}
-
-
-class CharLM:
+class CharLM(TaskModel):
     """A charlm run as one model: text in, the characters sampled after it out, with its
-    ``lm_step`` graph (the session that graph is served with). It has the task models'
-    attributes and ``infer`` for the Open Inference Protocol (tensors named as Triton's
-    generate extension names its fields), and ``stream`` for the generate extension."""
+    ``lm_step`` graph. Its Open Inference Protocol tensors are named as Triton's generate
+    extension names its fields; ``stream`` answers the generate extension."""
 
-    task: ClassVar[str] = "charlm"
-    platform: ClassVar[str] = "keras_rnn"
-    inputs = (_bytes("text_input", -1),)
-    outputs = (_bytes("text_output", -1), _bytes("unknown", -1, -1))
+    task = "charlm"
+    inputs = (tensor_spec("text_input", "BYTES", -1),)
+    outputs = (tensor_spec("text_output", "BYTES", -1), tensor_spec("unknown", "BYTES", -1, -1))
     parameters: ClassVar[dict[str, type]] = {
         "length": int,
         "temperature": float,
@@ -65,43 +69,34 @@ class CharLM:
     }
 
     def __init__(self, name: str, run_dir: Path, graphs: dict[str, ExportedGraph]):
-        self.name, self.run_dir, self.graphs = name, run_dir, graphs
+        super().__init__(name, run_dir, graphs)
         self.step = graphs["lm_step"]
         self.vocab = Vocabulary.load(self.step.export_dir / self.step.runtime["vocab"])
 
-    def metadata(self) -> dict[str, Any]:
-        """The Open Inference Protocol's model metadata."""
-        return {
-            "name": self.name,
-            "versions": [VERSION],
-            "platform": self.platform,
-            "inputs": self.inputs,
-            "outputs": self.outputs,
-        }
-
-    def infer(
+    def answer(
         self, inputs: dict[str, np.ndarray], parameters: dict[str, Any]
     ) -> dict[str, np.ndarray]:
-        """For each UTF-8 ``text_input`` (BYTES: an object array of ``bytes``), its
-        ``text_output`` and its ``unknown`` characters (a row each, padded with ""), as
-        object arrays of ``str``; ``parameters`` are the generation parameters."""
-        if set(inputs) != {"text_input"}:
-            given = ", ".join(sorted(inputs)) or "none"
-            raise RequestError(f"model {self.name} takes inputs text_input, got {given}")
-        texts = [_text(index, item) for index, item in enumerate(inputs["text_input"].ravel())]
-        answers = [self.stream(text, parameters) for text in texts]
-        unknown = np.full(
-            (len(answers), max((len(u) for _, u in answers), default=0)), "", dtype=object
-        )
-        for row, (_, characters) in enumerate(answers):
-            unknown[row, : len(characters)] = characters
-        generated = ["".join(pieces) for pieces, _ in answers]
-        return {"text_output": np.array(generated, dtype=object), "unknown": unknown}
+        """For each text of ``text_input``, its ``text_output`` and its ``unknown``
+        characters (a row each, padded with "")."""
+        prefixes = texts("text_input", inputs["text_input"])
+        answers = [self._pieces(text, parameters) for text in prefixes]
+        return {
+            "text_output": np.array(["".join(pieces) for pieces, _ in answers], dtype=object),
+            "unknown": padded([unknown for _, unknown in answers]),
+        }
 
     def stream(self, text: str, parameters: dict[str, Any]) -> tuple[Iterator[str], list[str]]:
         """The characters generated after ``text``, lazily, and its characters outside the
-        vocabulary; bad text or parameters are a ``RequestError`` naming the field."""
-        settings = self.sampling(parameters)
+        vocabulary, for the request's ``parameters`` once they fit this model."""
+        return self._pieces(text, self.checked_parameters(parameters))
+
+    def _pieces(self, text: str, parameters: dict[str, Any]) -> tuple[Iterator[str], list[str]]:
+        """``stream`` for checked ``parameters`` (``serving.predict``'s defaults for those not
+        given); bad text or settings are a ``RequestError`` naming the field. Ranges are
+        checked where ``serving.predict`` checks them."""
+        if parameters.get("seed", 0) < 0:
+            raise RequestError(f"parameter seed must be >= 0, got {parameters['seed']}")
+        settings = Sampling(**{**GENERATION_DEFAULTS, **parameters})
         try:
             return onnx_stream(self.step, self.vocab, text, settings)
         except UserError as error:
@@ -109,35 +104,6 @@ class CharLM:
             for flag, field in FIELDS.items():
                 message = message.replace(flag, field)
             raise RequestError(message) from None
-
-    def sampling(self, parameters: dict[str, Any]) -> Sampling:
-        """The generation parameters as ``Sampling`` (``serving.predict``'s defaults for those
-        not given); an unknown name or a value of the wrong JSON type is a ``RequestError``.
-        Ranges are checked where ``serving.predict`` checks them."""
-        unknown = sorted(set(parameters) - set(self.parameters))
-        if unknown:
-            taken = ", ".join(self.parameters)
-            raise RequestError(f"unknown parameter(s) {', '.join(unknown)}: charlm takes {taken}")
-        for name, value in parameters.items():
-            kind = self.parameters[name]
-            if isinstance(value, bool) or not isinstance(value, (kind, int)):
-                wanted = "a number" if kind is float else "an integer"
-                raise RequestError(f"parameter {name} must be {wanted}, got {type(value).__name__}")
-        if parameters.get("seed", 0) < 0:
-            raise RequestError(f"parameter seed must be >= 0, got {parameters['seed']}")
-        try:  # serving.predict's temperature is a float; a huge integer is none
-            temperature = float(parameters.get("temperature", GENERATION_DEFAULTS["temperature"]))
-        except OverflowError:
-            raise RequestError("parameter temperature is too large a number") from None
-        return Sampling(**{**GENERATION_DEFAULTS, **parameters, "temperature": temperature})
-
-
-def charlm_models(graphs: dict[str, ServedGraph]) -> dict[str, CharLM]:
-    """The model ``charlm`` if a charlm run's ``lm_step`` is among the served graphs."""
-    served = graphs.get("lm_step")
-    if served is None or served.graph.runtime.get("task") != CharLM.task:
-        return {}
-    return {CharLM.task: CharLM(CharLM.task, served.run_dir, {"lm_step": served.graph})}
 
 
 def generate_request(body: bytes) -> tuple[str, dict[str, Any]]:
@@ -159,9 +125,11 @@ def generate_request(body: bytes) -> tuple[str, dict[str, Any]]:
     return text, {**parameters, **request}
 
 
-def add_routes(app: web.Application, registry: Registry, executor: ThreadPoolExecutor) -> None:
+def add_routes(
+    app: web.Application, registry: Registry, executor: ThreadPoolExecutor, metrics: Metrics
+) -> None:
     """``generate`` and ``generate_stream`` under /v2/models/NAME[/versions/1]/ (add them
-    before the catch-all /v2/models/ route)."""
+    before the catch-all /v2/models/ route); ``metrics`` counts the streams open."""
 
     async def call(function, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
@@ -195,7 +163,19 @@ def add_routes(app: web.Application, registry: Registry, executor: ThreadPoolExe
         response = web.StreamResponse(headers={"Cache-Control": "no-cache"})
         response.content_type = "text/event-stream"
         response.charset = "utf-8"
-        await response.prepare(request)
+        with metrics.stream(model.name):  # from the 200 on, until the stream ends
+            await response.prepare(request)
+            await send_events(request, response, model, pieces, unknown)
+        return response
+
+    async def send_events(
+        request: web.Request,
+        response: web.StreamResponse,
+        model: CharLM,
+        pieces: Iterator[str],
+        unknown: list[str],
+    ) -> None:
+        """Each piece as an event as it comes, until the pieces end or the client leaves."""
         sent = 0
         try:
             while drawn := await burst(request, pieces):
@@ -204,7 +184,7 @@ def add_routes(app: web.Application, registry: Registry, executor: ThreadPoolExe
                 sent += len(drawn)
             if request.transport is None:
                 _left(request, sent)
-                return response
+                return
             if not sent:  # nothing generated (length 0): one event says so
                 await response.write(_event(model, "", 0, unknown))
             await response.write_eof()
@@ -214,7 +194,6 @@ def add_routes(app: web.Application, registry: Registry, executor: ThreadPoolExe
             with contextlib.suppress(ConnectionError):
                 await response.write(b"data: " + dumps({"error": str(refusal(error))}) + b"\n\n")
                 await response.write_eof()
-        return response
 
     for action, handler in (("generate", generate), ("generate_stream", generate_stream)):
         for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
@@ -222,17 +201,15 @@ def add_routes(app: web.Application, registry: Registry, executor: ThreadPoolExe
 
 
 def find(registry: Registry, name: str, version: str | None) -> CharLM:
-    """The generating model ``name``; another name, or a version but 1, is a 404."""
-    model = registry.tasks.get(name)
-    if not isinstance(model, CharLM):
+    """The generating model ``name``; another name is a 404, and so is a version but 1
+    (``Registry.find_task``'s)."""
+    if not isinstance(registry.tasks.get(name), CharLM):
         generating = [m.name for m in registry.tasks.values() if isinstance(m, CharLM)]
         raise RequestError(
             f"no model {name} generates text (generating: {', '.join(generating) or 'none'})",
             404,
         )
-    if version not in (None, VERSION):
-        raise RequestError(f"model {name} has no version {version} (versions: {VERSION})", 404)
-    return model
+    return registry.find_task(name, version)
 
 
 def _draw(pieces: Iterator[str]) -> list[str]:
@@ -260,12 +237,3 @@ def _event(model: CharLM, piece: str, index: int, unknown: list[str]) -> bytes:
 
 def _left(request: web.Request, count: int) -> None:
     log.info(f"{request.remote} left {request.path}: stopped after {count} characters")
-
-
-def _text(index: int, item: Any) -> str:
-    try:
-        return item.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise RequestError(
-            f"input text_input element {index} is not UTF-8 text (byte {error.start})"
-        ) from None

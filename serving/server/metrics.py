@@ -11,6 +11,7 @@ server keeps its metrics in a ``CollectorRegistry`` of its own.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +29,8 @@ from serving.server import open_inference, tfserving_rest
 from serving.server.models import VERSION, Registry, RequestError
 
 REST, V2_HTTP, V2_GRPC = "rest", "v2-http", "v2-grpc"  # the ``protocol`` label's values
-INFERENCE_ACTIONS = ("predict", "infer")  # of the /v1 and /v2 routes; the others are not counted
+# Of the /v1 and /v2 routes (generate: Triton's generate extension); the others are not counted.
+INFERENCE_ACTIONS = ("predict", "infer", "generate", "generate_stream")
 # Seconds: a batch-1 sine forecast is answered in about a millisecond, a long generation in
 # seconds.
 SECONDS_BUCKETS = (
@@ -120,8 +122,10 @@ class Metrics:
     under ``version=""``."""
 
     def __init__(self, served: Registry):
-        """Metrics of the models ``served``; every run of its graphs calls ``executed``."""
-        self.models = frozenset(served.graphs)
+        """Metrics of the graphs and task models ``served``; every run of a graph's session
+        calls ``executed`` with the graph's name, whoever runs it (a request for the graph,
+        or a task model)."""
+        self.models = frozenset([*served.graphs, *served.tasks])
         self.registry = CollectorRegistry()
         request, model = ("model", "version", "protocol"), ("model", "version")
 
@@ -213,7 +217,7 @@ class Metrics:
         ):
             self.registry.register(totals)
         for graph in served.graphs.values():
-            graph.executed = self.executed
+            graph.graph.executed = functools.partial(self.executed, graph.name)
 
     def handler(self) -> Callable:
         """The aiohttp handler of ``GET /metrics``."""
@@ -239,7 +243,8 @@ class Metrics:
 
     def http_answered(self, path: str, status: int, timing: Timing) -> None:
         """Count an HTTP request for ``path`` answered with ``status`` if it asked for an
-        inference (TF Serving's ``:predict``, the Open Inference Protocol's ``infer``)."""
+        inference (TF Serving's ``:predict``, the Open Inference Protocol's ``infer``, the
+        generate extension's ``generate`` and ``generate_stream``)."""
         protocol, route = (
             (REST, tfserving_rest.route)
             if path.startswith("/v1/")
@@ -259,8 +264,8 @@ class Metrics:
         self.answered(V2_GRPC, model, version, status, timing)
 
     def executed(self, model: str, rows: int) -> None:
-        """Count one execution of ``model``'s graph on a batch of ``rows``: whoever runs a graph
-        (for one request, or for a batch of several) calls this once per run."""
+        """Count one execution of the graph served as ``model`` on a batch of ``rows``: each
+        run of its session calls this once (``models.ObservedGraph``)."""
         self.batch_size.labels(model, VERSION).observe(rows)
 
     def set_open_sequences(self, model: str, count: int) -> None:

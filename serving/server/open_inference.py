@@ -5,31 +5,67 @@ extension (which tritonclient's HTTP client uses by default)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from serving.server import sequences
-from serving.server.models import VERSION, Registry, RequestError, ServedGraph
-from serving.server.tensors import DTYPES, check_datatype, dumps, parse_json, v2_array
+from serving.server.models import VERSION, Registry, RequestError
+from serving.server.tensors import (
+    DTYPES,
+    binary_data,
+    check_datatype,
+    datatype_of,
+    dumps,
+    parse_json,
+    v2_array,
+)
 
 SERVER = {"name": "keras-rnn", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
 PLATFORM = "onnxruntime_onnx"  # Triton's platform name for ONNX graphs
 HEADER_LENGTH = "Inference-Header-Content-Length"  # the binary extension's header
 PATH = re.compile(
-    r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?"
+    r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
+    r"(?P<action>/ready|/infer|/generate|/generate_stream)?"
 )
 
 
 def route(path: str) -> tuple[str, str | None, str]:
-    """``(model, version, action)`` of a /v2/models path: "metadata", "ready" or "infer"."""
+    """``(model, version, action)`` of a /v2/models path: "metadata", "ready" or "infer", or
+    the generate extension's "generate" and "generate_stream" (``serving.server.generate``
+    answers those, on routes of their own)."""
     match = PATH.fullmatch(path)
     if match is None:
         raise RequestError(f"no such endpoint: {path}", 404)
     return match["name"], match["version"], (match["action"] or "/metadata").lstrip("/")
 
 
+# infer(inputs, request parameters) -> outputs, of a graph or a task model
+Infer = Callable[[dict[str, np.ndarray], dict[str, Any]], dict[str, np.ndarray]]
+
+
+def target(
+    registry: Registry, name: str, version: str | None, kept: sequences.Sequences
+) -> tuple[dict[str, str], Infer]:
+    """The datatype of each input of the model served as ``name`` (a task model or a graph),
+    and what answers it: a task model takes request parameters; a graph takes the sequence
+    parameters (its states then kept in ``kept``) and leaves the others."""
+    if name in registry.tasks:
+        task = registry.find_task(name, version)
+        return {spec["name"]: spec["datatype"] for spec in task.inputs}, task.infer
+    served = registry.find(name, version)
+    datatypes = {spec["name"]: DTYPES[spec["dtype"]][1] for spec in served.graph.inputs}
+
+    def answer(inputs: dict[str, np.ndarray], parameters: dict[str, Any]) -> dict:
+        return kept.predict(served, sequences.control(parameters), inputs)
+
+    return datatypes, answer
+
+
 def model_metadata(registry: Registry, name: str, version: str | None) -> dict[str, Any]:
+    if name in registry.tasks:
+        return registry.find_task(name, version).metadata()
     served = registry.find(name, version)
     return {
         "name": name,
@@ -56,14 +92,13 @@ def infer(
     """The response body for an infer request, and its JSON header's length when outputs
     travel as binary data (the response then needs ``Inference-Header-Content-Length``).
     ``kept`` holds the states of the sequences whose step graphs' states the server keeps."""
-    served = registry.find(name, version)
+    datatypes, answer = target(registry, name, version, kept)
     header, binary = _split(body, header_length)
     request = parse_json(header)
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise RequestError("the request must be a JSON object with a list of inputs")
-    inputs = _inputs(served, request["inputs"], binary)
-    sequence = sequences.control(_parameters(request, "the request"))
-    outputs = kept.predict(served, sequence, inputs)
+    inputs = _inputs(datatypes, request["inputs"], binary)
+    outputs = answer(inputs, _parameters(request, "the request"))
     wanted, binary_outputs = _requested(request, outputs)
     response: dict[str, Any] = {"model_name": name, "model_version": VERSION}
     if "id" in request:
@@ -73,9 +108,9 @@ def infer(
     response["outputs"], chunks = [], []
     for output in wanted:
         array = outputs[output]
-        tensor = {"name": output, "datatype": DTYPES[array.dtype.name][1], "shape": [*array.shape]}
+        tensor = {"name": output, "datatype": datatype_of(array), "shape": [*array.shape]}
         if output in binary_outputs:
-            data = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
+            data = binary_data(array)
             tensor["parameters"] = {"binary_data_size": len(data)}
             chunks.append(data)
         else:
@@ -95,8 +130,7 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[: int(header_length)], body[int(header_length) :]
 
 
-def _inputs(served: ServedGraph, tensors: list[Any], binary: bytes) -> dict[str, np.ndarray]:
-    specs = {spec["name"]: spec for spec in served.graph.inputs}
+def _inputs(datatypes: dict[str, str], tensors: list[Any], binary: bytes) -> dict[str, np.ndarray]:
     inputs, offset = {}, 0
     for tensor in tensors:
         size = _parameters(tensor, "an input").get("binary_data_size")
@@ -106,8 +140,7 @@ def _inputs(served: ServedGraph, tensors: list[Any], binary: bytes) -> dict[str,
                 raise RequestError("binary_data_size runs past the end of the body")
             chunk, offset = binary[offset : offset + size], offset + size
         input_name, array = v2_array(tensor, chunk)
-        if input_name in specs:
-            check_datatype(input_name, tensor["datatype"], specs[input_name])
+        check_datatype(input_name, tensor["datatype"], datatypes.get(input_name))
         if input_name in inputs:
             raise RequestError(f"input {input_name} is given twice")
         inputs[input_name] = array

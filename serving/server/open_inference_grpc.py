@@ -20,7 +20,16 @@ from tritonclient.grpc import service_pb2
 from serving.server import open_inference, sequences
 from serving.server.metrics import Metrics
 from serving.server.models import Registry, RequestError, refusal
-from serving.server.tensors import DTYPES, NUMPY_BY_DATATYPE, cast, check_datatype, value_count
+from serving.server.tensors import (
+    DATATYPES,
+    NUMPY_BY_DATATYPE,
+    binary_data,
+    bytes_elements,
+    cast,
+    check_datatype,
+    datatype_of,
+    value_count,
+)
 
 SERVICE = "inference.GRPCInferenceService"
 STATUS_CODES = {
@@ -40,6 +49,7 @@ CONTENTS = {
     "UINT8": "uint_contents",
     "FP32": "fp32_contents",
     "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
 }
 
 
@@ -85,7 +95,7 @@ def handler(
         return service_pb2.ServerReadyResponse(ready=True)
 
     def ModelReady(request: Message) -> Message:
-        registry.find(request.name, request.version)
+        open_inference.model_metadata(registry, request.name, request.version)
         return service_pb2.ModelReadyResponse(ready=True)
 
     def ServerMetadata(request: Message) -> Message:
@@ -124,21 +134,20 @@ def _respond(request: Message, answer: Callable, body: bytes) -> bytes:
 
 
 def _infer(registry: Registry, request: Message, kept: sequences.Sequences) -> Message:
-    served = registry.find(request.model_name, request.model_version)
-    specs = {spec["name"]: spec for spec in served.graph.inputs}
+    datatypes, answer = open_inference.target(
+        registry, request.model_name, request.model_version, kept
+    )
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
         raise RequestError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
     inputs = {}
     for index, tensor in enumerate(request.inputs):
         array = _array(tensor, raw[index] if raw else None)
-        if tensor.name in specs:
-            check_datatype(tensor.name, tensor.datatype, specs[tensor.name])
+        check_datatype(tensor.name, tensor.datatype, datatypes.get(tensor.name))
         if tensor.name in inputs:
             raise RequestError(f"input {tensor.name} is given twice")
         inputs[tensor.name] = array
-    sequence = sequences.control(_parameter_values(request.parameters))
-    outputs = kept.predict(served, sequence, inputs)
+    outputs = answer(inputs, _parameter_values(request.parameters))
     wanted = [output.name for output in request.outputs] or list(outputs)
     response = service_pb2.ModelInferResponse(
         model_name=request.model_name, model_version=open_inference.VERSION, id=request.id
@@ -147,10 +156,8 @@ def _infer(registry: Registry, request: Message, kept: sequences.Sequences) -> M
         if name not in outputs:
             raise RequestError(f"unknown output {name!r} (outputs: {', '.join(outputs)})")
         array = outputs[name]
-        response.outputs.add(name=name, datatype=DTYPES[array.dtype.name][1], shape=array.shape)
-        response.raw_output_contents.append(
-            np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
-        )
+        response.outputs.add(name=name, datatype=datatype_of(array), shape=array.shape)
+        response.raw_output_contents.append(binary_data(array))
     return response
 
 
@@ -166,15 +173,17 @@ def _parameter_values(parameters: Mapping[str, Message]) -> dict[str, Any]:
 
 
 def _array(tensor: Message, raw: bytes | None) -> np.ndarray:
-    dtype = NUMPY_BY_DATATYPE.get(tensor.datatype)
-    if dtype is None:
+    if tensor.datatype not in DATATYPES:
         raise RequestError(
             f"input {tensor.name}: datatype {tensor.datatype!r} is not one of "
-            f"{', '.join(NUMPY_BY_DATATYPE)}"
+            f"{', '.join(DATATYPES)}"
         )
     shape = list(tensor.shape)
     count = value_count(tensor.name, shape)
+    if raw is not None and tensor.datatype == "BYTES":
+        return bytes_elements(tensor.name, raw, count).reshape(shape)
     if raw is not None:
+        dtype = NUMPY_BY_DATATYPE[tensor.datatype]
         if len(raw) != dtype.itemsize * count:
             raise RequestError(
                 f"input {tensor.name}: {len(raw)} raw bytes do not hold shape {shape} "
@@ -185,4 +194,9 @@ def _array(tensor: Message, raw: bytes | None) -> np.ndarray:
     values = getattr(tensor.contents, field) if field else []
     if len(values) != count:
         raise RequestError(f"input {tensor.name}: {len(values)} values do not fill shape {shape}")
+    if tensor.datatype == "BYTES":
+        array = np.empty(count, dtype=object)
+        array[:] = list(values)
+        return array.reshape(shape)
+    dtype = NUMPY_BY_DATATYPE[tensor.datatype]
     return cast(tensor.name, np.asarray(values).reshape(shape), dtype)
