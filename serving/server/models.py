@@ -2,7 +2,8 @@
 
 Both protocols end here: a request becomes named numpy arrays, ``ServedGraph.predict`` checks
 them against the manifest and runs the shared onnxruntime session (``InferenceSession.run``
-is thread-safe, so one session serves every worker thread).
+is thread-safe, so one session serves every worker thread), alone or, while the server
+batches, together with concurrent requests (``batching``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from serving.errors import UserError
 from serving.runtime.graph import ExportedGraph, read_manifest
+from serving.server.batching import BatchedGraph
 
 VERSION = "1"  # the export's one version (savedmodel/<name>/1 in TF Serving's layout)
 log = logging.getLogger("serving.server")
@@ -55,19 +57,20 @@ class ServedGraph:
 
     graph: ExportedGraph
     run_dir: Path
+    batched: BatchedGraph | None = None  # its batcher while a server batches it
 
     @property
     def name(self) -> str:
         return self.graph.name
 
     def predict(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
-        """The graph's outputs for ``inputs``, checked first; a bad input is a ``UserError``
-        or a ``RequestError``."""
+        """The graph's outputs for ``inputs``, checked first (a bad input is a ``UserError``
+        or a ``RequestError`` and never joins a batch)."""
         feed = self.graph.checked_feed(inputs)
         for name, array in feed.items():
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise RequestError(f"input {name} contains NaN or infinity")
-        return self.graph.run(feed)
+        return (self.batched or self.graph).run(feed)
 
 
 class Registry:
