@@ -58,6 +58,13 @@ class Recorder:
         self.released.set()
 
 
+def wait_until(condition, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
 def batcher(run, max_batch_size: int = 4, delay_us: int = 0) -> Batcher:
     return Batcher("test", run, BatchOptions(max_batch_size, delay_us))
 
@@ -84,6 +91,21 @@ def test_only_requests_of_one_key_batch_and_rows_count_toward_the_maximum():
     # the oldest request leads each batch; a2 does not fit beside a1, which closes that batch
     # (a key's requests keep their order); big runs alone
     assert run.batches == [["hold"], ["a1"], ["b1"], ["a2", "a3"], ["big"]]
+    queue.close()
+
+
+def test_run_runs_a_lone_request_in_the_calling_thread_and_batches_under_load():
+    threads = []
+    run = Recorder(lambda request: threads.append(threading.current_thread()) or request)
+    queue = batcher(run)
+    assert queue.run("alone", "a") == "alone" and threads == [threading.current_thread()]
+    run.hold(queue)  # the one call is busy: requests queue for the batcher's thread
+    with ThreadPoolExecutor(3) as pool:
+        answers = [pool.submit(queue.run, index, "a") for index in range(3)]
+        wait_until(lambda: queue.waiting == 3)
+        run.release()
+        assert [answer.result(30) for answer in answers] == [0, 1, 2]
+    assert run.batches[-1] == [0, 1, 2] and threads[-1].name == "batch-test-0"
     queue.close()
 
 

@@ -8,9 +8,9 @@ asyncio server, which needs a hop from the loop to the pool, answered a batch-1 
 at 1,000 requests/s against 1,270 for the threaded one. On the HTTP side the event loop only
 moves bytes and hands each request to the pool, so a large request does not stall the others.
 
-With batching on (``batching``), the pool's threads parse, wait and answer while each batched
-graph's own threads run its batches; the pool then has room for a full batch of waiting
-requests beside its workers.
+With batching on (``batching``), a graph runs at most ``workers`` calls at once, in the thread
+of the request that finds it idle or in its batcher's threads; the pool has room for a full
+batch of requests waiting for their call beside its workers.
 """
 
 from __future__ import annotations

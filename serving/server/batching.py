@@ -13,8 +13,9 @@ export's masks make that exact: a masked step is skipped as Keras skips it, wher
 padding and gaps in the mix). A graph without such a mask is batched across equal shapes only:
 padding a sine window changes its forecast.
 
-The batcher's threads are not the server's pool, so a pool thread waiting on a future never
-waits for another pool thread: no pool size can deadlock it.
+No pool size can deadlock it: a thread waiting for its answer waits on a call that is running
+(which waits for nothing) or on the batcher's own threads, which start a call as soon as one
+is free and never wait for a thread of the server's pool.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ class BatchOptions:
     # 3.9 us in 32 and no less beyond, while far larger calls fall off the cache (5x a row).
     max_batch_size: int = 32
     # How long the oldest request may wait for others. 0, Triton's default, adds no latency
-    # to a lone request and still batches under load: what queues while a batch runs goes
-    # out as the next batch.
+    # to a lone request and still batches under load: what queues while every call is busy
+    # goes out as the next batch.
     max_queue_delay_us: int = 0
 
 
@@ -61,11 +62,16 @@ class _Queued(Generic[Request, Answer]):
 
 
 class Batcher(Generic[Request, Answer]):
-    """A queue of requests for one model and ``threads`` threads running them in batches.
+    """A queue of requests for one model, run in batches by at most ``threads`` calls at once.
 
     ``run(requests)`` returns one answer per request, in order. Requests batch together only
     with requests of the same ``key``. When ``run`` raises on a batch, each of its requests is
     run again alone, so a request that fails fails alone and never its batchmates.
+
+    The batcher's own ``threads`` threads run what is queued. A caller of ``run`` that finds
+    the queue empty and a call free runs its batch in its own thread instead: alone, or with
+    what joins it within the delay. So a lone request costs no hand-over between threads, and
+    batches form when every call is busy, which is when batching pays.
     """
 
     def __init__(
@@ -79,8 +85,9 @@ class Batcher(Generic[Request, Answer]):
         self.options = options
         self._run = run
         self._queue: list[_Queued] = []
-        self._changed = threading.Condition()  # guards the queue and the flags below
-        self._collecting = threading.Lock()  # one thread forms a batch at a time
+        self._changed = threading.Condition()  # guards the queue and the state below
+        self._free = threads  # calls that may start
+        self._collecting = False  # a thread is forming a batch (at most one at a time)
         self._flushing = False  # stop waiting for the delay: the server is stopping
         self._closed = False
         self._threads = [
@@ -90,15 +97,33 @@ class Batcher(Generic[Request, Answer]):
         for thread in self._threads:
             thread.start()
 
-    def submit(self, request: Request, key: Hashable, rows: int = 1) -> Future:
-        """Queue ``request`` (``rows`` rows); its future gets its answer or its exception."""
-        queued = _Queued(request, key, rows, time.monotonic())
+    @property
+    def waiting(self) -> int:
+        """How many requests are queued."""
         with self._changed:
-            if self._closed:
-                raise RuntimeError(f"the batcher of {self.name} is closed")
-            self._queue.append(queued)
+            return len(self._queue)
+
+    def submit(self, request: Request, key: Hashable, rows: int = 1) -> Future:
+        """Queue ``request`` (``rows`` rows) for the batcher's threads; its future gets its
+        answer or its exception."""
+        with self._changed:
+            queued = self._enqueue(request, key, rows)
             self._changed.notify_all()
         return queued.future
+
+    def run(self, request: Request, key: Hashable, rows: int = 1) -> Answer:
+        """``request``'s answer (its exception raised), in this thread when the queue is
+        empty and a call is free, else from the batcher's threads."""
+        with self._changed:
+            queued = self._enqueue(request, key, rows)
+            leads = len(self._queue) == 1 and self._can_start()
+            if leads:
+                self._start()
+            else:
+                self._changed.notify_all()
+        if leads:
+            self._run_batch()
+        return queued.future.result()
 
     def flush(self) -> None:
         """Run what is queued now and stop waiting for the delay from here on."""
@@ -114,28 +139,59 @@ class Batcher(Generic[Request, Answer]):
         for thread in self._threads:
             thread.join()
 
-    def _serve(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            self._execute(batch)
+    def _enqueue(self, request: Request, key: Hashable, rows: int) -> _Queued:
+        if self._closed:
+            raise RuntimeError(f"the batcher of {self.name} is closed")
+        queued = _Queued(request, key, rows, time.monotonic())
+        self._queue.append(queued)
+        return queued
 
-    def _next_batch(self) -> list[_Queued] | None:
-        """The next batch (possibly empty: every request taken was cancelled), or None once
-        closed and drained. Only the thread holding ``_collecting`` waits for the delay, so
-        requests arriving meanwhile join its batch rather than start another one."""
-        with self._collecting, self._changed:
-            while not self._queue:
-                if self._closed:
-                    return None
-                self._changed.wait()
-            deadline = self._queue[0].enqueued + self.options.max_queue_delay_us / 1e6
-            while True:
-                batch, full = self._fitting()
-                remaining = deadline - time.monotonic()
-                if full or remaining <= 0 or self._flushing:
-                    break
-                self._changed.wait(remaining)
-            taken = set(map(id, batch))
-            self._queue = [queued for queued in self._queue if id(queued) not in taken]
+    def _can_start(self) -> bool:
+        return bool(self._queue) and not self._collecting and self._free > 0
+
+    def _start(self) -> None:
+        """Take a call and the right to form the next batch (holding ``_changed``)."""
+        self._free -= 1
+        self._collecting = True
+
+    def _serve(self) -> None:
+        while True:
+            with self._changed:
+                while not self._can_start():
+                    if self._closed and not self._queue:
+                        return
+                    self._changed.wait()
+                self._start()
+            self._run_batch()
+
+    def _run_batch(self) -> None:
+        """Form the next batch, run it, and give its call back (after ``_start``)."""
+        with self._changed:
+            batch = self._next_batch()
+            self._collecting = False
+            if self._queue:
+                self._changed.notify_all()
+        try:
+            self._execute(batch)
+        finally:
+            with self._changed:
+                self._free += 1
+                if self._queue:
+                    self._changed.notify_all()
+
+    def _next_batch(self) -> list[_Queued]:
+        """The oldest request and those that join it, once the batch is full or the oldest
+        has waited the delay, taken from the queue (holding ``_changed``); cancelled ones
+        are left out. Requests arriving meanwhile join this batch: no other thread forms one."""
+        deadline = self._queue[0].enqueued + self.options.max_queue_delay_us / 1e6
+        while True:
+            batch, full = self._fitting()
+            remaining = deadline - time.monotonic()
+            if full or remaining <= 0 or self._flushing:
+                break
+            self._changed.wait(remaining)
+        taken = set(map(id, batch))
+        self._queue = [queued for queued in self._queue if id(queued) not in taken]
         return [queued for queued in batch if queued.future.set_running_or_notify_cancel()]
 
     def _fitting(self) -> tuple[list[_Queued], bool]:
@@ -189,7 +245,7 @@ class BatchedGraph:
 
     def run(self, feed: Feed) -> Feed:
         """The graph's outputs for ``feed``; blocks until its batch has run."""
-        return self.batcher.submit(feed, self.key(feed), len(next(iter(feed.values())))).result()
+        return self.batcher.run(feed, self.key(feed), len(next(iter(feed.values()))))
 
     def key(self, feed: Feed) -> Hashable:
         """What feeds batched together share: each input's shape after the batch axis, but
