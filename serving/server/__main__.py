@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         type=cli.non_negative_int,
         default=defaults.max_queue_delay_us,
         help="microseconds a request may wait for others to batch with (default "
-        f"{defaults.max_queue_delay_us}: none; requests that queue while a batch runs still "
-        "batch)",
+        f"{defaults.max_queue_delay_us}: none; requests that queue while every call is busy "
+        "still batch)",
     )
     parser.add_argument(
         "--no-batching", action="store_true", help="run every request alone (no batching)"
