@@ -1,19 +1,21 @@
 """python -m benchmarks.serving RUN_DIR: bounded load on python -m serving.server over loopback.
 
-Starts the server on the run's export (TensorFlow is not needed), then for each graph,
-protocol and concurrency: N clients (asyncio tasks of this process) send a fixed number of
-requests in total, each the same batch of inputs shaped by the manifest. Prints throughput,
-p50/p95/p99 latency and errors beside the graph called in-process with onnxruntime (the
-protocol's overhead as a ratio of the p50s). Client and server share this machine's cores:
-compare ratios within one run, not absolute numbers across machines.
+Starts a server on the run's export (TensorFlow is not needed) for each --batching setting
+(default: dynamic batching off, and on), then for each graph, protocol and concurrency, each
+server in turn: N clients (asyncio tasks of this process) send a fixed number of requests in
+total, each the same batch of inputs shaped by the manifest. Prints throughput, p50/p95/p99
+latency and errors beside the graph called in-process with onnxruntime (the protocol's
+overhead as a ratio of the p50s). Client and servers share this machine's cores: compare
+ratios within one run, not absolute numbers across machines.
 
-    python -m benchmarks.serving runs/demo-sine-lstm --requests 2000 --concurrency 1,4,16
+    python -m benchmarks.serving runs/demo-sine-lstm --requests 2000 --concurrency 1,4,16,64
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -35,9 +38,11 @@ from serving.runtime import load_graph
 from serving.server.tensors import DTYPES
 
 PROTOCOLS = ("TF Serving REST", "v2 HTTP (binary)", "v2 gRPC")
+BATCHING = ("off", "on")
 HEADER = (
-    "| graph | input | protocol | clients | requests/s | p50 ms | p95 ms | p99 ms | errors "
-    "| server CPU ms | p50 vs in-process |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| graph | input | protocol | batching | clients | requests/s | p50 ms | p95 ms | p99 ms "
+    "| errors | server CPU ms | p50 vs in-process |\n"
+    "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -156,48 +161,89 @@ def in_process_ms(graph, feed: dict, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def start_server(run_dir: Path, workers: int) -> tuple[subprocess.Popen, str, str]:
+@dataclass
+class Server:
+    """A ``python -m serving.server`` process of this benchmark and where it listens."""
+
+    batching: str  # "on" or "off"
+    process: subprocess.Popen
+    url: str
+    target: str  # gRPC host:port
+
+
+def start_server(run_dir: Path, workers: int, batching: str) -> Server:
     command = [sys.executable, "-m", "serving.server", "--run", str(run_dir), "--quiet"]
     command += ["--port", "0", "--grpc-port", "0", "--workers", str(workers)]
+    command += ["--no-batching"] if batching == "off" else []
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in server.stdout:
         if line.startswith("listening on"):
             words = line.split()
-            return server, words[2], words[words.index("grpc") + 1]
+            return Server(batching, server, words[2], words[words.index("grpc") + 1])
     raise UserError(f"the server did not start: {server.communicate()[1].strip()}")
 
 
-async def benchmark(
-    args: argparse.Namespace, graphs: list, url: str, target: str, server_pid: int
-) -> list[str]:
+def stop(server: Server) -> None:
+    server.process.terminate()
+    server.process.communicate(timeout=60)
+
+
+def in_process_row(graph, args: argparse.Namespace) -> tuple[str, float]:
+    """The table's row for ``graph`` called in-process, and its median call in ms."""
+    feed = example_inputs(graph.inputs, args.batch, args.steps)
+    local = in_process_ms(graph, feed, 200)
+    row = (
+        f"| {graph.name} | {input_shape(feed)} | in-process onnxruntime | | 1 | "
+        f"{1000 / local:.0f} | {local:.3f} | | | | {local:.3f} | 1.0x |"
+    )
+    return row, local
+
+
+def input_shape(feed: dict) -> str:
+    return " x ".join(map(str, next(iter(feed.values())).shape))
+
+
+async def benchmark(args: argparse.Namespace, graphs: dict, servers: list[Server]) -> list[str]:
+    """The rows of each graph (``graphs``: its in-process ms by graph), protocol and
+    concurrency, one per server, measured back to back so that a shared machine's drifting
+    load weighs on the servers alike."""
     rows = []
     connector = aiohttp.TCPConnector(limit=0)
-    async with (
-        aiohttp.ClientSession(connector=connector) as session,
-        grpc.aio.insecure_channel(target) as channel,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+        channels = [
+            await stack.enter_async_context(grpc.aio.insecure_channel(server.target))
+            for server in servers
+        ]
         with Progress("measured", 0) as progress:  # on a terminal: which load runs now
-            for graph in graphs:
+            for graph, local in graphs.items():
                 feed = example_inputs(graph.inputs, args.batch, args.steps)
-                local = in_process_ms(graph, feed, 200)
-                shape = " x ".join(map(str, next(iter(feed.values())).shape))
-                rows.append(
-                    f"| {graph.name} | {shape} | in-process onnxruntime | 1 | "
-                    f"{1000 / local:.0f} | {local:.3f} | | | | {local:.3f} | 1.0x |"
-                )
-                for protocol, send in senders(session, channel, url, graph.name, feed).items():
-                    await load(send, 4, 50, server_pid)  # warm up connections and sessions
+                sends = [
+                    senders(session, channel, server.url, graph.name, feed)
+                    for server, channel in zip(servers, channels, strict=True)
+                ]
+                for protocol in PROTOCOLS:
+                    for server, send in zip(servers, sends, strict=True):  # warm up
+                        await load(send[protocol], 4, 50, server.process.pid)
                     for clients in args.concurrency:
-                        progress.advance(0, f"{graph.name}, {protocol}, {clients} client(s)")
-                        result = await load(send, clients, args.requests, server_pid)
-                        progress.advance()
-                        p50, p95, p99 = result["p"]
-                        cpu = "" if result["cpu"] is None else f"{result['cpu']:.3f}"
-                        rows.append(
-                            f"| {graph.name} | {shape} | {protocol} | {clients} | "
-                            f"{result['rate']:.0f} | {p50:.3f} | {p95:.3f} | {p99:.3f} | "
-                            f"{result['errors']} | {cpu} | {p50 / local:.1f}x |"
-                        )
+                        for server, send in zip(servers, sends, strict=True):
+                            progress.advance(
+                                0,
+                                f"{graph.name}, {protocol}, {clients} client(s), "
+                                f"batching {server.batching}",
+                            )
+                            result = await load(
+                                send[protocol], clients, args.requests, server.process.pid
+                            )
+                            progress.advance()
+                            p50, p95, p99 = result["p"]
+                            cpu = "" if result["cpu"] is None else f"{result['cpu']:.3f}"
+                            rows.append(
+                                f"| {graph.name} | {input_shape(feed)} | {protocol} | "
+                                f"{server.batching} | {clients} | {result['rate']:.0f} | "
+                                f"{p50:.3f} | {p95:.3f} | {p99:.3f} | {result['errors']} | "
+                                f"{cpu} | {p50 / local:.1f}x |"
+                            )
     return rows
 
 
@@ -211,6 +257,13 @@ def onnx_graphs(run_dir: Path) -> list[str]:
 
 def concurrency_list(text: str) -> list[int]:
     return [cli.positive_int(part) for part in text.split(",")]
+
+
+def batching_list(text: str) -> list[str]:
+    modes = text.split(",")
+    if not set(modes) <= set(BATCHING):
+        raise cli.argparse.ArgumentTypeError(f"must be off, on or off,on, got {text!r}")
+    return modes
 
 
 @cli.pipe_safe
@@ -228,8 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--concurrency",
         type=concurrency_list,
-        default=[1, 4, 16],
-        help="concurrent clients, comma-separated (default 1,4,16)",
+        default=[1, 4, 16, 64],
+        help="concurrent clients, comma-separated (default 1,4,16,64)",
+    )
+    parser.add_argument(
+        "--batching",
+        type=batching_list,
+        default=list(BATCHING),
+        help="the server's dynamic batching, comma-separated (default off,on: a server each)",
     )
     parser.add_argument(
         "--batch", type=cli.positive_int, default=1, help="rows per request (default 1)"
@@ -246,18 +305,28 @@ def main(argv: list[str] | None = None) -> int:
             load_graph(args.run_dir / "export", name, threads=1)
             for name in args.graph or onnx_graphs(args.run_dir)
         ]
-        server, url, target = start_server(args.run_dir, args.workers)
     except UserError as error:
         return cli.report(error)
-    try:
-        with cli.exit_on_interrupt(lambda: "no table was printed"), cli.on_interrupt(server.kill):
-            rows = asyncio.run(benchmark(args, graphs, url, target, server.pid))
-    finally:
-        server.terminate()
-        server.communicate(timeout=60)
+    rows, local = [], {}
+    for graph in graphs:
+        row, local[graph] = in_process_row(graph, args)
+        rows.append(row)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(cli.exit_on_interrupt(lambda: "no table was printed"))
+        servers = []
+        try:
+            for batching in args.batching:
+                server = start_server(args.run_dir, args.workers, batching)
+                stack.callback(stop, server)
+                stack.enter_context(cli.on_interrupt(server.process.kill))
+                servers.append(server)
+        except UserError as error:
+            return cli.report(error)
+        rows += asyncio.run(benchmark(args, local, servers))
     print(
-        f"server: --workers {args.workers}, onnxruntime 1 intra-op thread; "
-        f"{args.requests} requests per row; server CPU: its user+system time per request"
+        f"server: --workers {args.workers}, onnxruntime 1 intra-op thread, batching with its "
+        f"default settings; {args.requests} requests per row; server CPU: its user+system time "
+        "per request"
     )
     print(HEADER)
     print("\n".join(rows))

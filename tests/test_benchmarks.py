@@ -126,7 +126,7 @@ def test_attention_length_checks_its_outputs_before_tensorflow_starts(
     assert default.is_dir() and not any(default.iterdir())
 
 
-def test_serving_benchmark_loads_each_protocol_without_errors(exported_run):
+def test_serving_benchmark_loads_each_protocol_without_errors_batching_off_and_on(exported_run):
     from benchmarks.serving import HEADER as SERVING_HEADER
     from benchmarks.serving import PROTOCOLS
 
@@ -134,15 +134,23 @@ def test_serving_benchmark_loads_each_protocol_without_errors(exported_run):
     result = run_module("benchmarks.serving", run, "--requests", "20", "--concurrency", "1,3")
     assert result.returncode == 0, result.stderr
     assert SERVING_HEADER in result.stdout
-    rows = [line.strip("|").split(" | ") for line in result.stdout.splitlines()]
+    rows = [line.strip("|").split("|") for line in result.stdout.splitlines()]
     rows = [[cell.strip() for cell in row] for row in rows if row[0].strip() == "sine_forecaster"]
-    assert [(row[2], row[3]) for row in rows] == [("in-process onnxruntime", "1")] + [
-        (protocol, clients) for protocol in PROTOCOLS for clients in ("1", "3")
+    assert [(row[2], row[3], row[4]) for row in rows] == [("in-process onnxruntime", "", "1")] + [
+        (protocol, batching, clients)
+        for protocol in PROTOCOLS
+        for clients in ("1", "3")
+        for batching in ("off", "on")
     ]
     for row in rows[1:]:
-        assert row[8] == "0"  # errors
-        assert float(row[4]) > 0 and float(row[5]) <= float(row[6]) <= float(row[7])
-        assert re.fullmatch(r"\d+\.\dx", row[10])
+        assert row[9] == "0"  # errors
+        assert float(row[5]) > 0 and float(row[6]) <= float(row[7]) <= float(row[8])
+        assert re.fullmatch(r"\d+\.\dx", row[11])
+
+
+def test_serving_benchmark_refuses_an_unknown_batching_setting():
+    result = run_module("benchmarks.serving", "runs/none", "--batching", "off,maybe")
+    assert_user_error(result.returncode, result.stderr, "--batching", "must be off, on or off,on")
 
 
 def test_serving_benchmark_needs_an_export(trained_run):

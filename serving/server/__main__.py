@@ -12,8 +12,10 @@ NAME.GRAPH (NAME: letters, digits, - and _).
 HTTP (default port 8501): TF Serving's REST API under /v1/models/NAME (status, /metadata,
 :predict) and the Open Inference Protocol under /v2 (health, metadata, /infer). gRPC (default
 port 8001): the Open Inference Protocol's inference.GRPCInferenceService. Port 0 picks a free
-port; the ready line says which. SIGTERM or Ctrl-C stops taking requests and lets those in
-flight finish. One log line per request on stderr (--quiet: none).
+port; the ready line says which. Concurrent requests for one graph run as one onnxruntime call
+(dynamic batching; every answer is what the request gets alone): --max-batch-size and
+--max-queue-delay-us tune it, --no-batching turns it off. SIGTERM or Ctrl-C stops taking
+requests and lets those in flight finish. One log line per request on stderr (--quiet: none).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 from serving import cli
 from serving.errors import UserError
 from serving.server.app import Settings, serve
+from serving.server.batching import BatchOptions
 from serving.server.models import RUN_NAME
 from serving.server.tasks import load_models
 
@@ -103,6 +106,24 @@ def main(argv: list[str] | None = None) -> int:
         default=16,
         help="largest request body in MiB (default 16); larger ones get 413",
     )
+    defaults = BatchOptions()
+    parser.add_argument(
+        "--max-batch-size",
+        type=cli.positive_int,
+        default=defaults.max_batch_size,
+        help=f"most rows batched into one onnxruntime call (default {defaults.max_batch_size})",
+    )
+    parser.add_argument(
+        "--max-queue-delay-us",
+        type=cli.non_negative_int,
+        default=defaults.max_queue_delay_us,
+        help="microseconds a request may wait for others to batch with (default "
+        f"{defaults.max_queue_delay_us}: none; requests that queue while every call is busy "
+        "still batch)",
+    )
+    parser.add_argument(
+        "--no-batching", action="store_true", help="run every request alone (no batching)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no log line per request")
     try:
         args = parser.parse_args(argv)
@@ -117,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         max_request_bytes=args.max_request_mb * 1024 * 1024,
         log_requests=not args.quiet,
+        batching=None
+        if args.no_batching
+        else BatchOptions(args.max_batch_size, args.max_queue_delay_us),
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 

@@ -4,7 +4,8 @@
 
 Both protocols end here: a request becomes named numpy arrays, ``ServedGraph.predict`` checks
 them against the manifest and runs the shared onnxruntime session (``InferenceSession.run``
-is thread-safe, so one session serves every worker thread); ``TaskModel.infer`` checks them
+is thread-safe, so one session serves every worker thread), alone or, while the server
+batches, together with concurrent requests (``batching``); ``TaskModel.infer`` checks them
 against the task model's tensors and runs the task's runtime over the same sessions.
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from serving.errors import UserError
 from serving.runtime.graph import ExportedGraph, read_manifest
+from serving.server.batching import BatchedGraph
 
 VERSION = "1"  # the export's one version (savedmodel/<name>/1 in TF Serving's layout)
 log = logging.getLogger("serving.server")
@@ -63,6 +65,7 @@ class ServedGraph:
     graph: ExportedGraph
     run_dir: Path
     prefix: str = ""
+    batched: BatchedGraph | None = None  # its batcher while a server batches it
 
     @property
     def name(self) -> str:
@@ -70,13 +73,13 @@ class ServedGraph:
         return self.prefix + self.graph.name
 
     def predict(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
-        """The graph's outputs for ``inputs``, checked first; a bad input is a ``UserError``
-        or a ``RequestError``."""
+        """The graph's outputs for ``inputs``, checked first (a bad input is a ``UserError``
+        or a ``RequestError`` and never joins a batch)."""
         feed = self.graph.checked_feed(inputs)
         for name, array in feed.items():
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise RequestError(f"input {name} contains NaN or infinity")
-        return self.graph.run(feed)
+        return (self.batched or self.graph).run(feed)
 
 
 # Request parameters of the protocols themselves, which no task model takes as its own: the
