@@ -199,6 +199,8 @@ async def serve(registry: Registry, settings: Settings, ready: Callable[[int, in
         raise OSError(f"gRPC port {address} is taken or not ours")
     grpc_server.start()
     batchers = GraphBatchers(registry.graphs.values(), settings.batching, settings.workers)
+    for model in registry.tasks.values():
+        model.start_batching(settings.batching)
     stop = asyncio.Event()
     received = []
     loop = asyncio.get_running_loop()
@@ -230,4 +232,6 @@ async def serve(registry: Registry, settings: Settings, ready: Callable[[int, in
     await loop.run_in_executor(None, grpc_stopped.wait)
     executor.shutdown(wait=True)
     batchers.close()
+    for model in registry.tasks.values():
+        model.stop_batching()
     return name

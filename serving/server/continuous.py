@@ -102,6 +102,12 @@ class ContinuousTranslator:
             )
         return results
 
+    @property
+    def waiting(self) -> int:
+        """How many requests wait to join."""
+        with self._changed:
+            return len(self._queue)
+
     def close(self) -> None:
         """Decode what is queued and in flight, then stop the thread."""
         with self._changed:

@@ -24,7 +24,7 @@ import numpy as np
 
 from serving.errors import UserError
 from serving.runtime.graph import ExportedGraph, read_manifest
-from serving.server.batching import BatchedGraph
+from serving.server.batching import BatchedGraph, BatchOptions
 
 VERSION = "1"  # the export's one version (savedmodel/<name>/1 in TF Serving's layout)
 log = logging.getLogger("serving.server")
@@ -113,6 +113,13 @@ class TaskModel(ABC):
 
     def __init__(self, name: str, run_dir: Path, graphs: dict[str, ExportedGraph]):
         self.name, self.run_dir, self.graphs = name, run_dir, graphs
+
+    def start_batching(self, options: BatchOptions | None) -> None:  # noqa: B027 (a hook)
+        """While a server runs: batch concurrent requests with ``options`` (None: batching
+        off). Task models that batch override it and ``stop_batching``."""
+
+    def stop_batching(self) -> None:  # noqa: B027 (a hook)
+        """Answer the requests in flight, then stop batching (the server is stopping)."""
 
     def metadata(self) -> dict[str, Any]:
         """The Open Inference Protocol's model metadata."""
