@@ -148,6 +148,27 @@ def test_serving_benchmark_loads_each_protocol_without_errors_batching_off_and_o
         assert re.fullmatch(r"\d+\.\dx", row[11])
 
 
+def test_serving_benchmark_translates_on_every_protocol_beside_the_savedmodel(tiny_runs):
+    from benchmarks.serving import TRANSLATION_PROTOCOLS
+    from tests.test_translate import LUONG
+
+    run = LUONG.exported(tiny_runs)
+    flags = ["--no-graphs", "--requests", "12", "--concurrency", "1,3"]
+    result = run_module("benchmarks.serving", run, *flags)
+    assert result.returncode == 0, result.stderr
+    rows = [line.strip("|").split("|") for line in result.stdout.splitlines()]
+    rows = [[cell.strip() for cell in row] for row in rows if row[0].strip() == "translate"]
+    saved = "in-process SavedModel signature"
+    assert [(row[2], row[3], row[4]) for row in rows] == [(saved, "", "1"), (saved, "", "3")] + [
+        (protocol, batching, clients)
+        for protocol in TRANSLATION_PROTOCOLS
+        for clients in ("1", "3")
+        for batching in ("off", "on")
+    ]
+    assert all(row[9] == "0" and float(row[5]) > 0 for row in rows)
+    assert "translations of the 40 test sentences: identical" in result.stdout
+
+
 def test_serving_benchmark_refuses_an_unknown_batching_setting():
     result = run_module("benchmarks.serving", "runs/none", "--batching", "off,maybe")
     assert_user_error(result.returncode, result.stderr, "--batching", "must be off, on or off,on")

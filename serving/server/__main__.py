@@ -12,8 +12,9 @@ NAME.GRAPH (NAME: letters, digits, - and _).
 HTTP (default port 8501): TF Serving's REST API under /v1/models/NAME (status, /metadata,
 :predict) and the Open Inference Protocol under /v2 (health, metadata, /infer). gRPC (default
 port 8001): the Open Inference Protocol's inference.GRPCInferenceService. Port 0 picks a free
-port; the ready line says which. Concurrent requests for one graph run as one onnxruntime call
-(dynamic batching; every answer is what the request gets alone): --max-batch-size and
+port; the ready line says which. Concurrent requests for one graph run as one onnxruntime call,
+and concurrent translations decode together, one decoder_step call per step (dynamic and
+continuous batching; every answer is what the request gets alone): --max-batch-size and
 --max-queue-delay-us tune it, --no-batching turns it off. SIGTERM or Ctrl-C stops taking
 requests and lets those in flight finish. One log line per request on stderr (--quiet: none).
 """
