@@ -1,19 +1,26 @@
 """python -m benchmarks.serving RUN_DIR: bounded load on python -m serving.server over loopback.
 
-Starts the server on the run's export (TensorFlow is not needed), then for each graph,
-protocol and concurrency: N clients (asyncio tasks of this process) send a fixed number of
-requests in total, each the same batch of inputs shaped by the manifest. Prints throughput,
-p50/p95/p99 latency and errors beside the graph called in-process with onnxruntime (the
-protocol's overhead as a ratio of the p50s). Client and server share this machine's cores:
-compare ratios within one run, not absolute numbers across machines.
+Starts a server on the run's export (TensorFlow is not needed) for each --batching setting
+(default: dynamic batching off, and on), then for each graph, protocol and concurrency, each
+server in turn: N clients (asyncio tasks of this process) send a fixed number of requests in
+total, each the same batch of inputs shaped by the manifest. Prints throughput, p50/p95/p99
+latency and errors beside the graph called in-process with onnxruntime (the protocol's
+overhead as a ratio of the p50s). On a translate run, the task model `translate` too: each
+request one sentence of the run's test split, in turn, beside the SavedModel `translate`
+signature called in-process by as many threads (what TF Serving's engine does per request;
+this needs TensorFlow here, never in the server), and whether every server and the signature
+gave the same translations. Client and servers share this machine's cores: compare ratios
+within one run, not absolute numbers across machines.
 
-    python -m benchmarks.serving runs/demo-sine-lstm --requests 2000 --concurrency 1,4,16
+    python -m benchmarks.serving runs/demo-sine-lstm --requests 2000 --concurrency 1,4,16,64
+    python -m benchmarks.serving runs/translate-gru --no-graphs --requests 1000
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -21,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -35,9 +43,11 @@ from serving.runtime import load_graph
 from serving.server.tensors import DTYPES
 
 PROTOCOLS = ("TF Serving REST", "v2 HTTP (binary)", "v2 gRPC")
+BATCHING = ("off", "on")
 HEADER = (
-    "| graph | input | protocol | clients | requests/s | p50 ms | p95 ms | p99 ms | errors "
-    "| server CPU ms | p50 vs in-process |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| graph | input | protocol | batching | clients | requests/s | p50 ms | p95 ms | p99 ms "
+    "| errors | server CPU ms | p50 vs in-process |\n"
+    "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -156,49 +166,299 @@ def in_process_ms(graph, feed: dict, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def start_server(run_dir: Path, workers: int) -> tuple[subprocess.Popen, str, str]:
+@dataclass
+class Server:
+    """A ``python -m serving.server`` process of this benchmark and where it listens."""
+
+    batching: str  # "on" or "off"
+    process: subprocess.Popen
+    url: str
+    target: str  # gRPC host:port
+
+
+def start_server(run_dir: Path, workers: int, batching: str) -> Server:
     command = [sys.executable, "-m", "serving.server", "--run", str(run_dir), "--quiet"]
     command += ["--port", "0", "--grpc-port", "0", "--workers", str(workers)]
+    command += ["--no-batching"] if batching == "off" else []
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in server.stdout:
         if line.startswith("listening on"):
             words = line.split()
-            return server, words[2], words[words.index("grpc") + 1]
+            return Server(batching, server, words[2], words[words.index("grpc") + 1])
     raise UserError(f"the server did not start: {server.communicate()[1].strip()}")
 
 
-async def benchmark(
-    args: argparse.Namespace, graphs: list, url: str, target: str, server_pid: int
-) -> list[str]:
+def stop(server: Server) -> None:
+    server.process.terminate()
+    server.process.communicate(timeout=60)
+
+
+def in_process_row(graph, args: argparse.Namespace) -> tuple[str, float]:
+    """The table's row for ``graph`` called in-process, and its median call in ms."""
+    feed = example_inputs(graph.inputs, args.batch, args.steps)
+    local = in_process_ms(graph, feed, 200)
+    row = (
+        f"| {graph.name} | {input_shape(feed)} | in-process onnxruntime | | 1 | "
+        f"{1000 / local:.0f} | {local:.3f} | | | | {local:.3f} | 1.0x |"
+    )
+    return row, local
+
+
+def input_shape(feed: dict) -> str:
+    return " x ".join(map(str, next(iter(feed.values())).shape))
+
+
+async def benchmark(args: argparse.Namespace, graphs: dict, servers: list[Server]) -> list[str]:
+    """The rows of each graph (``graphs``: its in-process ms by graph), protocol and
+    concurrency, one per server, measured back to back so that a shared machine's drifting
+    load weighs on the servers alike."""
     rows = []
     connector = aiohttp.TCPConnector(limit=0)
-    async with (
-        aiohttp.ClientSession(connector=connector) as session,
-        grpc.aio.insecure_channel(target) as channel,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+        channels = [
+            await stack.enter_async_context(grpc.aio.insecure_channel(server.target))
+            for server in servers
+        ]
         with Progress("measured", 0) as progress:  # on a terminal: which load runs now
-            for graph in graphs:
+            for graph, local in graphs.items():
                 feed = example_inputs(graph.inputs, args.batch, args.steps)
-                local = in_process_ms(graph, feed, 200)
-                shape = " x ".join(map(str, next(iter(feed.values())).shape))
-                rows.append(
-                    f"| {graph.name} | {shape} | in-process onnxruntime | 1 | "
-                    f"{1000 / local:.0f} | {local:.3f} | | | | {local:.3f} | 1.0x |"
-                )
-                for protocol, send in senders(session, channel, url, graph.name, feed).items():
-                    await load(send, 4, 50, server_pid)  # warm up connections and sessions
+                sends = [
+                    senders(session, channel, server.url, graph.name, feed)
+                    for server, channel in zip(servers, channels, strict=True)
+                ]
+                for protocol in PROTOCOLS:
+                    for server, send in zip(servers, sends, strict=True):  # warm up
+                        await load(send[protocol], 4, 50, server.process.pid)
                     for clients in args.concurrency:
-                        progress.advance(0, f"{graph.name}, {protocol}, {clients} client(s)")
-                        result = await load(send, clients, args.requests, server_pid)
+                        for server, send in zip(servers, sends, strict=True):
+                            progress.advance(
+                                0,
+                                f"{graph.name}, {protocol}, {clients} client(s), "
+                                f"batching {server.batching}",
+                            )
+                            result = await load(
+                                send[protocol], clients, args.requests, server.process.pid
+                            )
+                            progress.advance()
+                            rows.append(
+                                table_row(
+                                    graph.name,
+                                    input_shape(feed),
+                                    protocol,
+                                    server.batching,
+                                    clients,
+                                    result,
+                                    local,
+                                )
+                            )
+    return rows
+
+
+TRANSLATE = "translate"  # the task model, and the SavedModel graph it stands for
+TRANSLATION_PROTOCOLS = ("TF Serving REST", "v2 HTTP (JSON)", "v2 gRPC")
+
+
+def translation_senders(
+    session: aiohttp.ClientSession, channel: grpc.aio.Channel, url: str, sentences: list[str]
+) -> dict[str, Callable[[], Awaitable[bool]]]:
+    """One request of each protocol to the task model ``translate``, each the next of
+    ``sentences`` in turn; each returns whether the answer was a success."""
+    turn = iter(range(1 << 62))
+    infer = channel.unary_unary(
+        "/inference.GRPCInferenceService/ModelInfer",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=service_pb2.ModelInferResponse.FromString,
+    )
+
+    def sentence() -> str:
+        return sentences[next(turn) % len(sentences)]
+
+    async def rest() -> bool:
+        body = {"instances": [sentence()]}
+        async with session.post(f"{url}/v1/models/{TRANSLATE}:predict", json=body) as response:
+            await response.read()
+            return response.status == 200
+
+    async def v2_http() -> bool:
+        body = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES"}]}
+        body["inputs"][0]["data"] = [sentence()]
+        async with session.post(f"{url}/v2/models/{TRANSLATE}/infer", json=body) as response:
+            await response.read()
+            return response.status == 200
+
+    async def v2_grpc() -> bool:
+        message = service_pb2.ModelInferRequest(model_name=TRANSLATE)
+        tensor = message.inputs.add(name="text", datatype="BYTES", shape=[1])
+        tensor.contents.bytes_contents.append(sentence().encode())
+        try:
+            await infer(message)
+        except grpc.aio.AioRpcError:
+            return False
+        return True
+
+    return dict(zip(TRANSLATION_PROTOCOLS, (rest, v2_http, v2_grpc), strict=True))
+
+
+def saved_translate(run_dir: Path) -> Callable[[list[str]], list[str]]:
+    """The SavedModel ``translate`` signature, loaded in this process with TensorFlow."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the signature's ops)
+
+    folder = run_dir / "export" / "savedmodel" / TRANSLATE / "1"
+    signature = tf.saved_model.load(str(folder)).signatures["serving_default"]
+
+    def translate(texts: list[str]) -> list[str]:
+        found = signature(text=tf.constant(texts))["translation"].numpy()
+        return [text.decode() for text in found]
+
+    return translate
+
+
+def test_sentences(run_dir: Path) -> list[str]:
+    """The sources of the run's test split (sentences of many lengths)."""
+    from keras_rnn.runs import finished_run
+    from keras_rnn.tasks.translate.data import read_splits
+
+    _, config = finished_run(run_dir)
+    return [source for source, _ in read_splits(config)[0]["test"]]
+
+
+def saved_rows(translate: Callable, sentences: list[str], args: argparse.Namespace) -> list[dict]:
+    """The SavedModel signature called by 1, 4, ... threads of this process, one sentence
+    per call, in turn: each concurrency's requests/s and latencies."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for sentence in sentences[:20]:  # warm up
+        translate([sentence])
+    results = []
+    for clients in args.concurrency:
+
+        def call(index: int) -> float:
+            started = time.perf_counter()
+            translate([sentences[index % len(sentences)]])
+            return time.perf_counter() - started
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            latencies = list(pool.map(call, range(args.requests)))
+        wall = time.perf_counter() - started
+        p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) * 1000
+        results.append({"clients": clients, "rate": args.requests / wall, "p": (p50, p95, p99)})
+    return results
+
+
+async def served_translations(url: str, sentences: list[str]) -> list[str]:
+    """Each sentence's translation by a server's ``translate``, one request each."""
+    async with aiohttp.ClientSession() as session:
+        found = []
+        for sentence in sentences:
+            body = {"instances": [sentence]}
+            async with session.post(f"{url}/v1/models/{TRANSLATE}:predict", json=body) as reply:
+                found += (await reply.json())["predictions"]
+        return found
+
+
+async def translation_benchmark(
+    args: argparse.Namespace, servers: list[Server], sentences: list[str], local: float
+) -> list[str]:
+    """The rows of the task model ``translate`` for each protocol, concurrency and server,
+    measured back to back (``local``: the SavedModel's p50 at one client, in ms)."""
+    rows = []
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        )
+        channels = [
+            await stack.enter_async_context(grpc.aio.insecure_channel(server.target))
+            for server in servers
+        ]
+        sends = [
+            translation_senders(session, channel, server.url, sentences)
+            for server, channel in zip(servers, channels, strict=True)
+        ]
+        with Progress("measured", 0) as progress:
+            for protocol in TRANSLATION_PROTOCOLS:
+                for server, send in zip(servers, sends, strict=True):  # warm up
+                    await load(send[protocol], 4, 50, server.process.pid)
+                for clients in args.concurrency:
+                    for server, send in zip(servers, sends, strict=True):
+                        progress.advance(
+                            0, f"translate, {protocol}, {clients} client(s), {server.batching}"
+                        )
+                        result = await load(
+                            send[protocol], clients, args.requests, server.process.pid
+                        )
                         progress.advance()
-                        p50, p95, p99 = result["p"]
-                        cpu = "" if result["cpu"] is None else f"{result['cpu']:.3f}"
                         rows.append(
-                            f"| {graph.name} | {shape} | {protocol} | {clients} | "
-                            f"{result['rate']:.0f} | {p50:.3f} | {p95:.3f} | {p99:.3f} | "
-                            f"{result['errors']} | {cpu} | {p50 / local:.1f}x |"
+                            table_row(
+                                TRANSLATE,
+                                "1 text",
+                                protocol,
+                                server.batching,
+                                clients,
+                                result,
+                                local,
+                            )
                         )
     return rows
+
+
+def table_row(
+    name: str, shape: str, protocol: str, batching: str, clients: int, result: dict, local: float
+) -> str:
+    """One row of the table: ``result`` is ``load``'s (errors and server CPU may be absent);
+    ``local`` is the in-process p50 in ms that the row's p50 is compared with."""
+    p50, p95, p99 = result["p"]
+    cpu = "" if result.get("cpu") is None else f"{result['cpu']:.3f}"
+    errors = result.get("errors", 0)
+    return (
+        f"| {name} | {shape} | {protocol} | {batching} | {clients} | {result['rate']:.0f} | "
+        f"{p50:.3f} | {p95:.3f} | {p99:.3f} | {errors} | {cpu} | {p50 / local:.1f}x |"
+    )
+
+
+def translation_table(args: argparse.Namespace, servers: list[Server]) -> tuple[list[str], str]:
+    """The SavedModel signature's rows and the task model's, and a line saying whether the
+    servers and the signature translate the test split alike."""
+    sentences = test_sentences(args.run_dir)
+    translate = saved_translate(args.run_dir)
+    saved = saved_rows(translate, sentences, args)
+    local = saved[0]["p"][0]
+    rows = [
+        table_row(
+            TRANSLATE, "1 text", "in-process SavedModel signature", "", row["clients"], row, local
+        )
+        for row in saved
+    ]
+    rows += asyncio.run(translation_benchmark(args, servers, sentences, local))
+    answers = {"SavedModel": translate(sentences)}
+    for server in servers:
+        answers[f"batching {server.batching}"] = asyncio.run(
+            served_translations(server.url, sentences)
+        )
+    reference = answers["SavedModel"]
+    differing = {
+        name: sum(a != b for a, b in zip(found, reference, strict=True))
+        for name, found in answers.items()
+    }
+    same = all(count == 0 for count in differing.values())
+    verdict = (
+        f"translations of the {len(sentences)} test sentences: "
+        + ("identical" if same else "DIFFERENT")
+        + " ("
+        + ", ".join(
+            f"{name}: {count} differ" for name, count in differing.items() if name != "SavedModel"
+        )
+        + " from the SavedModel signature's)"
+    )
+    return rows, verdict
+
+
+def translates(run_dir: Path) -> bool:
+    """Whether the run's export holds the SavedModel ``translate`` graph (a translate run)."""
+    manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
+    return any(graph["name"] == TRANSLATE for graph in manifest["graphs"])
 
 
 def onnx_graphs(run_dir: Path) -> list[str]:
@@ -213,6 +473,13 @@ def concurrency_list(text: str) -> list[int]:
     return [cli.positive_int(part) for part in text.split(",")]
 
 
+def batching_list(text: str) -> list[str]:
+    modes = text.split(",")
+    if not set(modes) <= set(BATCHING):
+        raise cli.argparse.ArgumentTypeError(f"must be off, on or off,on, got {text!r}")
+    return modes
+
+
 @cli.pipe_safe
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(
@@ -223,13 +490,24 @@ def main(argv: list[str] | None = None) -> int:
         "--graph", action="append", help="graph to load (default: every ONNX graph)"
     )
     parser.add_argument(
+        "--no-graphs",
+        action="store_true",
+        help="no graph rows: only the task model's (translate runs)",
+    )
+    parser.add_argument(
         "--requests", type=cli.positive_int, default=2000, help="requests per row (default 2000)"
     )
     parser.add_argument(
         "--concurrency",
         type=concurrency_list,
-        default=[1, 4, 16],
-        help="concurrent clients, comma-separated (default 1,4,16)",
+        default=[1, 4, 16, 64],
+        help="concurrent clients, comma-separated (default 1,4,16,64)",
+    )
+    parser.add_argument(
+        "--batching",
+        type=batching_list,
+        default=list(BATCHING),
+        help="the server's dynamic batching, comma-separated (default off,on: a server each)",
     )
     parser.add_argument(
         "--batch", type=cli.positive_int, default=1, help="rows per request (default 1)"
@@ -242,25 +520,44 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         args = parser.parse_args(argv)
-        graphs = [
-            load_graph(args.run_dir / "export", name, threads=1)
-            for name in args.graph or onnx_graphs(args.run_dir)
-        ]
-        server, url, target = start_server(args.run_dir, args.workers)
+        names = args.graph or onnx_graphs(args.run_dir)
+        graphs = (
+            []
+            if args.no_graphs
+            else [load_graph(args.run_dir / "export", name, threads=1) for name in names]
+        )
+        translation = translates(args.run_dir)
     except UserError as error:
         return cli.report(error)
-    try:
-        with cli.exit_on_interrupt(lambda: "no table was printed"), cli.on_interrupt(server.kill):
-            rows = asyncio.run(benchmark(args, graphs, url, target, server.pid))
-    finally:
-        server.terminate()
-        server.communicate(timeout=60)
+    rows, local = [], {}
+    for graph in graphs:
+        row, local[graph] = in_process_row(graph, args)
+        rows.append(row)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(cli.exit_on_interrupt(lambda: "no table was printed"))
+        servers = []
+        try:
+            for batching in args.batching:
+                server = start_server(args.run_dir, args.workers, batching)
+                stack.callback(stop, server)
+                stack.enter_context(cli.on_interrupt(server.process.kill))
+                servers.append(server)
+        except UserError as error:
+            return cli.report(error)
+        rows += asyncio.run(benchmark(args, local, servers))
+        verdict = None
+        if translation:
+            translation_rows, verdict = translation_table(args, servers)
+            rows += translation_rows
     print(
-        f"server: --workers {args.workers}, onnxruntime 1 intra-op thread; "
-        f"{args.requests} requests per row; server CPU: its user+system time per request"
+        f"server: --workers {args.workers}, onnxruntime 1 intra-op thread, batching with its "
+        f"default settings; {args.requests} requests per row; server CPU: its user+system time "
+        "per request"
     )
     print(HEADER)
     print("\n".join(rows))
+    if verdict:
+        print(verdict)
     return 0
 
 

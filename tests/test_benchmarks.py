@@ -126,7 +126,7 @@ def test_attention_length_checks_its_outputs_before_tensorflow_starts(
     assert default.is_dir() and not any(default.iterdir())
 
 
-def test_serving_benchmark_loads_each_protocol_without_errors(exported_run):
+def test_serving_benchmark_loads_each_protocol_without_errors_batching_off_and_on(exported_run):
     from benchmarks.serving import HEADER as SERVING_HEADER
     from benchmarks.serving import PROTOCOLS
 
@@ -134,15 +134,44 @@ def test_serving_benchmark_loads_each_protocol_without_errors(exported_run):
     result = run_module("benchmarks.serving", run, "--requests", "20", "--concurrency", "1,3")
     assert result.returncode == 0, result.stderr
     assert SERVING_HEADER in result.stdout
-    rows = [line.strip("|").split(" | ") for line in result.stdout.splitlines()]
+    rows = [line.strip("|").split("|") for line in result.stdout.splitlines()]
     rows = [[cell.strip() for cell in row] for row in rows if row[0].strip() == "sine_forecaster"]
-    assert [(row[2], row[3]) for row in rows] == [("in-process onnxruntime", "1")] + [
-        (protocol, clients) for protocol in PROTOCOLS for clients in ("1", "3")
+    assert [(row[2], row[3], row[4]) for row in rows] == [("in-process onnxruntime", "", "1")] + [
+        (protocol, batching, clients)
+        for protocol in PROTOCOLS
+        for clients in ("1", "3")
+        for batching in ("off", "on")
     ]
     for row in rows[1:]:
-        assert row[8] == "0"  # errors
-        assert float(row[4]) > 0 and float(row[5]) <= float(row[6]) <= float(row[7])
-        assert re.fullmatch(r"\d+\.\dx", row[10])
+        assert row[9] == "0"  # errors
+        assert float(row[5]) > 0 and float(row[6]) <= float(row[7]) <= float(row[8])
+        assert re.fullmatch(r"\d+\.\dx", row[11])
+
+
+def test_serving_benchmark_translates_on_every_protocol_beside_the_savedmodel(tiny_runs):
+    from benchmarks.serving import TRANSLATION_PROTOCOLS
+    from tests.test_translate import LUONG
+
+    run = LUONG.exported(tiny_runs)
+    flags = ["--no-graphs", "--requests", "12", "--concurrency", "1,3"]
+    result = run_module("benchmarks.serving", run, *flags)
+    assert result.returncode == 0, result.stderr
+    rows = [line.strip("|").split("|") for line in result.stdout.splitlines()]
+    rows = [[cell.strip() for cell in row] for row in rows if row[0].strip() == "translate"]
+    saved = "in-process SavedModel signature"
+    assert [(row[2], row[3], row[4]) for row in rows] == [(saved, "", "1"), (saved, "", "3")] + [
+        (protocol, batching, clients)
+        for protocol in TRANSLATION_PROTOCOLS
+        for clients in ("1", "3")
+        for batching in ("off", "on")
+    ]
+    assert all(row[9] == "0" and float(row[5]) > 0 for row in rows)
+    assert "translations of the 40 test sentences: identical" in result.stdout
+
+
+def test_serving_benchmark_refuses_an_unknown_batching_setting():
+    result = run_module("benchmarks.serving", "runs/none", "--batching", "off,maybe")
+    assert_user_error(result.returncode, result.stderr, "--batching", "must be off, on or off,on")
 
 
 def test_serving_benchmark_needs_an_export(trained_run):

@@ -4,7 +4,7 @@ give the same ids."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,7 +103,7 @@ def feed(step: Step, states: States, prefix_ids: Sequence[int]) -> tuple[np.ndar
 
 def stream_ids(
     step: Step,
-    states: list[np.ndarray],
+    states: States,
     prefix_ids: Sequence[int],
     sampling: Sampling,
     excluded: Sequence[int] = RESERVED,
@@ -141,28 +141,12 @@ def greedy(
     """The most likely next id, fed back, for a batch: each row starts from its
     ``start_ids`` entry and runs until it produces ``end_id`` (included) or ``length`` ids;
     each row's ids come with their log-probability (the sum over its ids, under the softmax
-    of all logits). Rows that have ended are still stepped (the batch stays whole) but take
-    no more ids."""
-    tokens = np.asarray(start_ids, np.int32).reshape(-1, 1)
-    rows: list[list[int]] = [[] for _ in range(len(tokens))]
-    totals = np.zeros(len(tokens))
-    running = np.ones(len(tokens), bool)
-    for _ in range(length):
-        logits, states = step(tokens, states)
-        scores = np.asarray(logits, np.float64).copy()
-        scores[:, list(excluded)] = -np.inf
-        chosen = scores.argmax(axis=-1)
-        chosen_log_probabilities = np.take_along_axis(
-            log_softmax(np.asarray(logits, np.float64)), chosen[:, None], axis=-1
-        )[:, 0]
-        totals[running] += chosen_log_probabilities[running]
-        for row in np.flatnonzero(running):
-            rows[row].append(int(chosen[row]))
-        running &= chosen != end_id
-        if not running.any():
-            break
-        tokens = chosen.astype(np.int32)[:, None]
-    return [(row, float(total)) for row, total in zip(rows, totals, strict=True)]
+    of all logits). A row that has ended leaves the batch (``GreedySearch``)."""
+    search = GreedySearch(end_id, excluded)
+    search.add(range(len(start_ids)), start_ids, length)
+    run_search(step, states, search)
+    ended = dict(search.take_ended())
+    return [ended[row] for row in range(len(start_ids))]
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -181,22 +165,121 @@ def beam_search(
     """The ``beam.width`` best continuations of the prefix, best first (``Beam.rank``), each
     with its log-probability. The step runs on a batch of beams; a beam that produces
     ``end_id`` ends there (the id included), the others run ``beam.length`` ids."""
-    logits, states = feed(step, states, prefix_ids)
-    alive: list[list[int]] = [[]]
-    scores = np.zeros(1)
-    finished: list[tuple[list[int], float]] = []
-    for _ in range(beam.length):
-        log_probabilities = log_softmax(np.asarray(logits, np.float64))
-        log_probabilities[:, list(excluded)] = -np.inf
-        totals = scores[:, None] + log_probabilities
+    if len(prefix_ids) == 0:
+        raise ValueError("decoding needs at least one id to start from")
+    for token in prefix_ids[:-1]:
+        _, states = step(np.array([[token]], np.int32), states)
+    search = BeamSearch(beam, prefix_ids[-1], excluded)
+    run_search(step, states, search)
+    return search.results()
+
+
+class GreedySearch:
+    """Greedy decoding one step at a time, over rows that join at any step (``add``) and
+    leave when they end: ``tokens`` holds the next step's input ids, one row each;
+    ``advance`` takes that step's log-probabilities (``log_softmax`` of its logits) and
+    returns the rows that go on, by which the caller keeps the rows of its states. Rows ended
+    wait in ``take_ended``. Each row's answer depends on its own log-probabilities only, so
+    a row decodes the same ids alone or among any others."""
+
+    def __init__(self, end_id: int, excluded: Sequence[int] = RESERVED):
+        self.end_id, self.excluded = end_id, list(excluded)
+        self.tokens = np.zeros((0, 1), np.int32)
+        self._labels: list[Hashable] = []
+        self._ids: list[list[int]] = []
+        self._totals = np.zeros(0)
+        self._left = np.zeros(0, np.int64)  # ids each row may still produce
+        self._ended: list[tuple[Hashable, tuple[list[int], float]]] = []
+
+    @property
+    def rows(self) -> int:
+        """How many rows are decoding."""
+        return len(self._labels)
+
+    @property
+    def labels(self) -> list[Hashable]:
+        """The labels of the rows decoding, in order."""
+        return list(self._labels)
+
+    def add(self, labels: Iterable[Hashable], start_ids: Sequence[int], length: int) -> None:
+        """Rows that start from ``start_ids`` and produce at most ``length`` ids, after the
+        rows there are (their states go after theirs); ``labels`` name them in
+        ``take_ended``. With ``length`` 0 they end at once, without ids."""
+        labels = list(labels)
+        if length == 0:
+            self._ended += [(label, ([], 0.0)) for label in labels]
+            return
+        starts = np.asarray(start_ids, np.int32).reshape(-1, 1)
+        self.tokens = np.concatenate([self.tokens, starts])
+        self._labels += labels
+        self._ids += [[] for _ in labels]
+        self._totals = np.concatenate([self._totals, np.zeros(len(labels))])
+        self._left = np.concatenate([self._left, np.full(len(labels), length)])
+
+    def advance(self, log_probabilities: np.ndarray) -> np.ndarray:
+        """Take each row's most likely id (never an excluded one); the rows that go on."""
+        scores = log_probabilities.copy()
+        scores[:, self.excluded] = -np.inf
+        chosen = scores.argmax(axis=-1)
+        self._totals = self._totals + log_probabilities[np.arange(len(chosen)), chosen]
+        self._left = self._left - 1
+        for ids, token in zip(self._ids, chosen.tolist(), strict=True):
+            ids.append(token)
+        ending = (chosen == self.end_id) | (self._left == 0)
+        self._ended += [
+            (self._labels[row], (self._ids[row], float(self._totals[row])))
+            for row in np.flatnonzero(ending)
+        ]
+        kept = np.flatnonzero(~ending)
+        self._labels = [self._labels[row] for row in kept]
+        self._ids = [self._ids[row] for row in kept]
+        self._totals, self._left = self._totals[kept], self._left[kept]
+        self.tokens = chosen[kept].astype(np.int32)[:, None]
+        return kept
+
+    def take_ended(self) -> list[tuple[Hashable, tuple[list[int], float]]]:
+        """The rows ended since the last call: each label with its ids (``end_id``
+        included where produced) and their log-probability."""
+        ended, self._ended = self._ended, []
+        return ended
+
+
+class BeamSearch:
+    """``beam_search`` one step at a time, after a prefix whose last id is ``start_id``:
+    ``tokens`` holds the next step's input ids, one row per beam alive; ``advance`` takes
+    that step's log-probabilities (``log_softmax`` of its logits) and returns the beams the
+    next step continues (rows of the states, a beam's as often as it goes on), none once the
+    search is over; then ``results`` ranks what it found."""
+
+    def __init__(self, beam: Beam, start_id: int, excluded: Sequence[int] = RESERVED):
+        self.beam, self.excluded = beam, list(excluded)
+        self.tokens = np.array([[start_id]], np.int32)
+        self._alive: list[list[int]] = [[]]
+        self._scores = np.zeros(1)
+        self._finished: list[tuple[list[int], float]] = []
+        self._steps = 0
+
+    @property
+    def rows(self) -> int:
+        """How many beams the next step runs (0: the search is over)."""
+        return len(self.tokens)
+
+    def advance(self, log_probabilities: np.ndarray) -> np.ndarray:
+        """Extend the beams by one id each; the beams that go on (parents)."""
+        beam = self.beam
+        if self._steps == beam.length:
+            return self._over()
+        totals = self._scores[:, None] + log_probabilities
+        totals[:, self.excluded] = -np.inf
         if beam.end_id is not None:  # every beam may end here; the best of them are kept
             ended = totals[:, beam.end_id]
-            finished += [
+            self._finished += [
                 ([*ids, beam.end_id], float(total))
-                for ids, total in zip(alive, ended, strict=True)
+                for ids, total in zip(self._alive, ended, strict=True)
                 if np.isfinite(total)
             ]
-            finished = sorted(finished, key=lambda pair: -beam.rank(*pair))[: beam.width]
+            self._finished = sorted(self._finished, key=lambda pair: -beam.rank(*pair))
+            del self._finished[beam.width :]
             totals[:, beam.end_id] = -np.inf
         order = np.argsort(-totals, axis=None, kind="stable")[: beam.width]
         parents, tokens = np.divmod(order[np.isfinite(totals.ravel()[order])], totals.shape[1])
@@ -204,23 +287,54 @@ def beam_search(
         # finished one never rises above it (with one, its rank can: search on).
         if not len(parents) or (
             beam.length_penalty == 0
-            and len(finished) == beam.width
-            and totals[parents[0], tokens[0]] <= finished[-1][1]
+            and len(self._finished) == beam.width
+            and totals[parents[0], tokens[0]] <= self._finished[-1][1]
         ):
-            return finished
-        alive = [[*alive[p], int(t)] for p, t in zip(parents, tokens, strict=True)]
-        scores = totals[parents, tokens]
-        states = rows_of(states, parents)
-        logits, states = step(tokens.astype(np.int32)[:, None], states)
-    best = finished + [(ids, float(s)) for ids, s in zip(alive, scores, strict=True)]
-    return sorted(best, key=lambda pair: -beam.rank(*pair))[: beam.width]
+            self._alive, self._scores = [], np.zeros(0)
+            return self._over()
+        self._alive = [[*self._alive[p], int(t)] for p, t in zip(parents, tokens, strict=True)]
+        self._scores = totals[parents, tokens]
+        self._steps += 1
+        if self._steps == beam.length:
+            return self._over()
+        self.tokens = tokens.astype(np.int32)[:, None]
+        return parents
+
+    def _over(self) -> np.ndarray:
+        self.tokens = np.zeros((0, 1), np.int32)
+        return np.zeros(0, np.int64)
+
+    def results(self) -> list[tuple[list[int], float]]:
+        """The ``beam.width`` best sequences found, best first, each with its
+        log-probability."""
+        alive = [(ids, float(score)) for ids, score in zip(self._alive, self._scores, strict=True)]
+        best = sorted(self._finished + alive, key=lambda pair: -self.beam.rank(*pair))
+        return best[: self.beam.width]
+
+
+def run_search(step: Step, states: States, search: GreedySearch | BeamSearch) -> None:
+    """Step ``states`` through ``search`` until it has no row left."""
+    while search.rows:
+        logits, states = step(search.tokens, states)
+        kept = search.advance(log_softmax(np.asarray(logits, np.float64)))
+        states = rows_of(states, kept)
 
 
 def rows_of(states: States, rows: np.ndarray) -> States:
-    """The given ``rows`` of every state (beam search: each new beam's parent)."""
+    """The given ``rows`` of every state, in that order (a row may repeat: beam search
+    continues a beam as often as it has children)."""
     if isinstance(states, Mapping):
         return {name: state[rows] for name, state in states.items()}
     return [state[rows] for state in states]
+
+
+def concatenate_rows(parts: Sequence[States]) -> States:
+    """The rows of every part, one part after another, state by state (parts of the same
+    states: the same names, or as many in a list)."""
+    first = parts[0]
+    if isinstance(first, Mapping):
+        return {name: np.concatenate([part[name] for part in parts]) for name in first}
+    return [np.concatenate(column) for column in zip(*parts, strict=True)]
 
 
 def _check_length(length: int) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, NotRequired, TypedDict
@@ -28,7 +28,14 @@ import numpy as np
 
 from serving.errors import UserError
 from serving.progress import Progress
-from serving.runtime.decoding import RESERVED, Beam, beam_search, greedy, normalised
+from serving.runtime.decoding import (
+    Beam,
+    BeamSearch,
+    GreedySearch,
+    greedy,
+    normalised,
+    run_search,
+)
 from serving.runtime.graph import ExportedGraph, load_graph
 from serving.runtime.text import detokenize, tokenize
 from serving.runtime.vocab import END, START, TokenVocabulary
@@ -109,9 +116,10 @@ class Translator:
     iso_dates: bool = False
 
     def source_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, list[list[str]], list]:
-        """Right-padded source ids (at least one step: an empty text is all padding), the
-        tokens, and the unknown tokens of each text; a source longer than ``max_length``
-        tokens is refused."""
+        """Source ids padded on the right to ``max_length`` steps, the tokens, and the unknown
+        tokens of each text; a source longer than ``max_length`` tokens is refused. Every
+        source has that one width, so that a text's translation never depends on the texts
+        decoded beside it (attention over a wider padding may round differently)."""
         tokens = [self.tokenize(text) for text in texts]
         for text, row in zip(texts, tokens, strict=True):
             if len(row) > self.max_length:
@@ -120,18 +128,39 @@ class Translator:
                     f"{self.max_length}: {text[:40]!r}..."
                 )
         encoded = [self.source_ids(row) for row in tokens]
-        ids = np.zeros((len(texts), max([1, *map(len, tokens)])), np.int32)
+        ids = np.zeros((len(texts), self.max_length), np.int32)
         for row, (row_ids, _) in enumerate(encoded):
             ids[row, : len(row_ids)] = row_ids
         return ids, tokens, [unknown for _, unknown in encoded]
 
-    def _plain_step(self, tokens: np.ndarray, state: DecoderState):
+    def plain_step(
+        self, tokens: np.ndarray, state: DecoderState
+    ) -> tuple[np.ndarray, DecoderState]:
+        """``step`` without its attention weights (a ``decoding.Step``)."""
         logits, state, _ = self.step(tokens, state)
         return logits, state
 
-    def _finish(
-        self, source_tokens, ids: list[int], log_probability: float, unknown, penalty: float = 1.0
+    def add_greedy(self, search: GreedySearch, labels: Sequence[Hashable]) -> None:
+        """Add to ``search`` a row per label, decoding from the start id to the end id or
+        ``max_length`` ids."""
+        search.add(labels, [self.start_id] * len(labels), self.max_length)
+
+    def beam_settings(self, width: int, length_penalty: float) -> Beam:
+        """The beam search of ``width`` beams ranked with ``length_penalty``, once checked."""
+        settings = Beam(self.max_length, width, self.end_id, length_penalty)
+        settings.check()
+        return settings
+
+    def finish(
+        self,
+        source_tokens: list[str],
+        ids: list[int],
+        log_probability: float,
+        unknown: list[str],
+        penalty: float = 1.0,
     ) -> Translation:
+        """The ``Translation`` of decoded ``ids`` (the end id, if there, dropped), scored with
+        ``penalty``."""
         score = normalised(log_probability, len(ids), penalty)
         if ids and ids[-1] == self.end_id:
             ids = ids[:-1]
@@ -150,19 +179,18 @@ class Translator:
         """Greedy translations, in batches of ``batch_size`` texts (of any lengths); with a
         ``label``, the texts done are shown on a terminal (``serving.progress``)."""
         results: list[Translation | None] = [None] * len(texts)
-        todo = self._empty_done(texts, results)
+        todo = self.translate_empty(texts, results)
         with Progress(label, len(todo)) as progress:
             for first in range(0, len(todo), self.batch_size):
                 rows = todo[first : first + self.batch_size]
                 ids, tokens, unknown = self.source_batch([texts[row] for row in rows])
-                starts = np.full(len(rows), self.start_id, np.int32)
-                outputs = greedy(
-                    self._plain_step, self.encode(ids), starts, self.max_length, self.end_id
-                )
-                for row, source_tokens, (output, log_probability), row_unknown in zip(
-                    rows, tokens, outputs, unknown, strict=True
-                ):
-                    results[row] = self._finish(source_tokens, output, log_probability, row_unknown)
+                search = GreedySearch(self.end_id)
+                self.add_greedy(search, range(len(rows)))
+                run_search(self.plain_step, self.encode(ids), search)
+                for index, (output, log_probability) in search.take_ended():
+                    results[rows[index]] = self.finish(
+                        tokens[index], output, log_probability, unknown[index]
+                    )
                 progress.advance(len(rows))
         return results
 
@@ -171,23 +199,22 @@ class Translator:
     ) -> list[Translation]:
         """Beam-search translations, one text at a time (the beams are the batch); with a
         ``label``, the texts done are shown on a terminal (``serving.progress``)."""
-        settings = Beam(self.max_length, width, self.end_id, length_penalty)
-        settings.check()
+        settings = self.beam_settings(width, length_penalty)
         results: list[Translation | None] = [None] * len(texts)
-        todo = self._empty_done(texts, results)
+        todo = self.translate_empty(texts, results)
         with Progress(label, len(todo)) as progress:
             for row in todo:
                 ids, tokens, unknown = self.source_batch([texts[row]])
-                (best, log_probability), *_ = beam_search(
-                    self._plain_step, self.encode(ids), [self.start_id], settings, RESERVED
-                )
-                results[row] = self._finish(
+                search = BeamSearch(settings, self.start_id)
+                run_search(self.plain_step, self.encode(ids), search)
+                (best, log_probability), *_ = search.results()
+                results[row] = self.finish(
                     tokens[0], best, log_probability, unknown[0], length_penalty
                 )
                 progress.advance()
         return results
 
-    def _empty_done(self, texts: Sequence[str], results: list) -> list[int]:
+    def translate_empty(self, texts: Sequence[str], results: list) -> list[int]:
         """Fill in the translations of texts without tokens (empty, score 0); the other
         rows."""
         rows = []
@@ -212,7 +239,7 @@ class Translator:
         ((row, log_probability),) = greedy(
             recording_step, self.encode(ids), [self.start_id], self.max_length, self.end_id
         )
-        translation = self._finish(tokens[0], row, log_probability, unknown[0])
+        translation = self.finish(tokens[0], row, log_probability, unknown[0])
         translation.attention = np.array(weights[: len(translation.tokens)]).reshape(
             len(translation.tokens), len(tokens[0])
         )

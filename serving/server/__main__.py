@@ -18,6 +18,11 @@ extension, POST /v2/models/charlm/generate and /generate_stream (server-sent eve
 taking requests and lets those in flight finish, streams included. One log line per request on
 stderr (--quiet: none).
 
+Concurrent requests for one graph run as one onnxruntime call, and concurrent translations
+decode together, one decoder_step call per step (dynamic and continuous batching; every answer
+is what the request gets alone): --max-batch-size and --max-queue-delay-us tune it,
+--no-batching turns it off.
+
 The step graphs (lm_step, decoder_step) also run as sequences whose states the server keeps,
 as Triton's sequence batcher does: Open Inference Protocol requests with the parameters
 sequence_id, sequence_start and sequence_end send only the other inputs (docs/serving.md).
@@ -43,6 +48,7 @@ os.environ.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "True")
 from serving import cli
 from serving.errors import UserError
 from serving.server.app import Settings, serve
+from serving.server.batching import BatchOptions
 from serving.server.models import RUN_NAME
 from serving.server.sequences import CAPACITY, IDLE_SECONDS
 from serving.server.tasks import load_models
@@ -131,6 +137,24 @@ def main(argv: list[str] | None = None) -> int:
         default=CAPACITY,
         help=f"open sequences at most (default {CAPACITY}); another start gets 429",
     )
+    defaults = BatchOptions()
+    parser.add_argument(
+        "--max-batch-size",
+        type=cli.positive_int,
+        default=defaults.max_batch_size,
+        help=f"most rows batched into one onnxruntime call (default {defaults.max_batch_size})",
+    )
+    parser.add_argument(
+        "--max-queue-delay-us",
+        type=cli.non_negative_int,
+        default=defaults.max_queue_delay_us,
+        help="microseconds a request may wait for others to batch with (default "
+        f"{defaults.max_queue_delay_us}: none; requests that queue while every call is busy "
+        "still batch)",
+    )
+    parser.add_argument(
+        "--no-batching", action="store_true", help="run every request alone (no batching)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no log line per request")
     try:
         args = parser.parse_args(argv)
@@ -147,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         log_requests=not args.quiet,
         sequence_idle_seconds=args.sequence_idle_seconds,
         max_sequences=args.max_sequences,
+        batching=None
+        if args.no_batching
+        else BatchOptions(args.max_batch_size, args.max_queue_delay_us),
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 

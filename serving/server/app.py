@@ -7,6 +7,10 @@ its handlers in that pool directly; measured here (python -m benchmarks.serving)
 asyncio server, which needs a hop from the loop to the pool, answered a batch-1 sine forecast
 at 1,000 requests/s against 1,270 for the threaded one. On the HTTP side the event loop only
 moves bytes and hands each request to the pool, so a large request does not stall the others.
+
+With batching on (``batching``), a graph runs at most ``workers`` calls at once, in the thread
+of the request that finds it idle or in its batcher's threads; the pool has room for a full
+batch of requests waiting for their call beside its workers.
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from aiohttp import web
 
 from serving.server import generate, open_inference, open_inference_grpc, tfserving_rest
+from serving.server.batching import BatchOptions, GraphBatchers
 from serving.server.metrics import Metrics, TimedPool, http_timing
 from serving.server.models import Registry, RequestError, refusal
 from serving.server.sequences import CAPACITY, IDLE_SECONDS, Sequences
@@ -61,6 +66,7 @@ class Settings:
     log_requests: bool = True
     sequence_idle_seconds: float = IDLE_SECONDS  # a kept sequence idle this long is dropped
     max_sequences: int = CAPACITY  # open sequences at most
+    batching: BatchOptions | None = field(default_factory=BatchOptions)  # None: off
 
 
 def http_app(
@@ -174,7 +180,8 @@ def _errors_and_log(settings: Settings, in_flight: InFlight, metrics: Metrics) -
 async def serve(registry: Registry, settings: Settings, ready: Callable[[int, int], None]) -> str:
     """Serve until SIGTERM or SIGINT, then let in-flight requests finish; ``ready`` gets the
     bound HTTP and gRPC ports. Returns the signal's name."""
-    executor = TimedPool(settings.workers, thread_name_prefix="infer")
+    waiting = settings.batching.max_batch_size if settings.batching else 0
+    executor = TimedPool(settings.workers + waiting, thread_name_prefix="infer")
     in_flight = InFlight()
     metrics = Metrics(registry)
     kept = Sequences(
@@ -213,6 +220,9 @@ async def serve(registry: Registry, settings: Settings, ready: Callable[[int, in
         raise OSError(f"gRPC port {address} is taken or not ours")
     grpc_server.start()
     dropping = asyncio.create_task(kept.drop_idle())
+    batchers = GraphBatchers(registry.graphs.values(), settings.batching, settings.workers)
+    for model in registry.tasks.values():
+        model.start_batching(settings.batching)
     stop = asyncio.Event()
     received = []
     loop = asyncio.get_running_loop()
@@ -228,6 +238,8 @@ async def serve(registry: Registry, settings: Settings, ready: Callable[[int, in
     # Stop taking connections and let what is in flight finish (aiohttp's own shutdown would
     # drop a body still arriving), then close the connections and stop the workers. grpcio's
     # stop refuses new calls at once and lets running ones finish within the grace period.
+    # Queued requests run at once rather than wait out the batching delay.
+    batchers.flush()
     grpc_stopped = grpc_server.stop(settings.shutdown_seconds)
     for site in runner.sites:
         await site.stop()
@@ -242,4 +254,7 @@ async def serve(registry: Registry, settings: Settings, ready: Callable[[int, in
     dropping.cancel()
     await loop.run_in_executor(None, grpc_stopped.wait)
     executor.shutdown(wait=True)
+    batchers.close()
+    for model in registry.tasks.values():
+        model.stop_batching()
     return name

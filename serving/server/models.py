@@ -4,10 +4,11 @@
 
 Both protocols end here: a request becomes named numpy arrays, ``ServedGraph.predict`` checks
 them against the manifest and runs the shared onnxruntime session (``InferenceSession.run``
-is thread-safe, so one session serves every worker thread); ``TaskModel.infer`` checks them
+is thread-safe, so one session serves every worker thread), alone or, while the server
+batches, together with concurrent requests (``batching``); ``TaskModel.infer`` checks them
 against the task model's tensors and runs the task's runtime over the same sessions. Each
 graph is an ``ObservedGraph``, which tells the metrics of every run of its session, whoever
-makes it.
+makes it: a batch of concurrent requests is one run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 
 from serving.errors import UserError
 from serving.runtime.graph import ExportedGraph, read_manifest
+from serving.server.batching import BatchedGraph, BatchOptions
 
 VERSION = "1"  # the export's one version (savedmodel/<name>/1 in TF Serving's layout)
 log = logging.getLogger("serving.server")
@@ -79,6 +81,7 @@ class ServedGraph:
     graph: ObservedGraph
     run_dir: Path
     prefix: str = ""
+    batched: BatchedGraph | None = None  # its batcher while a server batches it
 
     @property
     def name(self) -> str:
@@ -86,13 +89,13 @@ class ServedGraph:
         return self.prefix + self.graph.name
 
     def predict(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
-        """The graph's outputs for ``inputs``, checked first; a bad input is a ``UserError``
-        or a ``RequestError``."""
+        """The graph's outputs for ``inputs``, checked first (a bad input is a ``UserError``
+        or a ``RequestError`` and never joins a batch)."""
         feed = self.graph.checked_feed(inputs)
         for name, array in feed.items():
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise RequestError(f"input {name} contains NaN or infinity")
-        return self.graph.run(feed)
+        return (self.batched or self.graph).run(feed)
 
 
 # Request parameters of the protocols themselves, which no task model takes as its own: the
@@ -126,6 +129,13 @@ class TaskModel(ABC):
 
     def __init__(self, name: str, run_dir: Path, graphs: dict[str, ExportedGraph]):
         self.name, self.run_dir, self.graphs = name, run_dir, graphs
+
+    def start_batching(self, options: BatchOptions | None) -> None:  # noqa: B027 (a hook)
+        """While a server runs: batch concurrent requests with ``options`` (None: batching
+        off). Task models that batch override it and ``stop_batching``."""
+
+    def stop_batching(self) -> None:  # noqa: B027 (a hook)
+        """Answer the requests in flight, then stop batching (the server is stopping)."""
 
     def metadata(self) -> dict[str, Any]:
         """The Open Inference Protocol's model metadata."""

@@ -40,6 +40,8 @@ from serving.runtime.sine import forecast
 from serving.runtime.tagging import load_tags, tag
 from serving.runtime.translate import graph_translator
 from serving.runtime.vocab import Vocabulary
+from serving.server.batching import BatchOptions
+from serving.server.continuous import ContinuousTranslator
 from serving.server.generate import CharLM
 from serving.server.models import (
     Registry,
@@ -72,6 +74,17 @@ class TranslateModel(TaskModel):
     def __init__(self, name: str, run_dir: Path, graphs: dict[str, ExportedGraph]):
         super().__init__(name, run_dir, graphs)
         self.translator = graph_translator(graphs["encoder"], graphs["decoder_step"])
+        self.decoder: ContinuousTranslator | None = None  # while the server batches
+
+    def start_batching(self, options: BatchOptions | None) -> None:
+        """Decode concurrent requests together, up to ``options.max_batch_size`` rows a
+        step (``serving.server.continuous``)."""
+        if options is not None:
+            self.decoder = ContinuousTranslator(self.translator, options.max_batch_size, self.name)
+
+    def stop_batching(self) -> None:
+        if self.decoder is not None:
+            self.decoder.close()
 
     def answer(
         self, inputs: dict[str, np.ndarray], parameters: dict[str, Any]
@@ -85,8 +98,11 @@ class TranslateModel(TaskModel):
         if penalty is not None and not (math.isfinite(penalty) and penalty >= 0):
             raise RequestError(f"length_penalty must be >= 0, got {penalty}")
         sources = texts("text", inputs["text"])
-        if width > 1:
-            translations = self.translator.beam(sources, width, 1.0 if penalty is None else penalty)
+        penalty = 1.0 if penalty is None else penalty
+        if self.decoder is not None:
+            translations = self.decoder.translate(sources, width, penalty)
+        elif width > 1:
+            translations = self.translator.beam(sources, width, penalty)
         else:
             translations = self.translator.greedy(sources)
         return {
