@@ -1,8 +1,9 @@
 """Dynamic batching never changes an answer: the batcher alone with fake run functions (batch
 sizes, keys, the delay, errors that stay with their request, padding on the right and cutting
-back), then the real exports (sine, unmasked: equal shapes only; tagging, masked: any lengths)
-and python -m serving.server under concurrent mixed-length requests on both protocols, bad
-requests among them, and a SIGTERM while requests wait for their batch."""
+back), then the real exports (sine, unmasked: equal shapes only; tagging, masked: any lengths),
+whose batched runs the metrics count as one execution each, and python -m serving.server
+under concurrent mixed-length requests on both protocols, bad requests among them, and a
+SIGTERM while requests wait for their batch."""
 
 from __future__ import annotations
 
@@ -22,13 +23,17 @@ from serving.server.batching import (
     BatchedGraph,
     Batcher,
     BatchOptions,
+    GraphBatchers,
     batchable,
     paddable_input,
 )
+from serving.server.metrics import Metrics
+from serving.server.models import load_runs
 from tests.conftest import assert_user_error, run_without_tensorflow, serve_without_tensorflow
 from tests.test_server import SINE, post, request
 
 TAGGER = "tagger"
+SHAPES = [(1, 5), (2, 3), (1, 7)]  # rows and steps of three tagger requests batched together
 
 
 class Recorder:
@@ -296,6 +301,35 @@ def test_real_exports_batched_give_bitwise_the_answers_sent_alone(runs):
                 for output, array in alone.items():
                     np.testing.assert_array_equal(answer[output], array)
         batched.batcher.close()
+
+
+def test_a_batch_of_requests_counts_as_one_execution_of_all_their_rows(runs):
+    """The metrics count a graph's executions where its session runs: three concurrent
+    requests of 1, 2 and 1 rows batched together are one execution of 4 rows."""
+    from tests.test_server_metrics import samples, scrape
+
+    registry, _ = load_runs([runs["tagging"]])
+    metrics = Metrics(registry)
+    served = registry.find(TAGGER)
+    alone = graphs(runs)[TAGGER]
+    ids = alone.inputs[0]["range"][1]
+    rng = np.random.default_rng(3)
+    feeds = [{"ids": rng.integers(1, ids, size=shape).astype(np.int32)} for shape in SHAPES]
+    # a ten-minute delay: the batch runs once it holds its 4 rows, and not before
+    batchers = GraphBatchers([served], BatchOptions(4, 600_000_000), threads=1)
+    with ThreadPoolExecutor(len(feeds)) as pool:
+        answers = list(pool.map(served.predict, feeds))
+    batchers.close()
+    for feed, answer in zip(feeds, answers, strict=True):
+        np.testing.assert_array_equal(answer["tag_logits"], alone.run(feed)["tag_logits"])
+    labels = ("model", "version")
+    text = scrape(metrics)
+    assert samples(text, "nv_inference_exec_count", labels) == {(TAGGER, "1"): 1}
+    assert samples(text, "nv_inference_count", labels) == {(TAGGER, "1"): 4}
+    served.predict(feeds[0])  # batching off: the request's own execution
+    text = scrape(metrics)
+    assert samples(text, "nv_inference_exec_count", labels) == {(TAGGER, "1"): 2}
+    assert samples(text, "nv_inference_count", labels) == {(TAGGER, "1"): 5}
 
 
 @pytest.fixture(scope="module")
