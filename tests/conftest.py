@@ -166,14 +166,17 @@ SLOW_MODULES = frozenset(
 # The longest files, longest first, measured with --durations=0: make test's xdist workers take
 # files in collection order, so these go first and short files fill in at the end.
 SLOW_FIRST = (
-    "test_translate",
-    "test_resume",
     "test_train",
-    "test_charlm",
+    "test_fusion",
     "test_benchmarks",
+    "test_resume",
+    "test_translate",
+    "test_export_matrix",
+    "test_charlm",
     "test_examples_seq",
-    "test_export_model",
     "test_distribute",
+    "test_export_activations",
+    "test_export",
 )
 
 
