@@ -11,11 +11,13 @@ import pytest
 from serving.errors import UserError
 from serving.runtime.decoding import (
     Beam,
+    Sampler,
     Sampling,
     beam_search,
     generate,
     greedy,
     log_softmax,
+    rows_of,
     stream_ids,
 )
 
@@ -96,6 +98,38 @@ def test_sampling_one_id_at_a_time_steps_only_as_far_as_asked():
     first = list(itertools.islice(ids, 3))
     assert steps == [*START, *first[:2]]  # the prefix, then each id but the last fed back
     assert first == generate(toy_step, STATES, START, sampling, excluded=())[:3]
+
+
+def test_rows_joining_a_sampler_at_any_step_sample_as_they_do_alone():
+    """Rows of several prefixes and settings join one at a step; one is dropped mid-way and
+    the others go on as if alone (stream_ids is the sampler of one row)."""
+    rows = [  # (prefix, settings)
+        ([2, 3], Sampling(length=6, temperature=1.0, seed=1)),
+        ([1], Sampling(length=9, temperature=0.7, top_k=2, seed=2)),
+        ([3, 3, 0], Sampling(length=0, seed=3)),
+        ([0], Sampling(length=4, temperature=0.0)),
+        ([2], Sampling(length=30, temperature=1.0, seed=4)),  # dropped after 3 steps
+    ]
+    sampler, states = Sampler(excluded=()), [np.zeros((0, 1), np.int64)]
+    sampled: dict[int, list[int]] = {label: [] for label in range(len(rows))}
+    ended, steps = [], 0
+    while steps < len(rows) or sampler.rows:
+        if steps < len(rows):
+            before = sampler.rows
+            sampler.add(steps, *rows[steps])
+            states = [np.concatenate([states[0], np.zeros((sampler.rows - before, 1), np.int64)])]
+        if steps == 7:
+            states = rows_of(states, sampler.drop({4}))
+        logits, states = toy_step(sampler.tokens, states)
+        states = rows_of(states, sampler.advance(logits))
+        for label, token in sampler.take_sampled():
+            sampled[label].append(token)
+        ended += sampler.take_ended()
+        steps += 1
+    for label, (prefix, settings) in enumerate(rows[:4]):
+        assert sampled[label] == generate(toy_step, STATES, prefix, settings, excluded=())
+    assert sorted(ended) == [0, 1, 2, 3] and len(sampled[4]) == 3
+    assert sampled[4] == generate(toy_step, STATES, [2], rows[4][1], excluded=())[:3]
 
 
 def test_a_narrow_beam_can_beat_greedy_but_not_enumeration():

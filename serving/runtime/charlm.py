@@ -27,6 +27,15 @@ def check_generation(prefix: str, settings: Sampling, vocab_size: int) -> None:
     settings.check(vocab_size)
 
 
+def checked_prefix(
+    vocab: Vocabulary, prefix: str, settings: Sampling
+) -> tuple[np.ndarray, list[str]]:
+    """The ids of ``prefix`` and its unknown characters, once the prefix and settings pass
+    ``check_generation``."""
+    check_generation(prefix, settings, vocab.size)
+    return vocab.encode(prefix)
+
+
 def onnx_step(graph: ExportedGraph) -> Step:
     """The exported ``lm_step`` graph as the generation loop calls it."""
     names = graph.runtime["states"]
@@ -68,8 +77,7 @@ def stream_text(
 ) -> tuple[Iterator[str], list[str]]:
     """``generate_text``'s characters one at a time as each is sampled, and the prefix's
     unknown characters. The prefix and settings are checked before this returns."""
-    check_generation(prefix, settings, vocab.size)
-    prefix_ids, unknown = vocab.encode(prefix)
+    prefix_ids, unknown = checked_prefix(vocab, prefix, settings)
     zeros = [np.zeros((1, units), np.float32) for _ in range(states)]
     ids = stream_ids(step, zeros, prefix_ids, settings)
     return (vocab.decode([token]) for token in ids), unknown

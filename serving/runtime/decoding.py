@@ -4,7 +4,15 @@ give the same ids."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Hashable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,14 +117,15 @@ def stream_ids(
     excluded: Sequence[int] = RESERVED,
 ) -> Iterator[int]:
     """Feed the prefix, then yield ``sampling.length`` sampled ids one at a time, each fed
-    back (batch 1). Nothing runs until the first id is asked for, and nothing more once the
-    caller stops asking."""
-    rng = np.random.default_rng(sampling.seed)
-    logits, states = feed(step, states, prefix_ids)
-    for _ in range(sampling.length):
-        token = sample_next(logits[0], sampling.temperature, sampling.top_k, rng, excluded)
-        yield token
-        logits, states = step(np.array([[token]], np.int32), states)
+    back (a ``Sampler`` of one row, batch 1). Nothing runs until the first id is asked for,
+    and nothing more once the caller stops asking."""
+    sampler = Sampler(excluded)
+    sampler.add(None, prefix_ids, sampling)
+    while sampler.rows:
+        logits, states = step(sampler.tokens, states)
+        states = rows_of(states, sampler.advance(logits))
+        for _, token in sampler.take_sampled():
+            yield token
 
 
 def generate(
@@ -310,6 +319,105 @@ class BeamSearch:
         alive = [(ids, float(score)) for ids, score in zip(self._alive, self._scores, strict=True)]
         best = sorted(self._finished + alive, key=lambda pair: -self.beam.rank(*pair))
         return best[: self.beam.width]
+
+
+@dataclass(eq=False)
+class _SampledRow:
+    """A row of a ``Sampler``: its label, its prefix and how much of it is fed, its settings,
+    its own generator, and how many ids it may still sample."""
+
+    label: Hashable
+    prefix_ids: Sequence[int]
+    fed: int
+    sampling: Sampling
+    rng: np.random.Generator
+    left: int
+
+
+class Sampler:
+    """Sampling one step at a time, over rows that join at any step (``add``) and leave when
+    they have sampled their ids or are dropped (``drop``): ``tokens`` holds the next step's
+    input ids, one row each (a row feeds its prefix first, one id a step); ``advance`` takes
+    that step's logits and returns the rows that go on, by which the caller keeps the rows of
+    its states. The ids sampled wait in ``take_sampled``, the rows ended in ``take_ended``.
+    Each row samples from its own logits with its own generator (seeded with its
+    ``sampling.seed``), so a row samples the same ids alone or among any others."""
+
+    def __init__(self, excluded: Sequence[int] = RESERVED):
+        self.excluded = excluded
+        self.tokens = np.zeros((0, 1), np.int32)
+        self._rows: list[_SampledRow] = []
+        self._sampled: list[tuple[Hashable, int]] = []
+        self._ended: list[Hashable] = []
+
+    @property
+    def rows(self) -> int:
+        """How many rows the next step runs."""
+        return len(self._rows)
+
+    @property
+    def labels(self) -> list[Hashable]:
+        """The labels of the rows stepping, in order."""
+        return [row.label for row in self._rows]
+
+    def add(self, label: Hashable, prefix_ids: Sequence[int], sampling: Sampling) -> None:
+        """A row, after the rows there are (its states go after theirs), that feeds
+        ``prefix_ids`` (at least one), then samples ``sampling.length`` ids, each fed back;
+        ``label`` names it in ``take_sampled`` and ``take_ended``. With length 0 it ends at
+        once, without a step."""
+        if len(prefix_ids) == 0:
+            raise ValueError("decoding needs at least one id to start from")
+        if sampling.length == 0:
+            self._ended.append(label)
+            return
+        rng = np.random.default_rng(sampling.seed)
+        self._rows.append(_SampledRow(label, prefix_ids, 1, sampling, rng, sampling.length))
+        self.tokens = np.concatenate([self.tokens, [[prefix_ids[0]]]]).astype(np.int32)
+
+    def advance(self, logits: np.ndarray) -> np.ndarray:
+        """Feed each row's next prefix id, or sample its next id from its row of ``logits``
+        once its prefix is fed; the rows that go on."""
+        kept, tokens = [], []
+        for index, row in enumerate(self._rows):
+            if row.fed < len(row.prefix_ids):
+                token = row.prefix_ids[row.fed]
+                row.fed += 1
+            else:
+                settings = row.sampling
+                token = sample_next(
+                    logits[index], settings.temperature, settings.top_k, row.rng, self.excluded
+                )
+                self._sampled.append((row.label, token))
+                row.left -= 1
+                if not row.left:
+                    self._ended.append(row.label)
+                    continue
+            kept.append(index)
+            tokens.append(token)
+        return self._keep(np.array(kept, np.int64), tokens)
+
+    def drop(self, labels: Collection[Hashable]) -> np.ndarray:
+        """Take the rows of ``labels`` out before they end (they are not in ``take_ended``);
+        the rows that stay."""
+        kept = np.array(
+            [index for index, row in enumerate(self._rows) if row.label not in labels], np.int64
+        )
+        return self._keep(kept, self.tokens[kept, 0].tolist())
+
+    def take_sampled(self) -> list[tuple[Hashable, int]]:
+        """The ids sampled since the last call, in order, each with its row's label."""
+        sampled, self._sampled = self._sampled, []
+        return sampled
+
+    def take_ended(self) -> list[Hashable]:
+        """The labels of the rows that have sampled their ids since the last call."""
+        ended, self._ended = self._ended, []
+        return ended
+
+    def _keep(self, kept: np.ndarray, tokens: list[int]) -> np.ndarray:
+        self._rows = [self._rows[index] for index in kept]
+        self.tokens = np.array(tokens, np.int32).reshape(-1, 1)
+        return kept
 
 
 def run_search(step: Step, states: States, search: GreedySearch | BeamSearch) -> None:
