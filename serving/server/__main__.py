@@ -18,10 +18,11 @@ extension, POST /v2/models/charlm/generate and /generate_stream (server-sent eve
 taking requests and lets those in flight finish, streams included. One log line per request on
 stderr (--quiet: none).
 
-Concurrent requests for one graph run as one onnxruntime call, and concurrent translations
-decode together, one decoder_step call per step (dynamic and continuous batching; every answer
-is what the request gets alone): --max-batch-size and --max-queue-delay-us tune it,
---no-batching turns it off.
+Concurrent requests for one graph run as one onnxruntime call, concurrent translations
+decode together, one decoder_step call per step, and concurrent generations (charlm) sample
+together, one lm_step call per step (dynamic and continuous batching; every answer is what the
+request gets alone): --max-batch-size and --max-queue-delay-us tune it, --no-batching turns it
+off.
 
 The step graphs (lm_step, decoder_step) also run as sequences whose states the server keeps,
 as Triton's sequence batcher does: Open Inference Protocol requests with the parameters

@@ -2,11 +2,14 @@
 ``POST /v2/models/charlm/generate`` answers the text in one JSON object, and
 ``.../generate_stream`` sends each character as a server-sent event as soon as it is sampled.
 
-Generation runs in the server's thread pool in bursts of at most ``BURST_SECONDS``, one
-``serving.runtime.charlm.onnx_stream`` drawn a little at a time: between bursts the event loop
-writes what was sampled and sees whether the client is still there. A client that leaves stops
-its generation at the next burst, and a long generation holds no worker thread while other
-requests wait. The text is ``serving.predict``'s for the same prefix and settings.
+A request's characters are drawn in the server's thread pool in bursts of at most
+``BURST_SECONDS``: between bursts the event loop writes what was sampled and sees whether the
+client is still there. A client that leaves stops its generation at the next burst, and a long
+generation holds no worker thread while other requests wait. While the server batches, the
+characters come from the ``ContinuousGenerator`` (``serving.server.continuous``), which steps
+every generation in flight together; otherwise each request draws its own
+``serving.runtime.charlm.onnx_stream``. The text is ``serving.predict``'s for the same prefix
+and settings.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +31,8 @@ from serving.runtime.charlm import GENERATION_DEFAULTS, onnx_stream
 from serving.runtime.decoding import Sampling
 from serving.runtime.graph import ExportedGraph
 from serving.runtime.vocab import Vocabulary
+from serving.server.batching import BatchOptions
+from serving.server.continuous import ContinuousGenerator, Generation
 from serving.server.metrics import Metrics
 from serving.server.models import (
     VERSION,
@@ -42,6 +47,9 @@ from serving.server.models import (
 from serving.server.tensors import dumps, parse_json
 
 log = logging.getLogger("serving.server")
+
+# A request's characters as they come (``close`` stops them): alone, or batched per step.
+Pieces = Generator[str, None, None] | Generation
 
 BURST_SECONDS = 0.01  # longest a worker samples for one request before the loop looks again
 # The runtime's checks name serving.predict's flags; a request names its fields.
@@ -72,6 +80,19 @@ class CharLM(TaskModel):
         super().__init__(name, run_dir, graphs)
         self.step = graphs["lm_step"]
         self.vocab = Vocabulary.load(self.step.export_dir / self.step.runtime["vocab"])
+        self.generator: ContinuousGenerator | None = None  # while the server batches
+
+    def start_batching(self, options: BatchOptions | None) -> None:
+        """Generate concurrent requests together, up to ``options.max_batch_size`` rows a
+        step (``serving.server.continuous``)."""
+        if options is not None:
+            self.generator = ContinuousGenerator(
+                self.step, self.vocab, options.max_batch_size, self.name
+            )
+
+    def stop_batching(self) -> None:
+        if self.generator is not None:
+            self.generator.close()
 
     def answer(
         self, inputs: dict[str, np.ndarray], parameters: dict[str, Any]
@@ -85,12 +106,12 @@ class CharLM(TaskModel):
             "unknown": padded([unknown for _, unknown in answers]),
         }
 
-    def stream(self, text: str, parameters: dict[str, Any]) -> tuple[Iterator[str], list[str]]:
+    def stream(self, text: str, parameters: dict[str, Any]) -> tuple[Pieces, list[str]]:
         """The characters generated after ``text``, lazily, and its characters outside the
         vocabulary, for the request's ``parameters`` once they fit this model."""
         return self._pieces(text, self.checked_parameters(parameters))
 
-    def _pieces(self, text: str, parameters: dict[str, Any]) -> tuple[Iterator[str], list[str]]:
+    def _pieces(self, text: str, parameters: dict[str, Any]) -> tuple[Pieces, list[str]]:
         """``stream`` for checked ``parameters`` (``serving.predict``'s defaults for those not
         given); bad text or settings are a ``RequestError`` naming the field. Ranges are
         checked where ``serving.predict`` checks them."""
@@ -98,6 +119,8 @@ class CharLM(TaskModel):
             raise RequestError(f"parameter seed must be >= 0, got {parameters['seed']}")
         settings = Sampling(**{**GENERATION_DEFAULTS, **parameters})
         try:
+            if self.generator is not None:
+                return self.generator.stream(text, settings)
             return onnx_stream(self.step, self.vocab, text, settings)
         except UserError as error:
             message = str(error)
@@ -134,7 +157,7 @@ def add_routes(
     async def call(function, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
 
-    async def start(request: web.Request) -> tuple[CharLM, Iterator[str], list[str]]:
+    async def start(request: web.Request) -> tuple[CharLM, Pieces, list[str]]:
         if request.method != "POST":
             raise RequestError(f"{request.path} takes POST", 405)
         model = find(registry, request.match_info["name"], request.match_info.get("version"))
@@ -142,9 +165,11 @@ def add_routes(
         pieces, unknown = await call(model.stream, text, parameters)
         return model, pieces, unknown
 
-    async def burst(request: web.Request, pieces: Iterator[str]) -> list[str]:
-        """The next characters; none once they end or the client has gone."""
+    async def burst(request: web.Request, pieces: Pieces) -> list[str]:
+        """The next characters; none once they end or the client has gone (then its
+        generation stops)."""
         if request.transport is None:  # the connection is closed
+            pieces.close()
             return []
         return await call(_draw, pieces)
 
@@ -172,7 +197,7 @@ def add_routes(
         request: web.Request,
         response: web.StreamResponse,
         model: CharLM,
-        pieces: Iterator[str],
+        pieces: Pieces,
         unknown: list[str],
     ) -> None:
         """Each piece as an event as it comes, until the pieces end or the client leaves."""
@@ -189,6 +214,7 @@ def add_routes(
                 await response.write(_event(model, "", 0, unknown))
             await response.write_eof()
         except ConnectionError:  # the client left while its characters were written
+            pieces.close()
             _left(request, sent)
         except Exception as error:  # after the 200 went out: the extension's error event
             with contextlib.suppress(ConnectionError):
@@ -212,7 +238,7 @@ def find(registry: Registry, name: str, version: str | None) -> CharLM:
     return registry.find_task(name, version)
 
 
-def _draw(pieces: Iterator[str]) -> list[str]:
+def _draw(pieces: Pieces) -> list[str]:
     """The pieces that come within ``BURST_SECONDS`` (at least one, unless they have ended)."""
     drawn, started = [], time.perf_counter()
     for piece in pieces:
