@@ -9,11 +9,15 @@ overhead as a ratio of the p50s). On a translate run, the task model `translate`
 request one sentence of the run's test split, in turn, beside the SavedModel `translate`
 signature called in-process by as many threads (what TF Serving's engine does per request;
 this needs TensorFlow here, never in the server), and whether every server and the signature
-gave the same translations. Client and servers share this machine's cores: compare ratios
-within one run, not absolute numbers across machines.
+gave the same translations. On a charlm run, the task model `charlm` too: each request a
+generate of --length characters (a prefix in turn, temperature 1, a seed of its own), beside
+serving.predict's generation in-process, and whether every server generated serving.predict's
+texts when 64 requests come from the most concurrent clients. Client and servers share this
+machine's cores: compare ratios within one run, not absolute numbers across machines.
 
     python -m benchmarks.serving runs/demo-sine-lstm --requests 2000 --concurrency 1,4,16,64
     python -m benchmarks.serving runs/translate-gru --no-graphs --requests 1000
+    python -m benchmarks.serving runs/charlm-gru --no-graphs --requests 500
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ from serving import cli
 from serving.errors import UserError
 from serving.progress import Progress
 from serving.runtime import load_graph
+from serving.runtime.charlm import onnx_generate
+from serving.runtime.decoding import Sampling
+from serving.runtime.vocab import Vocabulary
 from serving.server.tensors import DTYPES
 
 PROTOCOLS = ("TF Serving REST", "v2 HTTP (binary)", "v2 gRPC")
@@ -455,6 +462,132 @@ def translation_table(args: argparse.Namespace, servers: list[Server]) -> tuple[
     return rows, verdict
 
 
+CHARLM = "charlm"  # the task model that generates
+GENERATION_ROUTE = "generate (HTTP)"
+GENERATION_PREFIXES = ("def ", "import ", "class A:", "x = 1\n", "the ", "for i in ")
+
+
+def generation_request(index: int, length: int) -> tuple[str, Sampling]:
+    """Request ``index`` of the generation rows: a prefix in turn, temperature 1, its own seed."""
+    prefix = GENERATION_PREFIXES[index % len(GENERATION_PREFIXES)]
+    return prefix, Sampling(length=length, temperature=1.0, seed=index)
+
+
+async def served_text(session: aiohttp.ClientSession, url: str, prefix: str, sampling: Sampling):
+    """A server's ``generate`` answer: its text, or None for an error."""
+    parameters = {"length": sampling.length, "temperature": sampling.temperature}
+    body = {"text_input": prefix, "parameters": {**parameters, "seed": sampling.seed}}
+    async with session.post(f"{url}/v2/models/{CHARLM}/generate", json=body) as response:
+        answer = await response.json()
+        return answer["text_output"] if response.status == 200 else None
+
+
+async def generation_benchmark(
+    args: argparse.Namespace, servers: list[Server], local: float
+) -> list[str]:
+    """The rows of the task model ``charlm``'s generate route for each concurrency and server,
+    measured back to back (``local``: a generation's median in-process, in ms)."""
+    rows = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        sends = [generation_sender(session, server.url, args.length) for server in servers]
+        with Progress("measured", 0) as progress:
+            for server, send in zip(servers, sends, strict=True):  # warm up
+                await load(send, 4, 20, server.process.pid)
+            for clients in args.concurrency:
+                for server, send in zip(servers, sends, strict=True):
+                    progress.advance(0, f"charlm, {clients} client(s), {server.batching}")
+                    result = await load(send, clients, args.requests, server.process.pid)
+                    progress.advance()
+                    rows.append(
+                        table_row(
+                            CHARLM,
+                            f"{args.length} characters",
+                            GENERATION_ROUTE,
+                            server.batching,
+                            clients,
+                            result,
+                            local,
+                        )
+                    )
+    return rows
+
+
+def generation_sender(
+    session: aiohttp.ClientSession, url: str, length: int
+) -> Callable[[], Awaitable[bool]]:
+    """One ``generate`` request to a server, the next of ``generation_request`` in turn; it
+    returns whether the answer was a success."""
+    turn = iter(range(1 << 62))
+
+    async def generate() -> bool:
+        return await served_text(session, url, *generation_request(next(turn), length)) is not None
+
+    return generate
+
+
+async def served_texts(url: str, requests: list[tuple[str, Sampling]], clients: int) -> list:
+    """A server's text for each request, sent by ``clients`` concurrent clients (so that
+    they batch where the server batches)."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        limit = asyncio.Semaphore(clients)
+
+        async def one(prefix: str, sampling: Sampling):
+            async with limit:
+                return await served_text(session, url, prefix, sampling)
+
+        return await asyncio.gather(*(one(*request) for request in requests))
+
+
+def generation_table(args: argparse.Namespace, servers: list[Server]) -> tuple[list[str], str]:
+    """The in-process row (``serving.predict``'s generation) and the generate route's rows,
+    and a line saying whether every server generated ``serving.predict``'s texts."""
+    graph = load_graph(args.run_dir / "export", "lm_step", threads=1)
+    vocab = Vocabulary.load(graph.export_dir / graph.runtime["vocab"])
+    requests = [generation_request(index, args.length) for index in range(64)]
+    reference = [onnx_generate(graph, vocab, *request)[0] for request in requests]
+    times = []
+    for request in requests:
+        started = time.perf_counter()
+        onnx_generate(graph, vocab, *request)
+        times.append(time.perf_counter() - started)
+    local = 1000 * statistics.median(times)
+    rows = [
+        f"| {CHARLM} | {args.length} characters | in-process onnxruntime (serving.predict) | "
+        f"| 1 | {1000 / local:.0f} | {local:.3f} | | | | {local:.3f} | 1.0x |"
+    ]
+    rows += asyncio.run(generation_benchmark(args, servers, local))
+    differing = {
+        server.batching: sum(
+            found != expected
+            for found, expected in zip(
+                asyncio.run(served_texts(server.url, requests, max(args.concurrency))),
+                reference,
+                strict=True,
+            )
+        )
+        for server in servers
+    }
+    same = not any(differing.values())
+    verdict = (
+        f"texts of {len(requests)} generations sent by {max(args.concurrency)} concurrent "
+        "clients: "
+        + ("identical" if same else "DIFFERENT")
+        + " ("
+        + ", ".join(f"batching {batching}: {count} differ" for batching, count in differing.items())
+        + " from serving.predict's)"
+    )
+    return rows, verdict
+
+
+def generates(run_dir: Path) -> bool:
+    """Whether the run's export is a charlm run's (its ``lm_step`` graph in ONNX)."""
+    manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
+    return any(
+        graph["name"] == "lm_step" and "onnx" in graph and graph["runtime"].get("task") == CHARLM
+        for graph in manifest["graphs"]
+    )
+
+
 def translates(run_dir: Path) -> bool:
     """Whether the run's export holds the SavedModel ``translate`` graph (a translate run)."""
     manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
@@ -492,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-graphs",
         action="store_true",
-        help="no graph rows: only the task model's (translate runs)",
+        help="no graph rows: only the task model's (translate and charlm runs)",
     )
     parser.add_argument(
         "--requests", type=cli.positive_int, default=2000, help="requests per row (default 2000)"
@@ -518,6 +651,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=cli.positive_int, default=2, help="the server's --workers (default 2)"
     )
+    parser.add_argument(
+        "--length",
+        type=cli.positive_int,
+        default=100,
+        help="characters per generate request (charlm runs; default 100)",
+    )
     try:
         args = parser.parse_args(argv)
         names = args.graph or onnx_graphs(args.run_dir)
@@ -527,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
             else [load_graph(args.run_dir / "export", name, threads=1) for name in names]
         )
         translation = translates(args.run_dir)
+        generation = generates(args.run_dir)
     except UserError as error:
         return cli.report(error)
     rows, local = [], {}
@@ -545,10 +685,12 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as error:
             return cli.report(error)
         rows += asyncio.run(benchmark(args, local, servers))
-        verdict = None
-        if translation:
-            translation_rows, verdict = translation_table(args, servers)
-            rows += translation_rows
+        verdicts = []
+        for applies, table in ((translation, translation_table), (generation, generation_table)):
+            if applies:
+                task_rows, verdict = table(args, servers)
+                rows += task_rows
+                verdicts.append(verdict)
     print(
         f"server: --workers {args.workers}, onnxruntime 1 intra-op thread, batching with its "
         f"default settings; {args.requests} requests per row; server CPU: its user+system time "
@@ -556,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(HEADER)
     print("\n".join(rows))
-    if verdict:
+    for verdict in verdicts:
         print(verdict)
     return 0
 

@@ -169,6 +169,28 @@ def test_serving_benchmark_translates_on_every_protocol_beside_the_savedmodel(ti
     assert "translations of the 40 test sentences: identical" in result.stdout
 
 
+def test_serving_benchmark_generates_batching_off_and_on_as_serving_predict(tiny_runs):
+    from benchmarks.serving import GENERATION_ROUTE
+    from tests.test_charlm import CHARLM
+
+    run = CHARLM.exported(tiny_runs)
+    flags = ["--no-graphs", "--requests", "12", "--concurrency", "1,3", "--length", "20"]
+    result = run_module("benchmarks.serving", run, *flags)
+    assert result.returncode == 0, result.stderr
+    rows = [line.strip("|").split("|") for line in result.stdout.splitlines()]
+    rows = [[cell.strip() for cell in row] for row in rows if row[0].strip() == "charlm"]
+    predict = "in-process onnxruntime (serving.predict)"
+    assert [(row[1], row[2], row[3], row[4]) for row in rows] == [
+        ("20 characters", predict, "", "1")
+    ] + [
+        ("20 characters", GENERATION_ROUTE, batching, clients)
+        for clients in ("1", "3")
+        for batching in ("off", "on")
+    ]
+    assert all(float(row[5]) > 0 for row in rows) and all(row[9] == "0" for row in rows[1:])
+    assert "texts of 64 generations sent by 3 concurrent clients: identical" in result.stdout
+
+
 def test_serving_benchmark_refuses_an_unknown_batching_setting():
     result = run_module("benchmarks.serving", "runs/none", "--batching", "off,maybe")
     assert_user_error(result.returncode, result.stderr, "--batching", "must be off, on or off,on")
