@@ -102,6 +102,17 @@ def test_a_text_fed_character_by_character_gives_the_whole_texts_logits(
         step(client, protocol, texts[0][0], sequence_ids[0])
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_server_metadata_names_the_sequence_extension(server, protocol):
+    """Triton's clients see stateful models served by the extensions field (each extension's
+    page names it), over both protocols."""
+    metadata = client_of(server, protocol).get_server_metadata()
+    extensions = metadata["extensions"] if protocol == "http" else list(metadata.extensions)
+    assert {"sequence", "sequence(string_id)", "parameters", "binary_tensor_data"} <= set(
+        extensions
+    )
+
+
 def test_a_start_starts_an_open_sequence_over(server, run):
     client = client_of(server, "http")
     first, second = character_ids(run, "de")

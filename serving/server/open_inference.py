@@ -22,7 +22,12 @@ from serving.server.tensors import (
     v2_array,
 )
 
-SERVER = {"name": "keras-rnn", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+# The server's metadata, with the extensions it speaks as Triton names them in its own (each
+# extension's page says its name): the binary tensor data one, request parameters a model
+# takes (the task models'), and sequences with kept state whose ids may be strings. Triton
+# names no extension for the generate routes (provisional), so neither does this server.
+EXTENSIONS = ["binary_tensor_data", "parameters", "sequence", "sequence(string_id)"]
+SERVER = {"name": "keras-rnn", "version": "0.1.0", "extensions": EXTENSIONS}
 PLATFORM = "onnxruntime_onnx"  # Triton's platform name for ONNX graphs
 HEADER_LENGTH = "Inference-Header-Content-Length"  # the binary extension's header
 PATH = re.compile(
