@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from serving.runtime.graph import load_graph, manifest_entry
-from serving.server.generate import CharLM
+from serving.server.generate import CharLM, generate_request
 from serving.server.metrics import V2_HTTP
 from serving.server.models import ObservedGraph, RequestError
 from tests import test_clients
@@ -274,3 +274,15 @@ def test_the_clients_cli_generates_by_the_model_with_the_url_alone(server, charl
     assert expected["unknown"]
     cli_error(main, ["--model", "charlm", "--prefix", "d", "--seed", "3", *url], "--seed: TF")
     cli_error(main, ["--model", "charlm", *url], "a charlm model needs --prefix")
+
+
+def test_a_stream_parameter_must_say_the_route():
+    """The generate extension's examples send ``stream``: taken where it says the route."""
+    for streaming in (False, True):
+        body = json.dumps({"text_input": "d", "parameters": {"stream": streaming, "length": 2}})
+        assert generate_request(body.encode(), streaming) == ("d", {"length": 2})
+        body = json.dumps({"text_input": "d", "stream": not streaming})
+        with pytest.raises(RequestError, match=f"stream {str(not streaming).lower()} asks for"):
+            generate_request(body.encode(), streaming)
+    with pytest.raises(RequestError, match="stream must be true or false, got 1"):
+        generate_request(b'{"text_input": "d", "stream": 1}', False)

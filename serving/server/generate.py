@@ -106,10 +106,11 @@ class CharLM(TaskModel):
             raise RequestError(message) from None
 
 
-def generate_request(body: bytes) -> tuple[str, dict[str, Any]]:
+def generate_request(body: bytes, streaming: bool) -> tuple[str, dict[str, Any]]:
     """The ``text_input`` and parameters of a generate request: the ``parameters`` object
     and any other field beside ``text_input`` (the extension passes those on as
-    parameters)."""
+    parameters). ``stream``, which the extension's examples send, must say the route it
+    came to (``streaming``: generate_stream) and is left out."""
     request = parse_json(body)
     if not isinstance(request, dict) or "text_input" not in request:
         raise RequestError("the request must be a JSON object with a text_input string")
@@ -122,7 +123,14 @@ def generate_request(body: bytes) -> tuple[str, dict[str, Any]]:
     twice = sorted(parameters.keys() & request.keys())
     if twice:
         raise RequestError(f"parameter(s) {', '.join(twice)} given twice")
-    return text, {**parameters, **request}
+    parameters = {**parameters, **request}
+    stream = parameters.pop("stream", streaming)
+    if not isinstance(stream, bool):
+        raise RequestError(f"stream must be true or false, got {stream!r}")
+    if stream != streaming:
+        route = "generate_stream" if stream else "generate"
+        raise RequestError(f"stream {str(stream).lower()} asks for the {route} route")
+    return text, parameters
 
 
 def add_routes(
@@ -134,11 +142,13 @@ def add_routes(
     async def call(function, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
 
-    async def start(request: web.Request) -> tuple[CharLM, Iterator[str], list[str]]:
+    async def start(
+        request: web.Request, streaming: bool
+    ) -> tuple[CharLM, Iterator[str], list[str]]:
         if request.method != "POST":
             raise RequestError(f"{request.path} takes POST", 405)
         model = find(registry, request.match_info["name"], request.match_info.get("version"))
-        text, parameters = generate_request(await request.read())
+        text, parameters = generate_request(await request.read(), streaming)
         pieces, unknown = await call(model.stream, text, parameters)
         return model, pieces, unknown
 
@@ -149,7 +159,7 @@ def add_routes(
         return await call(_draw, pieces)
 
     async def generate(request: web.Request) -> web.Response:
-        model, pieces, unknown = await start(request)
+        model, pieces, unknown = await start(request, streaming=False)
         text = []
         while drawn := await burst(request, pieces):
             text += drawn
@@ -159,7 +169,7 @@ def add_routes(
         return web.Response(body=dumps(answer), content_type="application/json")
 
     async def generate_stream(request: web.Request) -> web.StreamResponse:
-        model, pieces, unknown = await start(request)
+        model, pieces, unknown = await start(request, streaming=True)
         response = web.StreamResponse(headers={"Cache-Control": "no-cache"})
         response.content_type = "text/event-stream"
         response.charset = "utf-8"
