@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from serving.runtime.graph import load_graph, manifest_entry
-from serving.server.generate import CharLM, generate_request
+from serving.server.generate import MAX_INFER_CHARACTERS, CharLM, generate_request
 from serving.server.metrics import V2_HTTP
 from serving.server.models import ObservedGraph, RequestError
 from tests import test_clients
@@ -286,3 +286,19 @@ def test_a_stream_parameter_must_say_the_route():
             generate_request(body.encode(), streaming)
     with pytest.raises(RequestError, match="stream must be true or false, got 1"):
         generate_request(b'{"text_input": "d", "stream": 1}', False)
+
+
+def test_infer_refuses_more_characters_than_one_worker_call_may_generate():
+    """Texts x length past ``MAX_INFER_CHARACTERS`` is a 400 pointing to generate_stream,
+    before anything runs (the model here has no graph to run)."""
+    model = CharLM.__new__(CharLM)
+    model.name = "charlm"
+    many = np.array([b"d"] * (MAX_INFER_CHARACTERS // 200 + 1), dtype=object)  # length 200
+    for text_input, parameters in (
+        (many, {}),
+        (np.array([b"d"], dtype=object), {"length": MAX_INFER_CHARACTERS + 1}),
+    ):
+        with pytest.raises(
+            RequestError, match=r"characters to generate: at most .*generate_stream"
+        ):
+            model.infer({"text_input": text_input}, parameters)

@@ -6,7 +6,12 @@ Generation runs in the server's thread pool in bursts of at most ``BURST_SECONDS
 ``serving.runtime.charlm.onnx_stream`` drawn a little at a time: between bursts the event loop
 writes what was sampled and sees whether the client is still there. A client that leaves stops
 its generation at the next burst, and a long generation holds no worker thread while other
-requests wait. The text is ``serving.predict``'s for the same prefix and settings.
+requests wait. The text is ``serving.predict``'s for the same prefix and settings. The first
+burst feeds the whole prefix (``serving.runtime.decoding.feed``, up to 100,000 characters)
+before it samples: the one burst that can run longer than ``BURST_SECONDS``.
+
+The Open Inference Protocol's ``infer`` and TF Serving's ``:predict`` answer every text whole
+in one worker call: ``MAX_INFER_CHARACTERS`` caps what they generate.
 """
 
 from __future__ import annotations
@@ -44,6 +49,11 @@ from serving.server.tensors import dumps, parse_json
 log = logging.getLogger("serving.server")
 
 BURST_SECONDS = 0.01  # longest a worker samples for one request before the loop looks again
+# Characters one infer or :predict request may generate, all texts together (texts x length):
+# such a request holds a worker thread until every text is whole (one lm_step run a
+# character, no bursts), while the other requests wait for a thread. 10,000 is 50 texts at
+# the default length; longer generations go to generate_stream, which runs in bursts.
+MAX_INFER_CHARACTERS = 10_000
 # The runtime's checks name serving.predict's flags; a request names its fields.
 FIELDS = {
     "--prefix": "text_input",
@@ -77,8 +87,16 @@ class CharLM(TaskModel):
         self, inputs: dict[str, np.ndarray], parameters: dict[str, Any]
     ) -> dict[str, np.ndarray]:
         """For each text of ``text_input``, its ``text_output`` and its ``unknown``
-        characters (a row each, padded with "")."""
+        characters (a row each, padded with ""); more than ``MAX_INFER_CHARACTERS`` to
+        generate is a 400."""
         prefixes = texts("text_input", inputs["text_input"])
+        length = parameters.get("length", GENERATION_DEFAULTS["length"])
+        if len(prefixes) * length > MAX_INFER_CHARACTERS:
+            raise RequestError(
+                f"{len(prefixes)} texts x length {length} is {len(prefixes) * length} "
+                f"characters to generate: at most {MAX_INFER_CHARACTERS} in one request; "
+                f"stream longer texts from /v2/models/{self.name}/generate_stream"
+            )
         answers = [self._pieces(text, parameters) for text in prefixes]
         return {
             "text_output": np.array(["".join(pieces) for pieces, _ in answers], dtype=object),
