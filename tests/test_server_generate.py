@@ -140,7 +140,7 @@ BAD = [  # (body, status, what the error says)
     ({"text_input": ""}, 400, "text_input is empty"),
     ({"text_input": "d" * 100_001}, 400, "text_input has 100001 characters: at most 100000"),
     (request("d", {"max_tokens": 5}), 400, "unknown parameter 'max_tokens' for model charlm"),
-    ({"text_input": "d", "stream": True}, 400, "unknown parameter 'stream'"),
+    ({"text_input": "d", "stream": 1}, 400, "stream must be true or false, got 1"),
     (request("d", {"temperature": -1}), 400, "parameter temperature must be >= 0"),
     (b'{"text_input": "d", "parameters": {"temperature": 1e999}}', 400, "must be >= 0, got inf"),
     (request("d", {"temperature": 10**400}), 400, "parameter temperature is too large"),
@@ -214,9 +214,10 @@ def test_metrics_count_generation_under_charlm_and_a_stream_while_it_is_open(ser
         time.sleep(0.05)
     ended = scraped(server)
     assert samples(ended, *open_streams) == {("charlm", "1"): 0}
-    assert increase(generated, ended, "nv_inference_request_success", REQUEST) == {
-        ("charlm", "1", V2_HTTP): 1
-    }
+    # the stream whose client left counts as failed: 499, client closed
+    assert increase(generated, ended, "nv_inference_request_success", REQUEST) == {}
+    failures = increase(generated, ended, "nv_inference_request_failure", (*REQUEST, "code"))
+    assert failures == {("charlm", "1", V2_HTTP, "499"): 1}
 
 
 def test_sigterm_lets_a_stream_in_flight_finish(charlm, predicted, tmp_path):

@@ -48,6 +48,9 @@ from serving.server.tensors import dumps, parse_json
 
 log = logging.getLogger("serving.server")
 
+# What a stream's metrics count it as once its 200 has gone out (``request["outcome"]``,
+# read by the server's middleware): nginx's 499 for a client that left first.
+CLIENT_CLOSED = 499
 BURST_SECONDS = 0.01  # longest a worker samples for one request before the loop looks again
 # Characters one infer or :predict request may generate, all texts together (texts x length):
 # such a request holds a worker thread until every text is whole (one lm_step run a
@@ -219,8 +222,10 @@ def add_routes(
         except ConnectionError:  # the client left while its characters were written
             _left(request, sent)
         except Exception as error:  # after the 200 went out: the extension's error event
+            refused = refusal(error)
+            request["outcome"] = refused.status
             with contextlib.suppress(ConnectionError):
-                await response.write(b"data: " + dumps({"error": str(refusal(error))}) + b"\n\n")
+                await response.write(b"data: " + dumps({"error": str(refused)}) + b"\n\n")
                 await response.write_eof()
 
     for action, handler in (("generate", generate), ("generate_stream", generate_stream)):
@@ -264,4 +269,7 @@ def _event(model: CharLM, piece: str, index: int, unknown: list[str]) -> bytes:
 
 
 def _left(request: web.Request, count: int) -> None:
+    """Log that the client of ``request`` left after ``count`` characters, and count the
+    request as failed with ``CLIENT_CLOSED``."""
+    request["outcome"] = CLIENT_CLOSED
     log.info(f"{request.remote} left {request.path}: stopped after {count} characters")
