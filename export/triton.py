@@ -22,8 +22,7 @@ from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig
 
 from keras_rnn.errors import UserError
 from keras_rnn.runs import atomic_write_bytes
-from serving.runtime.graph import carried_states
-from serving.server.sequences import IDLE_SECONDS
+from serving.runtime.graph import IDLE_SECONDS, carried_states
 
 # The largest batch Triton sends (and accepts in one request); the graphs take any batch.
 MAX_BATCH_SIZE = 256

@@ -123,3 +123,12 @@ def test_a_cycle_is_found(tmp_path):
 def test_config_is_a_leaf():
     """``keras_rnn.config`` needs only the error type, so any module may import it."""
     assert import_graph(REPO)["keras_rnn.config"] == {"keras_rnn.errors"}
+
+
+def test_the_export_does_not_import_the_server():
+    """``export`` writes what the server reads (manifest, Triton config) from the runtime's
+    facts, never from the server, which it would then need to run."""
+    graph = import_graph(REPO)
+    exporting = [module for module in graph if module.startswith("export")]
+    reached = set().union(*(_reachable(graph, module) for module in exporting))
+    assert not {module for module in reached if module.startswith("serving.server")}

@@ -21,8 +21,9 @@ from serving.errors import UserError
 from serving.runtime.graph import load_graph
 from serving.server import open_inference_grpc
 from serving.server.metrics import Metrics
-from serving.server.models import Registry, refusal
+from serving.server.models import Registry, RequestError, refusal
 from serving.server.sequences import Sequences
+from serving.server.tensors import string_array, v2_array
 from tests.conftest import serve_without_tensorflow
 from tests.test_charlm import CHARLM
 from tests.test_server import SINE, WINDOW
@@ -264,6 +265,32 @@ def test_malformed_grpc_requests_get_no_server_fault(server):
     valid = grpc_infer(SINE, ("window", "FP32", [1, 2, 1], GRPC_FLOATS))
     assert call(server, "ModelInfer", valid)[0] == grpc.StatusCode.OK
     assert "Traceback" not in server.log()
+
+
+def reads_of_rank(rank: int) -> list:
+    """Calls that read an input of ``rank`` dimensions: a JSON, binary, nested-strings and
+    gRPC (typed contents, raw) tensor."""
+    tensor = {"name": "x", "shape": [1] * rank, "datatype": "FP32", "data": [0.5]}
+    message = service_pb2.ModelInferRequest.InferInputTensor(
+        name="x", datatype="FP32", shape=[1] * rank
+    )
+    message.contents.fp32_contents.append(0.5)
+    return [
+        lambda: v2_array(tensor)[1],
+        lambda: v2_array(tensor, bytes(4))[1],
+        lambda: string_array("x", json.loads(deep(rank, '"a"'))),
+        lambda: open_inference_grpc._array(message, None),
+        lambda: open_inference_grpc._array(message, bytes(4)),
+    ]
+
+
+def test_more_dimensions_than_numpy_holds_are_a_400():
+    """65 dimensions (numpy holds 64) were a 500 (numpy's ValueError); 64 are taken."""
+    for read in reads_of_rank(64):
+        assert read().ndim == 64
+    for read in reads_of_rank(65):
+        with pytest.raises(RequestError, match="input x has 65 dimensions: at most 64"):
+            read()
 
 
 class Context:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from serving.runtime.graph import load_graph, manifest_entry
-from serving.server.generate import CharLM
+from serving.server.generate import MAX_INFER_CHARACTERS, CharLM, generate_request
 from serving.server.metrics import V2_HTTP
 from serving.server.models import ObservedGraph, RequestError
 from tests import test_clients
@@ -140,7 +140,7 @@ BAD = [  # (body, status, what the error says)
     ({"text_input": ""}, 400, "text_input is empty"),
     ({"text_input": "d" * 100_001}, 400, "text_input has 100001 characters: at most 100000"),
     (request("d", {"max_tokens": 5}), 400, "unknown parameter 'max_tokens' for model charlm"),
-    ({"text_input": "d", "stream": True}, 400, "unknown parameter 'stream'"),
+    ({"text_input": "d", "stream": 1}, 400, "stream must be true or false, got 1"),
     (request("d", {"temperature": -1}), 400, "parameter temperature must be >= 0"),
     (b'{"text_input": "d", "parameters": {"temperature": 1e999}}', 400, "must be >= 0, got inf"),
     (request("d", {"temperature": 10**400}), 400, "parameter temperature is too large"),
@@ -214,9 +214,10 @@ def test_metrics_count_generation_under_charlm_and_a_stream_while_it_is_open(ser
         time.sleep(0.05)
     ended = scraped(server)
     assert samples(ended, *open_streams) == {("charlm", "1"): 0}
-    assert increase(generated, ended, "nv_inference_request_success", REQUEST) == {
-        ("charlm", "1", V2_HTTP): 1
-    }
+    # the stream whose client left counts as failed: 499, client closed
+    assert increase(generated, ended, "nv_inference_request_success", REQUEST) == {}
+    failures = increase(generated, ended, "nv_inference_request_failure", (*REQUEST, "code"))
+    assert failures == {("charlm", "1", V2_HTTP, "499"): 1}
 
 
 def test_sigterm_lets_a_stream_in_flight_finish(charlm, predicted, tmp_path):
@@ -274,3 +275,31 @@ def test_the_clients_cli_generates_by_the_model_with_the_url_alone(server, charl
     assert expected["unknown"]
     cli_error(main, ["--model", "charlm", "--prefix", "d", "--seed", "3", *url], "--seed: TF")
     cli_error(main, ["--model", "charlm", *url], "a charlm model needs --prefix")
+
+
+def test_a_stream_parameter_must_say_the_route():
+    """The generate extension's examples send ``stream``: taken where it says the route."""
+    for streaming in (False, True):
+        body = json.dumps({"text_input": "d", "parameters": {"stream": streaming, "length": 2}})
+        assert generate_request(body.encode(), streaming) == ("d", {"length": 2})
+        body = json.dumps({"text_input": "d", "stream": not streaming})
+        with pytest.raises(RequestError, match=f"stream {str(not streaming).lower()} asks for"):
+            generate_request(body.encode(), streaming)
+    with pytest.raises(RequestError, match="stream must be true or false, got 1"):
+        generate_request(b'{"text_input": "d", "stream": 1}', False)
+
+
+def test_infer_refuses_more_characters_than_one_worker_call_may_generate():
+    """Texts x length past ``MAX_INFER_CHARACTERS`` is a 400 pointing to generate_stream,
+    before anything runs (the model here has no graph to run)."""
+    model = CharLM.__new__(CharLM)
+    model.name = "charlm"
+    many = np.array([b"d"] * (MAX_INFER_CHARACTERS // 200 + 1), dtype=object)  # length 200
+    for text_input, parameters in (
+        (many, {}),
+        (np.array([b"d"], dtype=object), {"length": MAX_INFER_CHARACTERS + 1}),
+    ):
+        with pytest.raises(
+            RequestError, match=r"characters to generate: at most .*generate_stream"
+        ):
+            model.infer({"text_input": text_input}, parameters)

@@ -7,6 +7,7 @@ two requests of one sequence at once; and the Triton config the export writes fo
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from types import SimpleNamespace
@@ -25,9 +26,9 @@ from tritonclient.utils import InferenceServerException
 from serving.errors import UserError
 from serving.runtime.graph import load_graph, read_manifest
 from serving.runtime.vocab import Vocabulary
-from serving.server import sequences
+from serving.server import open_inference, open_inference_grpc, sequences
 from serving.server.__main__ import main as server_main
-from serving.server.models import RequestError
+from serving.server.models import Registry, RequestError
 from serving.server.sequences import Control, Sequences
 from tests.conftest import serve_without_tensorflow
 from tests.test_charlm import CHARLM
@@ -99,6 +100,17 @@ def test_a_text_fed_character_by_character_gives_the_whole_texts_logits(
         np.testing.assert_allclose(np.array(steps), whole, rtol=0, atol=TOLERANCE)
     with pytest.raises(InferenceServerException, match=f"sequence {sequence_ids[0]!r} of lm_step"):
         step(client, protocol, texts[0][0], sequence_ids[0])
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_server_metadata_names_the_sequence_extension(server, protocol):
+    """Triton's clients see stateful models served by the extensions field (each extension's
+    page names it), over both protocols."""
+    metadata = client_of(server, protocol).get_server_metadata()
+    extensions = metadata["extensions"] if protocol == "http" else list(metadata.extensions)
+    assert {"sequence", "sequence(string_id)", "parameters", "binary_tensor_data"} <= set(
+        extensions
+    )
 
 
 def test_a_start_starts_an_open_sequence_over(server, run):
@@ -254,6 +266,10 @@ def accumulator(zero_initial_states: bool = True, gate: threading.Event | None =
             {"name": "x", "dtype": "float32", "shape": [None, 1]},
             {"name": "total", "dtype": "float32", "shape": [None, 1]},
         ],
+        outputs=[
+            {"name": "sum", "dtype": "float32", "shape": [None, 1]},
+            {"name": "next_total", "dtype": "float32", "shape": [None, 1]},
+        ],
         runtime={"zero_initial_states": True} if zero_initial_states else {},
     )
     return SimpleNamespace(name="accumulate", graph=graph, predict=predict)
@@ -338,6 +354,48 @@ def test_a_refused_start_leaves_the_sequence_closed():
         kept.predict(served, Control(1, start=True), {})
     with pytest.raises(RequestError, match="is not open"):
         add(kept, served, 1)
+
+
+def v2_step(kept: Sequences, served, value: float, sequence_id=1, **fields) -> float:
+    """One step of an Open Inference Protocol request over HTTP (JSON) and its ``sum``."""
+    request = {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [value]}],
+        "parameters": {"sequence_id": sequence_id},
+        **fields,
+    }
+    registry = Registry({"accumulate": served})
+    body, _ = open_inference.infer(registry, "accumulate", None, json.dumps(request), None, kept)
+    return json.loads(body)["outputs"][0]["data"][0]
+
+
+def grpc_step(kept: Sequences, served, value: float, *outputs: str) -> None:
+    """One step of sequence 1 over gRPC that asks for ``outputs``."""
+    request = service_pb2.ModelInferRequest(model_name="accumulate")
+    request.parameters["sequence_id"].int64_param = 1
+    request.inputs.add(name="x", datatype="FP32", shape=[1, 1]).contents.fp32_contents.append(value)
+    for name in outputs:
+        request.outputs.add(name=name)
+    open_inference_grpc._infer(Registry({"accumulate": served}), request, kept)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"outputs": [{"name": "next_total"}]}, "unknown output 'next_total' .outputs: sum."),
+        ({"id": 5}, "id must be a string"),
+        ({"outputs": [{"name": "sum", "parameters": 5}]}, "parameters of output sum"),
+    ],
+)
+def test_a_refused_step_leaves_the_kept_state_as_it_was(fields, message):
+    """The whole request is checked before its step runs: the server keeps no next state
+    of a request it refuses (HTTP, and gRPC asking for a state)."""
+    kept, served = Sequences(), accumulator()
+    add(kept, served, 1, start=True)
+    with pytest.raises(RequestError, match=message):
+        v2_step(kept, served, 10, **fields)
+    with pytest.raises(RequestError, match="unknown output 'next_total'"):
+        grpc_step(kept, served, 100, "next_total")
+    assert v2_step(kept, served, 2, outputs=[{"name": "sum"}]) == 3
 
 
 @pytest.mark.parametrize(

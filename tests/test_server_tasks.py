@@ -6,6 +6,8 @@ translate as the SavedModel `translate` signature does on test-split sentences; 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
@@ -14,6 +16,8 @@ from tritonclient.utils import InferenceServerException
 
 from serving.clients import connect, forecast_with, tag_with, translate_with
 from serving.clients.tasks import TASK_BY_OUTPUT
+from serving.server.models import RequestError
+from serving.server.tasks import TaggingModel, load_models
 from tests.conftest import assert_user_error, run_without_tensorflow, serve_without_tensorflow
 from tests.test_clients import WINDOW_FLAG, predicted, served
 from tests.test_server import post, request
@@ -315,3 +319,21 @@ def test_runs_that_would_share_a_name_are_refused_at_start(runs):
     assert_user_error(result.returncode, result.stderr, "model encoder is served from both")
     result = run_without_tensorflow("serving.server", "--run", "dates=", "--port", "0")
     assert_user_error(result.returncode, result.stderr, "'dates=' names no run directory")
+
+
+def test_a_named_translate_run_has_no_note_of_a_savedmodel_graph(runs):
+    """The translate task model stands for the SavedModel-only graph `translate`, named or
+    not: the server prints no "not serving" note for it."""
+    registry, skipped = load_models([runs["translate"], ("dates", runs["translate"])])
+    assert {"translate", "dates"} <= set(registry.tasks)
+    assert skipped == {}
+
+
+def test_a_whitespace_text_to_a_token_tagger_names_the_request_field():
+    """The runtime's refusal of a text without items names the input, not the CLI's flag."""
+    model = TaggingModel.__new__(TaggingModel)  # a token tagger refuses before running
+    model.name, model.tagger = "tagging", SimpleNamespace(runtime={"unit": "token"})
+    model.vocab, model.tag_names = None, []
+    with pytest.raises(RequestError, match="input text element 0 is empty") as refused:
+        model.infer({"text": np.array([b" \t "], dtype=object)}, {})
+    assert "--text" not in str(refused.value)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from serving import cli
+from serving.errors import UserError
 from serving.runtime.graph import ExportedGraph
 from serving.runtime.tagging import load_tags, tag
 from serving.runtime.vocab import Vocabulary, unknown_note
@@ -28,9 +29,12 @@ def predict(graph: ExportedGraph, args: argparse.Namespace) -> tuple[dict, str]:
     """The tags of ``--text``, with the vocabulary exported beside the graph; items outside
     it are noted on stderr."""
     vocab_path = graph.export_dir / graph.runtime["vocab"]
-    items, tags, unknown = tag(
-        graph, Vocabulary.load(vocab_path), load_tags(vocab_path), args.text or ""
-    )
+    try:
+        items, tags, unknown = tag(
+            graph, Vocabulary.load(vocab_path), load_tags(vocab_path), args.text or ""
+        )
+    except UserError as error:
+        raise UserError(str(error).replace("the text", "--text")) from None
     if unknown:
         print(unknown_note(unknown, f"{graph.runtime['unit']}(s)"), file=sys.stderr)
     return tagged(items, tags, unknown)

@@ -172,6 +172,13 @@ def _run_reason(error: Exception) -> str:
     return message.split(" was false. ", 1)[-1].split(" : ")[-1]
 
 
+# How long a sequence of a step graph whose states the server keeps may idle before it is
+# dropped: the server's default (``serving.server.sequences``) and the Triton config's
+# (``export.triton``). Triton's max_sequence_idle_microseconds defaults to 1 s: too short a
+# pause for a client across a network; a kept sequence holds only its states' memory.
+IDLE_SECONDS = 60.0
+
+
 def carried_states(entry: dict[str, Any]) -> list[str]:
     """The state inputs of a step graph's manifest ``entry`` (``lm_step``, ``decoder_step``):
     its runtime facts' ``states`` when it takes each as an input and gives its next value as

@@ -57,7 +57,9 @@ def tag(
     by_token = graph.runtime["unit"] == "token"
     items = text.split() if by_token else list(text)
     if not items:
-        raise UserError("--text is empty: give something to tag")
+        raise UserError(
+            "the text is empty (or, for a tagger by token, only whitespace): give something to tag"
+        )
     limit = graph.runtime["max_length"]
     if by_token:
         pieces = [(start, min(start + limit, len(items))) for start in range(0, len(items), limit)]

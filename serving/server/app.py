@@ -145,7 +145,8 @@ def _json(document: Any, status: int = 200) -> web.Response:
 def _errors_and_log(settings: Settings, in_flight: InFlight, metrics: Metrics) -> Callable:
     """Every error as ``{"error": "..."}`` (TF Serving's shape, and the Open Inference
     Protocol's) with its status, one log line per request, the count of requests in flight,
-    and the metrics of inference requests."""
+    and the metrics of inference requests (by ``request["outcome"]`` where the handler set
+    one: a stream's status once its 200 went out)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
@@ -165,7 +166,7 @@ def _errors_and_log(settings: Settings, in_flight: InFlight, metrics: Metrics) -
             response = _json({"error": str(answer)}, answer.status)
         finally:
             in_flight.leave()
-        metrics.http_answered(request.path, response.status, timing)
+        metrics.http_answered(request.path, request.get("outcome", response.status), timing)
         if settings.log_requests:
             elapsed = (time.perf_counter() - timing.started) * 1000
             log.info(

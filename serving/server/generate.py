@@ -7,9 +7,13 @@ A request's characters are drawn in the server's thread pool in bursts of at mos
 client is still there. A client that leaves stops its generation at the next burst, and a long
 generation holds no worker thread while other requests wait. While the server batches, the
 characters come from the ``ContinuousGenerator`` (``serving.server.continuous``), which steps
-every generation in flight together; otherwise each request draws its own
-``serving.runtime.charlm.onnx_stream``. The text is ``serving.predict``'s for the same prefix
-and settings.
+every generation in flight together, a prefix one character a step; otherwise each request
+draws its own ``serving.runtime.charlm.onnx_stream``, whose first burst feeds the whole prefix
+(up to 100,000 characters) before it samples: the one burst that can run longer than
+``BURST_SECONDS``. The text is ``serving.predict``'s for the same prefix and settings.
+
+The Open Inference Protocol's ``infer`` and TF Serving's ``:predict`` answer every text whole
+in one worker call: ``MAX_INFER_CHARACTERS`` caps what they generate.
 """
 
 from __future__ import annotations
@@ -50,8 +54,15 @@ log = logging.getLogger("serving.server")
 
 # A request's characters as they come (``close`` stops them): alone, or batched per step.
 Pieces = Generator[str, None, None] | Generation
-
+# What a stream's metrics count it as once its 200 has gone out (``request["outcome"]``,
+# read by the server's middleware): nginx's 499 for a client that left first.
+CLIENT_CLOSED = 499
 BURST_SECONDS = 0.01  # longest a worker samples for one request before the loop looks again
+# Characters one infer or :predict request may generate, all texts together (texts x length):
+# such a request holds a worker thread until every text is whole (one lm_step run a
+# character, no bursts), while the other requests wait for a thread. 10,000 is 50 texts at
+# the default length; longer generations go to generate_stream, which runs in bursts.
+MAX_INFER_CHARACTERS = 10_000
 # The runtime's checks name serving.predict's flags; a request names its fields.
 FIELDS = {
     "--prefix": "text_input",
@@ -98,8 +109,16 @@ class CharLM(TaskModel):
         self, inputs: dict[str, np.ndarray], parameters: dict[str, Any]
     ) -> dict[str, np.ndarray]:
         """For each text of ``text_input``, its ``text_output`` and its ``unknown``
-        characters (a row each, padded with "")."""
+        characters (a row each, padded with ""); more than ``MAX_INFER_CHARACTERS`` to
+        generate is a 400."""
         prefixes = texts("text_input", inputs["text_input"])
+        length = parameters.get("length", GENERATION_DEFAULTS["length"])
+        if len(prefixes) * length > MAX_INFER_CHARACTERS:
+            raise RequestError(
+                f"{len(prefixes)} texts x length {length} is {len(prefixes) * length} "
+                f"characters to generate: at most {MAX_INFER_CHARACTERS} in one request; "
+                f"stream longer texts from /v2/models/{self.name}/generate_stream"
+            )
         answers = [self._pieces(text, parameters) for text in prefixes]
         return {
             "text_output": np.array(["".join(pieces) for pieces, _ in answers], dtype=object),
@@ -129,10 +148,11 @@ class CharLM(TaskModel):
             raise RequestError(message) from None
 
 
-def generate_request(body: bytes) -> tuple[str, dict[str, Any]]:
+def generate_request(body: bytes, streaming: bool) -> tuple[str, dict[str, Any]]:
     """The ``text_input`` and parameters of a generate request: the ``parameters`` object
     and any other field beside ``text_input`` (the extension passes those on as
-    parameters)."""
+    parameters). ``stream``, which the extension's examples send, must say the route it
+    came to (``streaming``: generate_stream) and is left out."""
     request = parse_json(body)
     if not isinstance(request, dict) or "text_input" not in request:
         raise RequestError("the request must be a JSON object with a text_input string")
@@ -145,7 +165,14 @@ def generate_request(body: bytes) -> tuple[str, dict[str, Any]]:
     twice = sorted(parameters.keys() & request.keys())
     if twice:
         raise RequestError(f"parameter(s) {', '.join(twice)} given twice")
-    return text, {**parameters, **request}
+    parameters = {**parameters, **request}
+    stream = parameters.pop("stream", streaming)
+    if not isinstance(stream, bool):
+        raise RequestError(f"stream must be true or false, got {stream!r}")
+    if stream != streaming:
+        route = "generate_stream" if stream else "generate"
+        raise RequestError(f"stream {str(stream).lower()} asks for the {route} route")
+    return text, parameters
 
 
 def add_routes(
@@ -157,11 +184,11 @@ def add_routes(
     async def call(function, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
 
-    async def start(request: web.Request) -> tuple[CharLM, Pieces, list[str]]:
+    async def start(request: web.Request, streaming: bool) -> tuple[CharLM, Pieces, list[str]]:
         if request.method != "POST":
             raise RequestError(f"{request.path} takes POST", 405)
         model = find(registry, request.match_info["name"], request.match_info.get("version"))
-        text, parameters = generate_request(await request.read())
+        text, parameters = generate_request(await request.read(), streaming)
         pieces, unknown = await call(model.stream, text, parameters)
         return model, pieces, unknown
 
@@ -174,7 +201,7 @@ def add_routes(
         return await call(_draw, pieces)
 
     async def generate(request: web.Request) -> web.Response:
-        model, pieces, unknown = await start(request)
+        model, pieces, unknown = await start(request, streaming=False)
         text = []
         while drawn := await burst(request, pieces):
             text += drawn
@@ -184,7 +211,7 @@ def add_routes(
         return web.Response(body=dumps(answer), content_type="application/json")
 
     async def generate_stream(request: web.Request) -> web.StreamResponse:
-        model, pieces, unknown = await start(request)
+        model, pieces, unknown = await start(request, streaming=True)
         response = web.StreamResponse(headers={"Cache-Control": "no-cache"})
         response.content_type = "text/event-stream"
         response.charset = "utf-8"
@@ -217,8 +244,10 @@ def add_routes(
             pieces.close()
             _left(request, sent)
         except Exception as error:  # after the 200 went out: the extension's error event
+            refused = refusal(error)
+            request["outcome"] = refused.status
             with contextlib.suppress(ConnectionError):
-                await response.write(b"data: " + dumps({"error": str(refusal(error))}) + b"\n\n")
+                await response.write(b"data: " + dumps({"error": str(refused)}) + b"\n\n")
                 await response.write_eof()
 
     for action, handler in (("generate", generate), ("generate_stream", generate_stream)):
@@ -262,4 +291,7 @@ def _event(model: CharLM, piece: str, index: int, unknown: list[str]) -> bytes:
 
 
 def _left(request: web.Request, count: int) -> None:
+    """Log that the client of ``request`` left after ``count`` characters, and count the
+    request as failed with ``CLIENT_CLOSED``."""
+    request["outcome"] = CLIENT_CLOSED
     log.info(f"{request.remote} left {request.path}: stopped after {count} characters")

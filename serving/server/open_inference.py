@@ -22,7 +22,12 @@ from serving.server.tensors import (
     v2_array,
 )
 
-SERVER = {"name": "keras-rnn", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+# The server's metadata, with the extensions it speaks as Triton names them in its own (each
+# extension's page says its name): the binary tensor data one, request parameters a model
+# takes (the task models'), and sequences with kept state whose ids may be strings. Triton
+# names no extension for the generate routes (provisional), so neither does this server.
+EXTENSIONS = ["binary_tensor_data", "parameters", "sequence", "sequence(string_id)"]
+SERVER = {"name": "keras-rnn", "version": "0.1.0", "extensions": EXTENSIONS}
 PLATFORM = "onnxruntime_onnx"  # Triton's platform name for ONNX graphs
 HEADER_LENGTH = "Inference-Header-Content-Length"  # the binary extension's header
 PATH = re.compile(
@@ -43,24 +48,38 @@ def route(path: str) -> tuple[str, str | None, str]:
 
 # infer(inputs, request parameters) -> outputs, of a graph or a task model
 Infer = Callable[[dict[str, np.ndarray], dict[str, Any]], dict[str, np.ndarray]]
+# answerable(request parameters) -> the names of the outputs such a request may ask for
+Answerable = Callable[[dict[str, Any]], list[str]]
 
 
 def target(
     registry: Registry, name: str, version: str | None, kept: sequences.Sequences
-) -> tuple[dict[str, str], Infer]:
+) -> tuple[dict[str, str], Answerable, Infer]:
     """The datatype of each input of the model served as ``name`` (a task model or a graph),
-    and what answers it: a task model takes request parameters; a graph takes the sequence
-    parameters (its states then kept in ``kept``) and leaves the others."""
+    the outputs a request may ask for, and what answers it: a task model takes request
+    parameters; a graph takes the sequence parameters (its states then kept in ``kept``, and
+    their next values no output of a step) and leaves the others. A request is checked whole
+    before ``answer`` runs it: a step of a sequence changes its kept states."""
     if name in registry.tasks:
         task = registry.find_task(name, version)
-        return {spec["name"]: spec["datatype"] for spec in task.inputs}, task.infer
+        names = [spec["name"] for spec in task.outputs]
+        return (
+            {spec["name"]: spec["datatype"] for spec in task.inputs},
+            lambda parameters: names,
+            task.infer,
+        )
     served = registry.find(name, version)
     datatypes = {spec["name"]: DTYPES[spec["dtype"]][1] for spec in served.graph.inputs}
+
+    def answerable(parameters: dict[str, Any]) -> list[str]:
+        kept_states = served.graph.states if sequences.control(parameters) else []
+        next_states = {f"next_{state}" for state in kept_states}
+        return [spec["name"] for spec in served.graph.outputs if spec["name"] not in next_states]
 
     def answer(inputs: dict[str, np.ndarray], parameters: dict[str, Any]) -> dict:
         return kept.predict(served, sequences.control(parameters), inputs)
 
-    return datatypes, answer
+    return datatypes, answerable, answer
 
 
 def model_metadata(registry: Registry, name: str, version: str | None) -> dict[str, Any]:
@@ -92,21 +111,22 @@ def infer(
     """The response body for an infer request, and its JSON header's length when outputs
     travel as binary data (the response then needs ``Inference-Header-Content-Length``).
     ``kept`` holds the states of the sequences whose step graphs' states the server keeps."""
-    datatypes, answer = target(registry, name, version, kept)
+    datatypes, answerable, answer = target(registry, name, version, kept)
     header, binary = _split(body, header_length)
     request = parse_json(header)
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise RequestError("the request must be a JSON object with a list of inputs")
-    inputs = _inputs(datatypes, request["inputs"], binary)
-    outputs = answer(inputs, _parameters(request, "the request"))
-    wanted, binary_outputs = _requested(request, outputs)
     response: dict[str, Any] = {"model_name": name, "model_version": VERSION}
     if "id" in request:
         if not isinstance(request["id"], str):
             raise RequestError(f"id must be a string, got {type(request['id']).__name__}")
         response["id"] = request["id"]
+    parameters = _parameters(request, "the request")
+    wanted, binary_outputs = _requested(request, answerable(parameters))
+    inputs = _inputs(datatypes, request["inputs"], binary)
+    outputs = answer(inputs, parameters)
     response["outputs"], chunks = [], []
-    for output in wanted:
+    for output in outputs if wanted is None else wanted:
         array = outputs[output]
         tensor = {"name": output, "datatype": datatype_of(array), "shape": [*array.shape]}
         if output in binary_outputs:
@@ -149,23 +169,29 @@ def _inputs(datatypes: dict[str, str], tensors: list[Any], binary: bytes) -> dic
     return inputs
 
 
-def _requested(request: dict[str, Any], outputs: dict[str, np.ndarray]) -> tuple[list, set]:
-    """The outputs to return (all, or those the request names) and which go as binary."""
+def _requested(request: dict[str, Any], outputs: list[str]) -> tuple[list[str] | None, set[str]]:
+    """The outputs to return of those the request may ask for, ``outputs`` (those it names;
+    None if it names none: all), and which go as binary."""
     default_binary = bool(_parameters(request, "the request").get("binary_data_output", False))
     asked = request.get("outputs")
     if asked is None:
-        return list(outputs), set(outputs) if default_binary else set()
+        return None, set(outputs) if default_binary else set()
     if not isinstance(asked, list) or not all(isinstance(o, dict) for o in asked):
         raise RequestError("outputs must be a list of objects with a name")
     wanted, binary = [], set()
     for output in asked:
         name = output.get("name")
-        if not isinstance(name, str) or name not in outputs:
-            raise RequestError(f"unknown output {name!r} (outputs: {', '.join(outputs)})")
+        check_output(name, outputs)
         wanted.append(name)
         if _parameters(output, f"output {name}").get("binary_data", default_binary):
             binary.add(name)
     return wanted, binary
+
+
+def check_output(name: Any, outputs: list[str]) -> None:
+    """A requested output's ``name`` must be one of ``outputs`` (a 400 names them)."""
+    if not isinstance(name, str) or name not in outputs:
+        raise RequestError(f"unknown output {name!r} (outputs: {', '.join(outputs)})")
 
 
 def _parameters(document: Any, what: str) -> dict[str, Any]:

@@ -134,9 +134,14 @@ def _respond(request: Message, answer: Callable, body: bytes) -> bytes:
 
 
 def _infer(registry: Registry, request: Message, kept: sequences.Sequences) -> Message:
-    datatypes, answer = open_inference.target(
+    datatypes, answerable, answer = open_inference.target(
         registry, request.model_name, request.model_version, kept
     )
+    parameters = _parameter_values(request.parameters)
+    answerable_outputs = answerable(parameters)
+    wanted = [output.name for output in request.outputs]
+    for name in wanted:
+        open_inference.check_output(name, answerable_outputs)
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
         raise RequestError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
@@ -147,14 +152,11 @@ def _infer(registry: Registry, request: Message, kept: sequences.Sequences) -> M
         if tensor.name in inputs:
             raise RequestError(f"input {tensor.name} is given twice")
         inputs[tensor.name] = array
-    outputs = answer(inputs, _parameter_values(request.parameters))
-    wanted = [output.name for output in request.outputs] or list(outputs)
+    outputs = answer(inputs, parameters)
     response = service_pb2.ModelInferResponse(
         model_name=request.model_name, model_version=open_inference.VERSION, id=request.id
     )
-    for name in wanted:
-        if name not in outputs:
-            raise RequestError(f"unknown output {name!r} (outputs: {', '.join(outputs)})")
+    for name in wanted or outputs:
         array = outputs[name]
         response.outputs.add(name=name, datatype=datatype_of(array), shape=array.shape)
         response.raw_output_contents.append(binary_data(array))

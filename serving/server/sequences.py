@@ -31,10 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from serving.runtime.graph import IDLE_SECONDS
 from serving.server.models import RequestError, ServedGraph
 
-IDLE_SECONDS = 60.0  # Triton's max_sequence_idle_microseconds defaults to 1 s: too short a
-# pause for a client across a network; a kept sequence holds only its states' memory.
 CAPACITY = 1000  # open sequences (an lm_step sequence of the default charlm holds ~6 KB)
 LARGEST_ID = 2**64 - 1  # Triton's correlation ids are uint64 or strings
 log = logging.getLogger("serving.server")

@@ -136,9 +136,13 @@ class TaggingModel(TaskModel):
     ) -> dict[str, np.ndarray]:
         items, tags, unknown = [], [], []
         for index, text in enumerate(texts("text", inputs["text"])):
-            if not text:
-                raise RequestError(f"input text element {index} is empty: give text to tag")
-            row_items, row_tags, row_unknown = tag(self.tagger, self.vocab, self.tag_names, text)
+            try:
+                row_items, row_tags, row_unknown = tag(
+                    self.tagger, self.vocab, self.tag_names, text
+                )
+            except UserError as error:  # the runtime's words name no request field
+                message = str(error).replace("the text", f"input text element {index}")
+                raise RequestError(message) from None
             items.append(row_items)
             tags.append(row_tags)
             unknown.append(row_unknown)
@@ -203,5 +207,5 @@ def load_models(
                 "runs (--run NAME=RUN_DIR), or serve them from two servers"
             )
         registry.tasks[name] = TASK_MODELS[task](name, run_dir, graphs)
-        skipped.pop(name, None)  # translate: the SavedModel graph the task model stands for
+        skipped.pop(prefix + task, None)  # translate: the SavedModel graph it stands for
     return registry, skipped

@@ -30,6 +30,7 @@ DTYPES = {
 NUMPY_BY_DATATYPE = {v2: np.dtype(dtype) for dtype, (_, v2) in DTYPES.items() if dtype != "string"}
 TF_BY_DATATYPE = {v2: tf for tf, v2 in DTYPES.values()}
 DATATYPES = [*NUMPY_BY_DATATYPE, "BYTES"]  # the datatypes a request's input may have
+MAX_DIMENSIONS = 64  # numpy's most dimensions of an array (NPY_MAXDIMS since numpy 2)
 
 
 def datatype_of(array: np.ndarray) -> str:
@@ -48,11 +49,6 @@ def binary_data(array: np.ndarray) -> bytes:
 
 def _utf8(element: str | bytes) -> bytes:
     return element.encode("utf-8") if isinstance(element, str) else element
-
-
-def json_data(array: np.ndarray) -> list[Any]:
-    """An output's values as the JSON ``data`` list, flat (BYTES: strings)."""
-    return array.ravel().tolist()
 
 
 def bytes_elements(name: str, data: bytes, count: int) -> np.ndarray:
@@ -79,7 +75,8 @@ def bytes_elements(name: str, data: bytes, count: int) -> np.ndarray:
 
 def string_array(name: str, value: Any) -> np.ndarray:
     """JSON strings (nested lists of them) as an object array of their UTF-8 bytes; TF
-    Serving's ``{"b64": ...}`` gives bytes that need not be text. Ragged lists are a 400."""
+    Serving's ``{"b64": ...}`` gives bytes that need not be text. Ragged lists, and lists
+    nested deeper than ``MAX_DIMENSIONS``, are a 400."""
     shape = []
     node = value
     while isinstance(node, list):
@@ -87,6 +84,7 @@ def string_array(name: str, value: Any) -> np.ndarray:
         if not node:
             break
         node = node[0]
+    check_rank(name, shape)
     flat: list[bytes] = []
     _flatten_strings(name, value, shape, flat)
     array = np.empty(len(flat), dtype=object)
@@ -218,13 +216,23 @@ def json_array(name: str, value: Any, datatype: str) -> np.ndarray:
 
 
 def value_count(name: str, shape: list[int]) -> int:
-    """How many values an input of ``shape`` holds. A negative size is a 400, and so is a
-    size of 0 (nothing to compute on; numpy cannot give one huge sizes)."""
+    """How many values an input of ``shape`` holds. A negative size is a 400, and so are a
+    size of 0 (nothing to compute on; numpy cannot give one huge sizes) and more than
+    ``MAX_DIMENSIONS`` sizes."""
+    check_rank(name, shape)
     if any(size < 0 for size in shape):
         raise RequestError(f"input {name}: shape {shape} has a negative size")
     if 0 in shape:
         raise RequestError(f"input {name} is empty (shape {tuple(shape)})")
     return math.prod(shape)
+
+
+def check_rank(name: str, shape: list[int]) -> None:
+    """An input of more than ``MAX_DIMENSIONS`` dimensions is a 400 (numpy holds none)."""
+    if len(shape) > MAX_DIMENSIONS:
+        raise RequestError(
+            f"input {name} has {len(shape)} dimensions: at most {MAX_DIMENSIONS} are supported"
+        )
 
 
 def check_datatype(name: str, datatype: str, want: str | None) -> None:
