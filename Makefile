@@ -20,10 +20,11 @@ demo: $(VENV)/.installed
 	$(PY) -m keras_rnn.train --task sine --cell lstm --run-dir $(DEMO_RUN) --force
 	$(PY) -m export $(DEMO_RUN) --force
 
-# Two pytest-xdist workers, a test file each at a time (module fixtures are built once): about
-# half of a lone worker's time is spent waiting on subprocesses, servers and files, so two keep
-# both cores busy. The runs the tests share are trained once for both (tests/conftest.py).
-TEST_WORKERS ?= 2
+# Three pytest-xdist workers, a test file each at a time (module fixtures are built once): a
+# worker spends much of its time waiting on subprocesses, servers and files (two kept 2 cores
+# 1.6 busy on average: 11 min 39 s from a clean clone), so three keep both cores busy. The runs
+# the tests share are trained once for all (tests/conftest.py).
+TEST_WORKERS ?= 3
 PYTEST := $(PY) -m pytest --numprocesses $(TEST_WORKERS) --dist loadfile
 
 test: $(VENV)/.installed

@@ -386,6 +386,30 @@ def test_one_log_line_per_request_and_none_with_quiet(runs, tmp_path):
     assert status == 0 and f"/v1/models/{SINE}" not in stderr
 
 
+def test_clients_that_stall_or_vanish_mid_request_do_not_starve_the_others(runs, tmp_path):
+    """With one worker thread, eight clients that send half a request and stall, and eight that
+    send half and vanish, hold no worker: a whole request from another client is answered."""
+    arguments = ("--run", runs["sine"], "--workers", "1")
+    with serve_without_tensorflow(*arguments, log=tmp_path / "log") as served:
+        body = json.dumps({"instances": WINDOW.tolist()}).encode()
+        head = (
+            f"POST /v1/models/{SINE}:predict HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        host, port = served.http.split(":")
+        stalled = [socket.create_connection((host, int(port)), timeout=30) for _ in range(16)]
+        for index, connection in enumerate(stalled):
+            connection.sendall(head + body[:10])
+            if index % 2:
+                connection.close()  # vanished mid-request
+        status, answer = post(served, f"/v1/models/{SINE}:predict", {"instances": WINDOW.tolist()})
+        assert status == 200, answer
+        expected = local(runs["sine"], SINE, window=WINDOW)["next_value"]
+        close([row["next_value"] for row in answer["predictions"]], expected)
+        for connection in stalled[::2]:
+            connection.close()
+
+
 def test_sigterm_answers_the_request_in_flight_then_exits(runs, tmp_path):
     with serve_without_tensorflow("--run", runs["sine"], log=tmp_path / "log") as served:
         body = json.dumps({"instances": WINDOW.tolist()}).encode()
