@@ -20,11 +20,11 @@ demo: $(VENV)/.installed
 	$(PY) -m keras_rnn.train --task sine --cell lstm --run-dir $(DEMO_RUN) --force
 	$(PY) -m export $(DEMO_RUN) --force
 
-# Three pytest-xdist workers, a test file each at a time (module fixtures are built once): a
-# worker spends much of its time waiting on subprocesses, servers and files (two kept 2 cores
-# 1.6 busy on average: 11 min 39 s from a clean clone), so three keep both cores busy. The runs
-# the tests share are trained once for all (tests/conftest.py).
-TEST_WORKERS ?= 3
+# Two pytest-xdist workers, a test file each at a time (module fixtures are built once): a
+# lone pytest kept 2 cores about half busy (waits on subprocesses, servers and files). From a
+# clean clone: 11 min 39 s with two workers, 13 min 14 s with three. The runs the tests share
+# are trained once for all workers (tests/conftest.py).
+TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest --numprocesses $(TEST_WORKERS) --dist loadfile
 
 test: $(VENV)/.installed

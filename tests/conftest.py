@@ -90,7 +90,7 @@ class TinyRuns:
     """Runs trained once per test session, each by its task, training flags and data files, and
     exported once as a copy. Tests must not modify them (copy them first).
 
-    Under pytest-xdist (``make test`` runs three workers) every worker of a session finds the
+    Under pytest-xdist (``make test`` runs two workers) every worker of a session finds the
     runs in one folder: the first worker to ask trains a run while holding its lock, the others
     wait and reuse it, so no run is trained twice."""
 
