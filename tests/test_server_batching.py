@@ -448,7 +448,7 @@ def test_sigterm_runs_the_requests_waiting_for_their_batch_then_exits(runs, tmp_
                 answer += chunk
             connection.close()
             answers.append(answer)
-        status, stdout, log = served.stop()
+        status, stdout, log = served.exited()
     assert "answering the 3 HTTP request(s) in flight" in log
     expected = load_graph(runs["sine"] / "export", SINE)
     for window, answer in zip(windows, answers, strict=True):

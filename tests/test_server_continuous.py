@@ -216,7 +216,7 @@ def test_sigterm_finishes_the_decodes_in_flight(run, translator, sentences, tmp_
                 reply += chunk
             connection.close()
             replies.append(reply)
-        status, stdout, _ = served.stop()
+        status, stdout, _ = served.exited()
     expected = alone(translator, sentences, 16)[0]
     for reply in replies:
         assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
