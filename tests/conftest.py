@@ -272,6 +272,15 @@ class Server:
         return self.process.returncode, stdout, self.log()
 
 
+def read_until_closed(connection) -> bytes:
+    """Everything a socket receives until the server closes it; the socket is closed after."""
+    received = b""
+    with connection:
+        while chunk := connection.recv(65536):
+            received += chunk
+    return received
+
+
 @contextlib.contextmanager
 def serve_without_tensorflow(*args, log: Path) -> Iterator[Server]:
     """``python -m serving.server ARGS --port 0 --grpc-port 0`` with TensorFlow, Keras and the

@@ -20,7 +20,12 @@ from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
 from serving.runtime.graph import load_graph
-from tests.conftest import assert_user_error, run_without_tensorflow, serve_without_tensorflow
+from tests.conftest import (
+    assert_user_error,
+    read_until_closed,
+    run_without_tensorflow,
+    serve_without_tensorflow,
+)
 from tests.test_charlm import CHARLM
 from tests.test_serving_runtime import OTHER_GRAPHS, write_graph
 
@@ -427,9 +432,7 @@ def test_sigterm_answers_the_request_in_flight_then_exits(runs, tmp_path):
             while "stopping on SIGTERM" not in served.log():
                 assert served.process.poll() is None
             connection.sendall(body[10:])
-            answer = b""
-            while chunk := connection.recv(65536):
-                answer += chunk
+            answer = read_until_closed(connection)
         status, stdout, _ = served.exited()
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert "predictions" in answer.decode()

@@ -29,7 +29,12 @@ from serving.server.batching import (
 )
 from serving.server.metrics import Metrics
 from serving.server.models import load_runs
-from tests.conftest import assert_user_error, run_without_tensorflow, serve_without_tensorflow
+from tests.conftest import (
+    assert_user_error,
+    read_until_closed,
+    run_without_tensorflow,
+    serve_without_tensorflow,
+)
 from tests.test_server import SINE, post, request
 
 TAGGER = "tagger"
@@ -441,13 +446,7 @@ def test_sigterm_runs_the_requests_waiting_for_their_batch_then_exits(runs, tmp_
         # others (its event loop takes ready sockets in order), which now wait for the delay.
         assert request(served, "GET", f"/v1/models/{SINE}")[0] == 200
         served.process.terminate()
-        answers = []
-        for connection in connections:
-            answer = b""
-            while chunk := connection.recv(65536):
-                answer += chunk
-            connection.close()
-            answers.append(answer)
+        answers = [read_until_closed(connection) for connection in connections]
         status, stdout, log = served.exited()
     assert "answering the 3 HTTP request(s) in flight" in log
     expected = load_graph(runs["sine"] / "export", SINE)

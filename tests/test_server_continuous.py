@@ -26,7 +26,7 @@ from serving.runtime.translate import Translator, onnx_translator
 from serving.runtime.vocab import Vocabulary
 from serving.server.continuous import ContinuousGenerator, ContinuousTranslator
 from tests import test_server_generate as generating
-from tests.conftest import serve_without_tensorflow
+from tests.conftest import read_until_closed, serve_without_tensorflow
 from tests.test_charlm import CHARLM
 from tests.test_server import post, request
 from tests.test_server_batching import wait_until
@@ -209,13 +209,7 @@ def test_sigterm_finishes_the_decodes_in_flight(run, translator, sentences, tmp_
         ]
         assert request(served, "GET", "/v1/models/translate")[0] == 200  # all three were read
         served.process.terminate()
-        replies = []
-        for connection in connections:
-            reply = b""
-            while chunk := connection.recv(65536):
-                reply += chunk
-            connection.close()
-            replies.append(reply)
+        replies = [read_until_closed(connection) for connection in connections]
         status, stdout, _ = served.exited()
     expected = alone(translator, sentences, 16)[0]
     for reply in replies:
