@@ -19,6 +19,9 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 
 from serving.runtime.graph import load_graph
+from serving.runtime.sine import forecast
+from serving.runtime.tagging import load_tags, tag
+from serving.runtime.vocab import Vocabulary
 from serving.server.batching import (
     BatchedGraph,
     Batcher,
@@ -29,6 +32,7 @@ from serving.server.batching import (
 )
 from serving.server.metrics import Metrics
 from serving.server.models import load_runs
+from serving.server.tasks import load_models
 from tests.conftest import (
     assert_user_error,
     read_until_closed,
@@ -337,6 +341,79 @@ def test_a_batch_of_requests_counts_as_one_execution_of_all_their_rows(runs):
     assert samples(text, "nv_inference_count", labels) == {(TAGGER, "1"): 5}
 
 
+WORDS = ["the", "big", "dog", "runs", "zebra"]  # "zebra" is outside the vocabulary
+
+
+def task_requests(runs, count: int, seed: int) -> list[tuple[str, np.ndarray]]:
+    """``count`` (task model, input) pairs: tagging texts of 1 to 12 words; sine windows of
+    3 lengths."""
+    rng = np.random.default_rng(seed)
+    requests = []
+    for index in range(count):
+        if index % 2:
+            window = rng.normal(size=(1, int(rng.choice([8, 12, 24])))).astype(np.float32)
+            requests.append(("sine", window))
+        else:
+            text = " ".join(rng.choice(WORDS, size=int(rng.integers(1, 13))))
+            requests.append(("tagging", np.array([text.encode()], dtype=object)))
+    return requests
+
+
+def alone(runs, model: str, value: np.ndarray) -> dict[str, list]:
+    """What ``serving.predict``'s runtime answers for one text or window, graphs unbatched."""
+    if model == "sine":
+        return forecast(graphs(runs)[SINE], value[0])
+    tagger = graphs(runs)[TAGGER]
+    vocab = tagger.export_dir / tagger.runtime["vocab"]
+    items, tags, unknown = tag(tagger, Vocabulary.load(vocab), load_tags(vocab), value[0].decode())
+    return {"items": items, "tags": tags, "unknown": unknown}
+
+
+def test_a_task_models_calls_of_its_graph_join_the_graphs_batch(runs):
+    """Four tagging texts sent at once run as one `tagger` execution of four rows; two sine
+    forecasts of equal windows run every step together (each execution two rows)."""
+    from tests.test_server_metrics import samples, scrape
+
+    registry, _ = load_models([runs["tagging"], runs["sine"]])
+    metrics = Metrics(registry)
+    # ten-minute delays: a batch runs once it holds its rows, and not before
+    batchers = [
+        GraphBatchers([registry.find(TAGGER)], BatchOptions(4, 600_000_000), threads=1),
+        GraphBatchers([registry.find(SINE)], BatchOptions(2, 600_000_000), threads=1),
+    ]
+    for model in registry.tasks.values():
+        model.start_batching(BatchOptions())
+    texts = ["the dog", "the big dog runs", "zebra", "dog runs the dog"]
+    windows = [np.full((1, 10), value, np.float32) for value in (0.1, -0.4)]
+    requests = [("tagging", np.array([text.encode()], dtype=object)) for text in texts]
+    requests += [("sine", window) for window in windows]
+    with ThreadPoolExecutor(len(requests)) as pool:
+        answers = list(pool.map(lambda r: infer_task(registry, *r), requests))
+    for each in batchers:
+        each.close()
+    for (model, value), answer in zip(requests, answers, strict=True):
+        assert answer == alone(runs, model, value)
+    labels = ("model", "version")
+    executions = samples(scrape(metrics), "nv_inference_exec_count", labels)
+    rows = samples(scrape(metrics), "nv_inference_count", labels)
+    assert (executions[(TAGGER, "1")], rows[(TAGGER, "1")]) == (1, 4)
+    assert rows[(SINE, "1")] == 2 * executions[(SINE, "1")] > 0
+
+
+def infer_task(registry, model: str, value: np.ndarray) -> dict[str, list]:
+    """A task model's answer for one text or window, in-process."""
+    name = "window" if model == "sine" else "text"
+    return first_row(model, registry.tasks[model].infer({name: value}, {}))
+
+
+def first_row(model: str, outputs: dict[str, np.ndarray]) -> dict[str, list]:
+    """A task model's outputs for its first text or window as ``alone`` gives them (texts'
+    lists without their padding)."""
+    if model == "sine":
+        return {name: array[0].tolist() for name, array in outputs.items()}
+    return {name: [value for value in array[0] if value != ""] for name, array in outputs.items()}
+
+
 @pytest.fixture(scope="module")
 def server(runs, tmp_path_factory):
     log = tmp_path_factory.mktemp("batching") / "stderr.log"
@@ -394,6 +471,30 @@ def test_concurrent_mixed_length_requests_get_the_answers_they_get_alone(server,
         assert answer.keys() == alone.keys()
         for output, array in alone.items():
             np.testing.assert_array_equal(np.asarray(answer[output], np.float32), array)
+
+
+def test_concurrent_task_requests_get_the_answers_they_get_alone(server, runs):
+    from tests.test_server_tasks import triton_infer
+
+    requests = task_requests(runs, 48, seed=4)
+    protocols = ("rest", "http", "grpc")
+
+    def send(index: int) -> dict[str, list]:
+        model, value = requests[index]
+        protocol = protocols[index % 3]
+        if protocol == "rest":
+            rows = value.tolist() if model == "sine" else [value[0].decode()]
+            status, answer = post(server, f"/v1/models/{model}:predict", {"instances": rows})
+            assert status == 200, answer
+            return answer["predictions"][0]
+        datatype = "FP32" if model == "sine" else "BYTES"
+        name = "window" if model == "sine" else "text"
+        return first_row(model, triton_infer(server, protocol, model, {name: (datatype, value)}))
+
+    with ThreadPoolExecutor(24) as pool:
+        answers = list(pool.map(send, range(len(requests))))
+    for (model, value), answer in zip(requests, answers, strict=True):
+        assert answer == alone(runs, model, value)
 
 
 def test_bad_requests_among_concurrent_ones_fail_alone_with_a_4xx(server, runs):

@@ -335,17 +335,17 @@ class GraphBatchers:
     None (batching off)."""
 
     def __init__(self, served: Iterable[ServedGraph], options: BatchOptions | None, threads: int):
-        self.served = [each for each in served if options and batchable(each.graph)]
-        for each in self.served:
-            each.batched = BatchedGraph(each.graph, options, threads)
+        self.graphs = [each.graph for each in served if options and batchable(each.graph)]
+        for graph in self.graphs:
+            graph.batched = BatchedGraph(graph, options, threads)
 
     def flush(self) -> None:
         """Run what is queued now, without waiting for the delay from here on (stopping)."""
-        for each in self.served:
-            each.batched.batcher.flush()
+        for graph in self.graphs:
+            graph.batched.batcher.flush()
 
     def close(self) -> None:
         """Run what is queued, stop the threads, and let the graphs run alone again."""
-        for each in self.served:
-            each.batched.batcher.close()
-            each.batched = None
+        for graph in self.graphs:
+            graph.batched.batcher.close()
+            graph.batched = None

@@ -33,13 +33,13 @@ from aiohttp import web
 from serving.errors import UserError
 from serving.runtime.charlm import GENERATION_DEFAULTS, onnx_stream
 from serving.runtime.decoding import Sampling
-from serving.runtime.graph import ExportedGraph
 from serving.runtime.vocab import Vocabulary
 from serving.server.batching import BatchOptions
 from serving.server.continuous import ContinuousGenerator, Generation
 from serving.server.metrics import Metrics
 from serving.server.models import (
     VERSION,
+    ObservedGraph,
     Registry,
     RequestError,
     TaskModel,
@@ -87,7 +87,7 @@ class CharLM(TaskModel):
         "seed": int,
     }
 
-    def __init__(self, name: str, run_dir: Path, graphs: dict[str, ExportedGraph]):
+    def __init__(self, name: str, run_dir: Path, graphs: dict[str, ObservedGraph]):
         super().__init__(name, run_dir, graphs)
         self.step = graphs["lm_step"]
         self.vocab = Vocabulary.load(self.step.export_dir / self.step.runtime["vocab"])

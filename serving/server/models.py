@@ -60,11 +60,21 @@ def refusal(error: Exception) -> RequestError:
 
 
 class ObservedGraph(ExportedGraph):
-    """An ``ExportedGraph`` that tells ``executed(rows)``, once set, of each run of its session
-    on a batch of ``rows``. Every run ends in ``run`` (a call checks its inputs, then runs), so
-    a request for the graph and a task model's calls of it are told alike, once per run."""
+    """An ``ExportedGraph`` as the server runs it. It tells ``executed(rows)``, once set, of
+    each run of its session on a batch of ``rows``: every run ends in ``run`` (a call checks
+    its inputs, then runs), so a request for the graph and a task model's calls of it are told
+    alike, once per run. While the server batches, ``batched`` is its batcher, which requests
+    for the graph join; a task model's calls (``graph(**inputs)``, as its runtime makes them)
+    join it too where ``calls_batched`` is set (``TaskModel.start_batching``)."""
 
     executed: Callable[[int], None] | None = None
+    batched: BatchedGraph | None = None
+    calls_batched = False
+
+    def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
+        if self.batched is None or not self.calls_batched:
+            return super().__call__(**inputs)
+        return self.batched.run(self.checked_feed(inputs))
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = super().run(feed)
@@ -81,7 +91,6 @@ class ServedGraph:
     graph: ObservedGraph
     run_dir: Path
     prefix: str = ""
-    batched: BatchedGraph | None = None  # its batcher while a server batches it
 
     @property
     def name(self) -> str:
@@ -95,7 +104,7 @@ class ServedGraph:
         for name, array in feed.items():
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise RequestError(f"input {name} contains NaN or infinity")
-        return (self.batched or self.graph).run(feed)
+        return (self.graph.batched or self.graph).run(feed)
 
 
 # Request parameters of the protocols themselves, which no task model takes as its own: the
@@ -127,15 +136,21 @@ class TaskModel(ABC):
     parameters: ClassVar[dict[str, type]] = {}  # request parameters: int, float, bool or str
     rest_outputs: ClassVar[tuple[str, ...] | None] = None  # over TF Serving's REST API (None: all)
 
-    def __init__(self, name: str, run_dir: Path, graphs: dict[str, ExportedGraph]):
+    def __init__(self, name: str, run_dir: Path, graphs: dict[str, ObservedGraph]):
         self.name, self.run_dir, self.graphs = name, run_dir, graphs
 
-    def start_batching(self, options: BatchOptions | None) -> None:  # noqa: B027 (a hook)
+    def start_batching(self, options: BatchOptions | None) -> None:
         """While a server runs: batch concurrent requests with ``options`` (None: batching
-        off). Task models that batch override it and ``stop_batching``."""
+        off). Here the runtime's calls of each graph join that graph's batcher with the
+        requests for it (exact: ``serving.server.batching``); task models that batch per
+        decoding step override it and ``stop_batching``."""
+        for graph in self.graphs.values():
+            graph.calls_batched = options is not None
 
-    def stop_batching(self) -> None:  # noqa: B027 (a hook)
+    def stop_batching(self) -> None:
         """Answer the requests in flight, then stop batching (the server is stopping)."""
+        for graph in self.graphs.values():
+            graph.calls_batched = False
 
     def metadata(self) -> dict[str, Any]:
         """The Open Inference Protocol's model metadata."""

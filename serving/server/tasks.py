@@ -35,7 +35,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from serving.errors import UserError
-from serving.runtime.graph import ExportedGraph
 from serving.runtime.sine import forecast
 from serving.runtime.tagging import load_tags, tag
 from serving.runtime.translate import graph_translator
@@ -44,6 +43,7 @@ from serving.server.batching import BatchOptions
 from serving.server.continuous import ContinuousTranslator
 from serving.server.generate import CharLM
 from serving.server.models import (
+    ObservedGraph,
     Registry,
     RequestError,
     TaskModel,
@@ -71,7 +71,7 @@ class TranslateModel(TaskModel):
     parameters: ClassVar[dict[str, type]] = {"beam_width": int, "length_penalty": float}
     rest_outputs = ("translation",)  # the SavedModel `translate` signature's one output
 
-    def __init__(self, name: str, run_dir: Path, graphs: dict[str, ExportedGraph]):
+    def __init__(self, name: str, run_dir: Path, graphs: dict[str, ObservedGraph]):
         super().__init__(name, run_dir, graphs)
         self.translator = graph_translator(graphs["encoder"], graphs["decoder_step"])
         self.decoder: ContinuousTranslator | None = None  # while the server batches
@@ -125,7 +125,7 @@ class TaggingModel(TaskModel):
         tensor_spec("unknown", "BYTES", -1, -1),
     )
 
-    def __init__(self, name: str, run_dir: Path, graphs: dict[str, ExportedGraph]):
+    def __init__(self, name: str, run_dir: Path, graphs: dict[str, ObservedGraph]):
         super().__init__(name, run_dir, graphs)
         self.tagger = graphs["tagger"]
         vocab_path = self.tagger.export_dir / self.tagger.runtime["vocab"]
@@ -156,7 +156,7 @@ class SineModel(TaskModel):
     task = "sine"
     inputs = (tensor_spec("window", "FP32", -1, -1),)
 
-    def __init__(self, name: str, run_dir: Path, graphs: dict[str, ExportedGraph]):
+    def __init__(self, name: str, run_dir: Path, graphs: dict[str, ObservedGraph]):
         super().__init__(name, run_dir, graphs)
         self.forecaster = graphs["sine_forecaster"]
         horizon = self.forecaster.runtime["horizon"]
