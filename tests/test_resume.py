@@ -2,13 +2,17 @@
 same numbers as a run never interrupted), and what --resume refuses."""
 
 import csv
+import functools
 import itertools
 import json
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -16,7 +20,7 @@ import numpy as np
 import pytest
 
 from keras_rnn import train
-from tests.conftest import REPO, assert_user_error, run_module
+from tests.conftest import REPO, run_module
 
 
 def started_run(path, config) -> None:
@@ -104,82 +108,109 @@ def train_until_killed(argv: list, run_dir, epochs_done: int) -> None:
     assert not (run_dir / "metrics.json").exists()
 
 
-@pytest.mark.slow
-def test_resume_after_sigkill(tmp_path):
-    """Kill training mid-run with SIGKILL, resume, and finish with every epoch logged once,
-    the learning-rate schedule going on from the step where it stopped."""
-    run_dir = tmp_path / "run"
-    epochs = 12
-    argv = [
-        "--learning-rate-schedule",
-        "cosine",
-        "--run-dir",
-        run_dir,
-        "--units",
-        "8",
-        "--batch-size",
-        "4",
-        "--epochs",
-        epochs,
-        "--patience",
-        "0",
-    ]
-    train_until_killed(argv, run_dir, epochs_done=2)
-    history = run_dir / "history.csv"
-
-    refused = run_module("keras_rnn.train", *argv)
-    assert_user_error(refused.returncode, refused.stderr, "--resume to continue it")
-
-    changed = run_module("keras_rnn.train", *argv[:-4], "--units", "16", "--resume")
-    assert_user_error(changed.returncode, changed.stderr, "--units 16 differs from the run's 8")
-
-    resumed = run_module("keras_rnn.train", *argv, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    done = re.search(r"^resuming: (\d+) of 12 epochs were done$", resumed.stdout, re.M)
-    assert done and int(done[1]) >= 2  # continued from the backup, not from scratch
-    with history.open() as f:
-        rows = list(csv.DictReader(f))
-    assert [int(row["epoch"]) for row in rows] == list(range(epochs))
-    rates = [float(row["learning_rate"]) for row in rows]
-    assert all(a > b for a, b in itertools.pairwise(rates)), rates  # no restart after --resume
-    assert rates[-1] == pytest.approx(0.0, abs=1e-9)  # cosine ends at zero after all epochs
-    assert (run_dir / "metrics.json").is_file()
-    assert not (run_dir / "checkpoints" / "backup").exists()
-
-
 CONLL = "".join(
     f"the DET\n{word} {tag}\nruns VERB\n\n"
     for word, tag in [("dog", "NOUN"), ("cat", "NOUN"), ("big", "ADJ"), ("old", "ADJ")] * 30
 )
 
 
+def resumable_flags(task: str, folder: Path) -> list:
+    """Training flags of a run with everything a resumed run must pick up where it stopped:
+    shuffling, dropout, a cosine learning-rate schedule and early stopping (a tagging run
+    reads its sentences from a file written into ``folder``)."""
+    if task == "tagging":
+        conll = folder / "data.conll"
+        conll.write_text(CONLL)
+        data = ["--conll", conll, "--batch-size", "8"]
+    else:
+        data = ["--batch-size", "4"]
+    return [
+        *["--task", task, *data, "--units", "8", "--layers", "2", "--dropout", "0.5"],
+        *["--epochs", "8", "--patience", "3", "--learning-rate-schedule", "cosine"],
+    ]
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory) -> Callable[[str], tuple[list, Path]]:
+    """``killed(task)``: the flags and the run directory of a run of ``resumable_flags(task)``
+    SIGKILLed once its backup held 2 epochs, made once for the module. Tests must not modify
+    the run (copy it first)."""
+
+    @functools.cache
+    def kill(task: str) -> tuple[list, Path]:
+        folder = tmp_path_factory.mktemp(f"killed-{task}")
+        flags, run_dir = resumable_flags(task, folder), folder / "run"
+        train_until_killed([*flags, "--run-dir", run_dir], run_dir, epochs_done=2)
+        return flags, run_dir
+
+    return kill
+
+
+@pytest.fixture(scope="module")
+def resumed(killed, tmp_path_factory) -> Callable[[str], tuple[Path, str]]:
+    """``resumed(task)``: a copy of ``killed(task)``'s run, resumed with ``--run-dir R
+    --resume`` alone (the task comes from config.json) in a new process, and what that
+    printed; made once for the module."""
+
+    @functools.cache
+    def resume(task: str) -> tuple[Path, str]:
+        run_dir = tmp_path_factory.mktemp(f"resumed-{task}") / "run"
+        shutil.copytree(killed(task)[1], run_dir)
+        result = run_module("keras_rnn.train", "--run-dir", run_dir, "--resume")
+        assert result.returncode == 0, result.stderr
+        return run_dir, result.stdout
+
+    return resume
+
+
+def epochs_done_before(stdout: str) -> int:
+    """The epochs a resumed run says the backup held."""
+    done = re.search(r"^resuming: (\d+) of 8 epochs were done$", stdout, re.M)
+    assert done, stdout
+    return int(done[1])
+
+
+def history(run_dir: Path) -> list[dict[str, float]]:
+    """The rows of the run's history.csv, as numbers."""
+    with (run_dir / "history.csv").open() as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(killed, resumed, tmp_path, cli_error):
+    """Kill training mid-run with SIGKILL, resume, and finish with every epoch logged once,
+    the learning-rate schedule going on from the step where it stopped."""
+    flags, killed_run = killed("sine")
+    copy = tmp_path / "run"
+    shutil.copytree(killed_run, copy)
+    cli_error(train.main, [*flags, "--run-dir", copy], "--resume to continue it")
+    changed = ["--run-dir", copy, "--units", "16", "--resume"]
+    cli_error(train.main, changed, "--units 16 differs from the run's 8")
+
+    run_dir, stdout = resumed("sine")
+    assert epochs_done_before(stdout) >= 2  # continued from the backup, not from scratch
+    rows = history(run_dir)
+    assert [row["epoch"] for row in rows] == list(range(8))  # val_loss kept improving
+    rates = [row["learning_rate"] for row in rows]
+    assert all(a > b for a, b in itertools.pairwise(rates)), rates  # no restart after --resume
+    assert rates[-1] == pytest.approx(0.0, abs=1e-9)  # cosine ends at zero after all epochs
+    assert (run_dir / "metrics.json").is_file()
+    assert not (run_dir / "checkpoints" / "backup").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["sine", "tagging"])
-def test_resumed_run_repeats_the_uninterrupted_one(task, tmp_path):
-    """Killed after some epochs and resumed with ``--run-dir R --resume`` alone (the task comes
-    from config.json), a run with shuffling and dropout logs the same numbers as one never
-    interrupted, bit for bit: same machine, same operations in the same order (TensorFlow's op
-    determinism is on), so there is no round-off to allow for. Each row has the learning rate
-    (the optimizer's step count), early stopping's count and the best weights depend on."""
-    conll = tmp_path / "data.conll"
-    conll.write_text(CONLL)
-    data = ["--conll", conll, "--batch-size", "8"] if task == "tagging" else ["--batch-size", "4"]
-    argv = ["--task", task, *data, "--units", "8", "--layers", "2", "--dropout", "0.5"]
-    argv += ["--epochs", "8", "--patience", "3", "--learning-rate-schedule", "cosine"]
+def test_resumed_run_repeats_the_uninterrupted_one(task, killed, resumed, tmp_path):
+    """Killed after some epochs and resumed, a run with shuffling and dropout logs the same
+    numbers as one never interrupted (trained here in this process), bit for bit: same
+    machine, same operations in the same order (TensorFlow's op determinism is on), so there
+    is no round-off to allow for. Each row has the learning rate (the optimizer's step count),
+    early stopping's count and the best weights depend on."""
+    flags, _ = killed(task)
     whole = tmp_path / "whole"
-    reference = run_module("keras_rnn.train", *argv, "--run-dir", whole)
-    assert reference.returncode == 0, reference.stderr
-
-    run_dir = tmp_path / "killed"
-    train_until_killed([*argv, "--run-dir", run_dir], run_dir, epochs_done=2)
-    resumed = run_module("keras_rnn.train", "--run-dir", run_dir, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    done = re.search(r"^resuming: (\d+) of 8 epochs were done$", resumed.stdout, re.M)
-    assert done and int(done[1]) >= 2  # from the backup
-
-    def history(run):
-        with (run / "history.csv").open() as f:
-            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    assert train.main([*map(str, flags), "--run-dir", str(whole)]) == 0
+    run_dir, stdout = resumed(task)
+    assert epochs_done_before(stdout) >= 2  # from the backup
 
     assert history(run_dir) == history(whole)
     metrics = [json.loads((run / "metrics.json").read_text()) for run in (run_dir, whole)]
@@ -199,20 +230,22 @@ def test_resume_after_early_stopping_trains_no_further(tmp_path, monkeypatch):
 
     argv = ["--units", "4", "--batch-size", "64", "--epochs", "40", "--patience", "1"]
     argv += ["--learning-rate", "0.2"]  # val_loss soon stops improving
-    assert train.main([*argv, "--run-dir", str(tmp_path / "whole")]) == 0
 
     class Killed(Exception):
         pass
 
-    def killed(*args):
+    def kill(*args):
         raise Killed
 
+    run_dir = tmp_path / "run"
     with monkeypatch.context() as patch, pytest.raises(Killed):
-        patch.setattr(sine, "evaluate", killed)
-        train.main([*argv, "--run-dir", str(tmp_path / "killed")])
-    assert train.main(["--run-dir", str(tmp_path / "killed"), "--resume"]) == 0
-    history = [(tmp_path / run / "history.csv").read_text() for run in ("whole", "killed")]
-    assert history[0] == history[1] and len(history[0].splitlines()) < 1 + 40  # stopped early
+        patch.setattr(sine, "evaluate", kill)
+        train.main([*argv, "--run-dir", str(run_dir)])
+    trained = (run_dir / "history.csv").read_text()
+    assert len(trained.splitlines()) < 1 + 40  # stopped early
+    assert train.main(["--run-dir", str(run_dir), "--resume"]) == 0
+    assert (run_dir / "history.csv").read_text() == trained
+    assert (run_dir / "metrics.json").is_file()
 
 
 @pytest.mark.slow
@@ -230,10 +263,10 @@ def test_ctrl_c_prints_the_resume_command_and_exits_130(tmp_path):
         # SIGINT as a terminal delivers it, even where this test runs with it ignored
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    history = run_dir / "history.csv"
+    history_csv = run_dir / "history.csv"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
-        if history.is_file() and len(history.read_text().splitlines()) >= 2:  # an epoch done
+        if history_csv.is_file() and len(history_csv.read_text().splitlines()) >= 2:  # an epoch
             break
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
@@ -243,10 +276,9 @@ def test_ctrl_c_prints_the_resume_command_and_exits_130(tmp_path):
     assert stderr.splitlines() == [f"interrupted: continue the run with: {command}"]
     assert not (run_dir / "metrics.json").exists()
 
-    with history.open() as f:
-        done = len(list(csv.DictReader(f)))
-    resumed = run_module(*command.split()[2:], "--epochs", done + 2)  # not all 1000 epochs
-    assert resumed.returncode == 0, resumed.stderr
+    done = len(history(run_dir))
+    arguments = shlex.split(command)[3:]  # after python -m keras_rnn.train
+    assert train.main([*arguments, "--epochs", str(done + 2)]) == 0  # not all 1000 epochs
     assert (run_dir / "metrics.json").is_file()
 
 
@@ -260,11 +292,11 @@ def test_ctrl_c_prints_the_resume_command_and_exits_130(tmp_path):
         ("checkpoints/backup/random_state.json", "[1, 2", "is not valid JSON"),
     ],
 )
-def test_a_damaged_backup_is_one_line_on_resume(damaged, content, fragment, tmp_path):
+def test_a_damaged_backup_is_one_line_on_resume(
+    damaged, content, fragment, killed, tmp_path, cli_error
+):
     """A file --resume reads that is damaged is named in one error line, exit 2."""
     run_dir = tmp_path / "run"
-    argv = ["--run-dir", run_dir, "--units", "4", "--batch-size", "8", "--epochs", "40"]
-    train_until_killed([*argv, "--patience", "0"], run_dir, epochs_done=1)
+    shutil.copytree(killed("sine")[1], run_dir)
     (run_dir / damaged).write_text(content)
-    result = run_module("keras_rnn.train", "--run-dir", run_dir, "--resume")
-    assert_user_error(result.returncode, result.stderr, Path(damaged).name, fragment)
+    cli_error(train.main, ["--run-dir", run_dir, "--resume"], Path(damaged).name, fragment)
