@@ -163,22 +163,32 @@ def test_generate_needs_a_charlm_run(trained_run, cli_error):
     cli_error(generate.main, [trained_run("lstm"), "--prefix", "x"], "is a sine run")
 
 
-@pytest.mark.parametrize(
-    ("content", "fragment"),
-    [
-        (None, "text file not found"),
-        (b"", "is empty: nothing to learn from"),
-        (b"\xff\xfe bad", "is not UTF-8 text"),
-        (b"short text", "is too short"),
-    ],
-)
-def test_bad_text_file_is_one_line(content, fragment, tmp_path):
+BAD_TEXT_FILES = [  # (content of --text, None: no file; what the error says)
+    (None, "text file not found"),
+    (b"", "is empty: nothing to learn from"),
+    (b"\xff\xfe bad", "is not UTF-8 text"),
+    (b"short text", "is too short"),
+]
+
+
+def bad_text_argv(tmp_path: Path, content: bytes | None) -> list:
+    """Training flags of a charlm run on a text file holding ``content`` (None: no file)."""
     text_file = tmp_path / "corpus.txt"
     if content is not None:
         text_file.write_bytes(content)
-    result = run_module(
-        "keras_rnn.train", "--task", "charlm", "--text", text_file, "--run-dir", tmp_path / "r"
-    )
+    return ["--task", "charlm", "--text", text_file, "--run-dir", tmp_path / "r"]
+
+
+@pytest.mark.parametrize(("content", "fragment"), BAD_TEXT_FILES)
+def test_bad_text_file_is_one_line(content, fragment, tmp_path, cli_error):
+    cli_error(train.main, bad_text_argv(tmp_path, content), fragment)
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_text_file_is_one_line_from_a_fresh_process(tmp_path):
+    """Read after TensorFlow started: the command's stderr holds the error line alone."""
+    content, fragment = BAD_TEXT_FILES[-1]
+    result = run_module("keras_rnn.train", *bad_text_argv(tmp_path, content))
     assert_user_error(result.returncode, result.stderr, fragment)
     assert not (tmp_path / "r").exists()
 
