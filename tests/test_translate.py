@@ -160,8 +160,11 @@ def test_a_saved_model_loads_and_gives_the_same_logits(tmp_path):
     )
 
 
+# Few test pairs: training decodes them (greedy, beam search, untrained model), the export
+# and export.verify again, and a tiny model writes each output up to the length limit.
+TEST_PAIRS = 10
 TINY = ("--units", "8", "--embedding-size", "8", "--epochs", "1", "--patience", "0")
-TINY += ("--train-pairs", "600", "--val-pairs", "50", "--test-pairs", "40")
+TINY += ("--train-pairs", "600", "--val-pairs", "50", "--test-pairs", str(TEST_PAIRS))
 QUERIES = ("23 November 2026", "2026年11月23日", "", "zzz 23 ñov 2026", "monday 23/11/2026")
 
 
@@ -230,12 +233,12 @@ def translate_run(request, tiny_runs) -> Path:
 
 def test_metrics_vocabularies_and_decoding_parity(translate_run):
     metrics = json.loads((translate_run / "metrics.json").read_text())
-    assert metrics["test_pairs"] == 40 and len(metrics["examples"]) == 5
+    assert metrics["test_pairs"] == TEST_PAIRS and len(metrics["examples"]) == 5
     assert 0 <= metrics["greedy_exact_match"] <= 1 and 0 <= metrics["beam_chrf"] <= 100
-    assert metrics["heldout_formats_pairs"] == 40  # the test dates in the held-out formats
+    assert metrics["heldout_formats_pairs"] == TEST_PAIRS  # the test dates in the held-out formats
     assert 0 <= metrics["greedy_exact_match_heldout_formats"] <= 1
     config = json.loads((translate_run / "config.json").read_text())
-    assert config["data"]["examples"]["heldout_formats"] == 40
+    assert config["data"]["examples"]["heldout_formats"] == TEST_PAIRS
     target = json.loads((translate_run / "vocab" / "target.json").read_text())
     assert (target["start_id"], target["end_id"], target["mode"]) == (2, 3, "characters")
     assert set(target["tokens"][4:]) == set("0123456789-")
@@ -245,7 +248,7 @@ def test_metrics_vocabularies_and_decoding_parity(translate_run):
     assert decode["ok"]
     for decoding in ("greedy onnx", "beam onnx", "greedy savedmodel translate"):
         assert decode[decoding] | {"largest_score_difference": 0} == {
-            "sources": 40,
+            "sources": TEST_PAIRS,
             "different": 0,
             "first_different": [],
             "largest_score_difference": 0,
