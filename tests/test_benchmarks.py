@@ -150,7 +150,7 @@ def test_serving_benchmark_loads_each_protocol_without_errors_batching_off_and_o
 
 def test_serving_benchmark_translates_on_every_protocol_beside_the_savedmodel(tiny_runs):
     from benchmarks.serving import TRANSLATION_PROTOCOLS
-    from tests.test_translate import LUONG
+    from tests.test_translate import LUONG, TEST_PAIRS
 
     run = LUONG.exported(tiny_runs)
     flags = ["--no-graphs", "--requests", "12", "--concurrency", "1,3"]
@@ -166,7 +166,7 @@ def test_serving_benchmark_translates_on_every_protocol_beside_the_savedmodel(ti
         for batching in ("off", "on")
     ]
     assert all(row[9] == "0" and float(row[5]) > 0 for row in rows)
-    assert "translations of the 40 test sentences: identical" in result.stdout
+    assert f"translations of the {TEST_PAIRS} test sentences: identical" in result.stdout
 
 
 def test_serving_benchmark_generates_batching_off_and_on_as_serving_predict(tiny_runs):

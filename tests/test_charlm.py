@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.__main__ import main as export_main
 from export.fusion import ONNX_OP
+from export.parity import BATCH_SIZES
 from keras_rnn import generate, train
 from keras_rnn import text as text_module
 from keras_rnn.runs import finished_run, load_trained_model
@@ -48,7 +48,8 @@ def keras_text(run_dir: Path) -> dict:
 CHARLM = TaskCase(
     task="charlm",
     training=(
-        *("--text", "{data}/corpus.txt", "--units", "16", "--epochs", "2"),
+        *("--text", "{data}/corpus.txt", "--batching", "consecutive", "--units", "16"),
+        *("--epochs", "2"),
         *("--sequence-length", "20", "--batch-size", "8", "--sample-length", "30"),
     ),
     data=(("corpus.txt", TEXT),),
@@ -251,21 +252,22 @@ def test_a_row_read_whole_equals_the_state_carried_window_by_window():
     np.testing.assert_allclose(np.concatenate(windows, axis=1), whole, atol=1e-5)
 
 
-@pytest.mark.slow
-def test_consecutive_batching_trains_stateful_and_exports_stateless(tmp_path):
-    text_file = tmp_path / "corpus.txt"
-    text_file.write_text(TEXT, encoding="utf-8")
-    run_dir = tmp_path / "run"
-    argv = ["--task", "charlm", "--batching", "consecutive", "--text", text_file]
-    argv += ["--run-dir", run_dir, "--units", "8", "--epochs", "2", "--batch-size", "8"]
-    argv += ["--sequence-length", "20", "--sample-every", "0"]
-    assert train.main([str(a) for a in argv]) == 0
-    run, _ = finished_run(run_dir)
-    model = load_trained_model(run)
-    assert all(layer.stateful for layer in model.layers if hasattr(layer, "stateful"))
-    assert export_main([str(run_dir)]) == 0
+def test_consecutive_batching_trains_stateful_and_exports_stateless(lm_run):
+    """The tiny LM's stateful layers (fixed batch size) export as stateless graphs, fused and
+    at parity at every batch size parity tries."""
+    run_dir, _ = lm_run
+    run, config = finished_run(run_dir)
+    assert config.batching == "consecutive"
+    stateful = [
+        layer.stateful for layer in load_trained_model(run).layers if hasattr(layer, "stateful")
+    ]
+    assert stateful and all(stateful)
     report = json.loads((run_dir / "export" / "parity.json").read_text())
     assert report["ok"] and all(g["fused"] for g in report["graphs"])
+    assert config.batch_size not in BATCH_SIZES  # sizes the stateful layers were not built for
+    for graph in report["graphs"]:
+        tried = {shape[name][0] for shape in graph["shapes_tested"] for name in shape}
+        assert tried == set(BATCH_SIZES), graph["name"]
 
 
 def test_generate_refuses_a_negative_seed(tmp_path, cli_error):

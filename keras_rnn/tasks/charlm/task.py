@@ -8,6 +8,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_rnn.graphs import ExportGraph
 from keras_rnn.runs import RunDir
@@ -126,6 +127,12 @@ def evaluate(
     evaluation (``dynamic``), and what xz -9e spends per test character (the baseline to
     beat)."""
     model = stateless(model, config)
+    # One graph for rows of any shape: called eagerly, the recurrent layers' loop would run
+    # step by step in Python (7 s for a row of 829 characters against 0.5 s traced)
+    signature = {name: tf.TensorSpec(x.shape, x.dtype) for name, x in model.input.items()}
+    logits = tf.function(
+        lambda inputs: model(inputs, training=False)["logits"], input_signature=[signature]
+    )
     parts = {"val": data.ids[data.val_start : data.test_start], "test": data.ids[data.test_start :]}
     metrics = {}
     for split, ids in parts.items():
@@ -134,7 +141,7 @@ def evaluate(
         rows = evaluation_rows(ids, data.vocab.size)
         with Progress(f"evaluating on {split}", int(rows.cardinality())) as progress:
             for inputs, targets in rows:
-                entropy.update_state(targets, model(inputs, training=False)["logits"])
+                entropy.update_state(targets, logits(inputs))
                 progress.advance()
         bits = float(entropy.result())
         metrics[f"{split}_bits_per_char"] = bits
