@@ -14,6 +14,7 @@ from serving.runtime.decoding import (
     Sampler,
     Sampling,
     beam_search,
+    concatenate_rows,
     generate,
     greedy,
     log_softmax,
@@ -211,3 +212,19 @@ def test_states_by_name_are_searched_as_a_list_is():
     beam = Beam(3, 8)
     found = beam_search(named_step, named, START, beam, excluded=())
     check(found, beam_search(toy_step, STATES, START, beam, excluded=()))
+
+
+def test_states_are_copied_only_when_their_rows_change():
+    """``rows_of`` all rows in order, and ``concatenate_rows`` of one part, are the states
+    themselves (a step where no row ended copies nothing); any other rows are new arrays."""
+    named = {"history": np.arange(6).reshape(3, 2), "memory": np.ones((3, 4))}
+    listed = list(named.values())
+    for states in (named, listed):
+        assert rows_of(states, np.arange(3)) is states
+        assert concatenate_rows([states]) is states
+    picked = rows_of(named, np.array([2, 0, 0]))
+    assert np.array_equal(picked["history"], [[4, 5], [0, 1], [0, 1]])
+    fewer = rows_of(listed, np.array([0, 1]))
+    assert fewer is not listed and np.array_equal(fewer[0], [[0, 1], [2, 3]])
+    twice = concatenate_rows([named, named])
+    assert np.array_equal(twice["memory"], np.ones((6, 4)))

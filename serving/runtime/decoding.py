@@ -237,11 +237,11 @@ class GreedySearch:
         ending = (chosen == self.end_id) | (self._left == 0)
         self._ended += [
             (self._labels[row], (self._ids[row], float(self._totals[row])))
-            for row in np.flatnonzero(ending)
+            for row in np.flatnonzero(ending).tolist()
         ]
         kept = np.flatnonzero(~ending)
-        self._labels = [self._labels[row] for row in kept]
-        self._ids = [self._ids[row] for row in kept]
+        self._labels = [self._labels[row] for row in kept.tolist()]
+        self._ids = [self._ids[row] for row in kept.tolist()]
         self._totals, self._left = self._totals[kept], self._left[kept]
         self.tokens = chosen[kept].astype(np.int32)[:, None]
         return kept
@@ -430,7 +430,11 @@ def run_search(step: Step, states: States, search: GreedySearch | BeamSearch) ->
 
 def rows_of(states: States, rows: np.ndarray) -> States:
     """The given ``rows`` of every state, in that order (a row may repeat: beam search
-    continues a beam as often as it has children)."""
+    continues a beam as often as it has children); ``states`` themselves, not a copy, when
+    ``rows`` are all of them in order (no row ended)."""
+    arrays = list(states.values()) if isinstance(states, Mapping) else states
+    if np.array_equal(rows, np.arange(len(arrays[0]))):
+        return states
     if isinstance(states, Mapping):
         return {name: state[rows] for name, state in states.items()}
     return [state[rows] for state in states]
@@ -438,8 +442,10 @@ def rows_of(states: States, rows: np.ndarray) -> States:
 
 def concatenate_rows(parts: Sequence[States]) -> States:
     """The rows of every part, one part after another, state by state (parts of the same
-    states: the same names, or as many in a list)."""
+    states: the same names, or as many in a list); a single part is returned as it is."""
     first = parts[0]
+    if len(parts) == 1:
+        return first
     if isinstance(first, Mapping):
         return {name: np.concatenate([part[name] for part in parts]) for name in first}
     return [np.concatenate(column) for column in zip(*parts, strict=True)]

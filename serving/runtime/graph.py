@@ -52,6 +52,7 @@ class ExportedGraph:
         self.masked_input: dict[str, Any] | None = entry.get("masked_input")
         self.states: list[str] = carried_states(entry)
         self.session = open_session(export_dir / entry["onnx"], threads, entry)
+        self._output_names = [output.name for output in self.session.get_outputs()]
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
         feed = self.checked_feed(inputs)
@@ -66,7 +67,7 @@ class ExportedGraph:
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The session's outputs by name for a checked feed (thread-safe); inputs the graph
         cannot run on together are a ``UserError`` naming their shapes."""
-        names = [output.name for output in self.session.get_outputs()]
+        names = self._output_names
         try:
             results = self.session.run(names, feed, _RUN_OPTIONS)
         except _RUN_ERRORS as error:
@@ -246,8 +247,8 @@ def check_range(
     Embedding's ids, where the manifest gives them), else within what ``dtype`` holds (a cast
     would wrap). ONNX ``Gather`` wraps a negative id and fails on one past its table. A
     ``UserError`` names the input, the first value outside and the range."""
-    if dtype.kind not in "iu" or array.size == 0:
-        return
+    if dtype.kind not in "iu" or array.size == 0 or (ids is None and array.dtype == dtype):
+        return  # (an array of ``dtype`` holds only what ``dtype`` holds)
     low, high = ids or (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max) + 1)
     if array.min() >= low and array.max() < high:
         return

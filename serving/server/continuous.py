@@ -228,23 +228,18 @@ class ContinuousTranslator(ContinuousDecoder[_Request]):
     def _join(self, requests: list[_Request]) -> None:
         """Encode the sources of ``requests`` in one call and add their rows."""
         states = self.translator.encode(np.concatenate([request.ids for request in requests]))
-        start = 0
-        greedy_rows = []
-        for request in requests:
-            rows = np.arange(start, start + len(request.ids))
-            start += len(request.ids)
-            if request.beam is None:
-                self.translator.add_greedy(self._greedy, [(request, t) for t in range(len(rows))])
-                greedy_rows.append(rows)
-                continue
-            for text, row in enumerate(rows):
+        texts = [(request, text) for request in requests for text in range(len(request.ids))]
+        greedy = [row for row, (request, _) in enumerate(texts) if request.beam is None]
+        if greedy:
+            self.translator.add_greedy(self._greedy, [texts[row] for row in greedy])
+            joined = rows_of(states, np.array(greedy))
+            before = [] if self._greedy_states is None else [self._greedy_states]
+            self._greedy_states = concatenate_rows([*before, joined])
+        for row, (request, text) in enumerate(texts):
+            if request.beam is not None:
                 search = BeamSearch(request.beam, self.translator.start_id)
                 self._beams.append(_Beam(request, text, search))
                 self._beam_states.append(rows_of(states, np.array([row])))
-        if greedy_rows:
-            joined = rows_of(states, np.concatenate(greedy_rows))
-            before = [] if self._greedy_states is None else [self._greedy_states]
-            self._greedy_states = concatenate_rows([*before, joined])
 
     def _step(self) -> None:
         searches = [self._greedy, *(beam.search for beam in self._beams)]

@@ -11,7 +11,6 @@ server keeps its metrics in a ``CollectorRegistry`` of its own.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -123,8 +122,9 @@ class Metrics:
 
     def __init__(self, served: Registry):
         """Metrics of the graphs and task models ``served``; every run of a graph's session
-        calls ``executed`` with the graph's name, whoever runs it (a request for the graph,
-        or a task model)."""
+        counts one execution of its batch rows under the graph's name, whoever runs it (a
+        request for the graph, or a task model): the graph's ``executed`` is the histogram
+        child of that name, bound once."""
         self.models = frozenset([*served.graphs, *served.tasks])
         self.registry = CollectorRegistry()
         request, model = ("model", "version", "protocol"), ("model", "version")
@@ -217,7 +217,7 @@ class Metrics:
         ):
             self.registry.register(totals)
         for graph in served.graphs.values():
-            graph.graph.executed = functools.partial(self.executed, graph.name)
+            graph.graph.executed = self.batch_size.labels(graph.name, VERSION).observe
 
     def handler(self) -> Callable:
         """The aiohttp handler of ``GET /metrics``."""
@@ -262,11 +262,6 @@ class Metrics:
         It started when grpcio handed it to ``TimedPool`` (another pool: at ``started``)."""
         timing = worker_timing() or Timing(started)
         self.answered(V2_GRPC, model, version, status, timing)
-
-    def executed(self, model: str, rows: int) -> None:
-        """Count one execution of the graph served as ``model`` on a batch of ``rows``: each
-        run of its session calls this once (``models.ObservedGraph``)."""
-        self.batch_size.labels(model, VERSION).observe(rows)
 
     def set_open_sequences(self, model: str, count: int) -> None:
         """Set how many sequences of ``model`` the server keeps; the sequence store calls this
