@@ -96,7 +96,7 @@ def benchmark_cell(cell: str, units: int, threads: int, repeats: int, folder: Pa
             "left": (sessions["checked"], left_padded(right)),
         }
         for name, (onnx_session, values) in runs.items():
-            expected = keras.ops.convert_to_numpy(graph.model(values)["outputs"])
+            expected = keras.ops.convert_to_numpy(graph.model({"sequence": values})["outputs"])
             (actual,) = onnx_session.run(None, {"sequence": values})
             if not np.allclose(actual, expected, atol=1e-4):
                 raise AssertionError(f"{cell}: ONNX ({name}) differs from Keras")

@@ -1,5 +1,8 @@
 """The benchmarks run and print their tables (no timing is asserted: speed lives there).
-They run as processes: TensorFlow's thread counts can only be set before it starts."""
+Most are called in-process (``main(argv)``), which saves starting TensorFlow once more. The
+inference benchmark runs as a process: it sets TensorFlow's thread counts, which only hold
+before TensorFlow starts. So do the refusals that come before TensorFlow would start: a whole
+process's output, checked at little cost."""
 
 import re
 
@@ -29,12 +32,14 @@ def test_inference_benchmark_needs_an_export(trained_run):
     assert_user_error(result.returncode, result.stderr, "manifest.json is missing")
 
 
-def test_fusion_benchmark_compares_fused_and_loop_for_each_option_and_shape():
+def test_fusion_benchmark_compares_fused_and_loop_for_each_option_and_shape(capsys):
+    from benchmarks.fusion import main
+
     argv = ["--cells", "gru", "--units", "4", "--repeats", "2", "--options", "default,reset-before"]
-    result = run_module("benchmarks.fusion", *argv)
-    assert result.returncode == 0, result.stderr
-    assert FUSION_HEADER in result.stdout
-    rows = [line.strip("|").split(" | ") for line in result.stdout.splitlines()]
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert FUSION_HEADER in stdout
+    rows = [line.strip("|").split(" | ") for line in stdout.splitlines()]
     rows = [row for row in rows if row[0].strip() == "gru"]
     assert [(row[1], row[3], row[4]) for row in rows] == [
         (option, mask, shape)
@@ -58,11 +63,13 @@ def test_fusion_benchmark_rejects_an_unknown_option():
     assert_user_error(result.returncode, result.stderr, "unknown option peepholes: choose from")
 
 
-def test_masks_benchmark_times_the_check_and_each_padding_after_checking_keras():
-    result = run_module("benchmarks.masks", "--cells", "lstm", "--units", "4", "--repeats", "2")
-    assert result.returncode == 0, result.stderr
-    assert MASKS_HEADER in result.stdout
-    rows = [line.strip("|").split(" | ") for line in result.stdout.splitlines()]
+def test_masks_benchmark_times_the_check_and_each_padding_after_checking_keras(capsys):
+    from benchmarks.masks import main
+
+    assert main(["--cells", "lstm", "--units", "4", "--repeats", "2"]) == 0
+    stdout = capsys.readouterr().out
+    assert MASKS_HEADER in stdout
+    rows = [line.strip("|").split(" | ") for line in stdout.splitlines()]
     rows = [row for row in rows if row[0].strip() == "lstm"]
     assert [row[2] for row in rows] == ["batch 1 x 10", "batch 32 x 50"]
     for row in rows:
@@ -76,25 +83,28 @@ def test_masks_benchmark_rejects_nonsense_sizes():
     assert_user_error(result.returncode, result.stderr, "--units: must be a positive integer")
 
 
-def test_attention_length_benchmark_tables_exact_match_by_length_and_reuses_its_runs(tmp_path):
+def test_attention_length_benchmark_tables_exact_match_by_length_and_reuses_its_runs(
+    tmp_path, capsys, cli_error
+):
     """Each model's column holds exact-match fractions per source-length bucket; a second call
     reuses the finished runs (no training), and other settings over them are refused."""
+    from benchmarks.attention_length import main
+
     tiny = ["--units", "4", "--epochs", "1", "--train-pairs", "300", "--test-pairs", "60"]
-    argv = ["--attention", "none", "luong-dot", "--runs", tmp_path, *tiny]
-    first = run_module("benchmarks.attention_length", *argv, timeout=600)
-    assert first.returncode == 0, first.stderr
-    assert "| source characters | examples | none | luong-dot |" in first.stdout
-    rows = [line for line in first.stdout.splitlines() if re.match(r"\| \d+-\d+ \|", line)]
+    argv = [str(a) for a in ["--attention", "none", "luong-dot", "--runs", tmp_path, *tiny]]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "| source characters | examples | none | luong-dot |" in first
+    rows = [line for line in first.splitlines() if re.match(r"\| \d+-\d+ \|", line)]
     assert rows and sum(int(row.split(" | ")[1]) for row in rows) == 60
     for row in rows:
         assert all(0 <= float(cell) <= 1 for cell in row.strip(" |").split(" | ")[2:])
     assert (tmp_path / "attention_length.png").stat().st_size > 0
-    again = run_module("benchmarks.attention_length", *argv, timeout=600)
-    assert again.returncode == 0, again.stderr
-    assert "none: reusing" in again.stdout and "training into" not in again.stdout
-    assert [line for line in again.stdout.splitlines() if line in rows] == rows
-    changed = run_module("benchmarks.attention_length", *argv[:-1], "30", timeout=600)
-    assert_user_error(changed.returncode, changed.stderr, "trained with other settings")
+    assert main(argv) == 0
+    again = capsys.readouterr().out
+    assert "none: reusing" in again and "training into" not in again
+    assert [line for line in again.splitlines() if line in rows] == rows
+    cli_error(main, [*argv[:-1], "30"], "trained with other settings")
 
 
 def test_attention_length_checks_its_outputs_before_tensorflow_starts(
@@ -126,15 +136,17 @@ def test_attention_length_checks_its_outputs_before_tensorflow_starts(
     assert default.is_dir() and not any(default.iterdir())
 
 
-def test_serving_benchmark_loads_each_protocol_without_errors_batching_off_and_on(exported_run):
+def test_serving_benchmark_loads_each_protocol_without_errors_batching_off_and_on(
+    exported_run, capsys
+):
     from benchmarks.serving import HEADER as SERVING_HEADER
-    from benchmarks.serving import PROTOCOLS
+    from benchmarks.serving import PROTOCOLS, main
 
     run = exported_run("lstm")
-    result = run_module("benchmarks.serving", run, "--requests", "20", "--concurrency", "1,3")
-    assert result.returncode == 0, result.stderr
-    assert SERVING_HEADER in result.stdout
-    rows = [line.strip("|").split("|") for line in result.stdout.splitlines()]
+    assert main([str(run), "--requests", "20", "--concurrency", "1,3"]) == 0
+    stdout = capsys.readouterr().out
+    assert SERVING_HEADER in stdout
+    rows = [line.strip("|").split("|") for line in stdout.splitlines()]
     rows = [[cell.strip() for cell in row] for row in rows if row[0].strip() == "sine_forecaster"]
     assert [(row[2], row[3], row[4]) for row in rows] == [("in-process onnxruntime", "", "1")] + [
         (protocol, batching, clients)
@@ -148,15 +160,14 @@ def test_serving_benchmark_loads_each_protocol_without_errors_batching_off_and_o
         assert re.fullmatch(r"\d+\.\dx", row[11])
 
 
-def test_serving_benchmark_translates_on_every_protocol_beside_the_savedmodel(tiny_runs):
-    from benchmarks.serving import TRANSLATION_PROTOCOLS
+def test_serving_benchmark_translates_on_every_protocol_beside_the_savedmodel(tiny_runs, capsys):
+    from benchmarks.serving import TRANSLATION_PROTOCOLS, main
     from tests.test_translate import LUONG, TEST_PAIRS
 
     run = LUONG.exported(tiny_runs)
-    flags = ["--no-graphs", "--requests", "12", "--concurrency", "1,3"]
-    result = run_module("benchmarks.serving", run, *flags)
-    assert result.returncode == 0, result.stderr
-    rows = [line.strip("|").split("|") for line in result.stdout.splitlines()]
+    assert main([str(run), "--no-graphs", "--requests", "12", "--concurrency", "1,3"]) == 0
+    stdout = capsys.readouterr().out
+    rows = [line.strip("|").split("|") for line in stdout.splitlines()]
     rows = [[cell.strip() for cell in row] for row in rows if row[0].strip() == "translate"]
     saved = "in-process SavedModel signature"
     assert [(row[2], row[3], row[4]) for row in rows] == [(saved, "", "1"), (saved, "", "3")] + [
@@ -166,18 +177,18 @@ def test_serving_benchmark_translates_on_every_protocol_beside_the_savedmodel(ti
         for batching in ("off", "on")
     ]
     assert all(row[9] == "0" and float(row[5]) > 0 for row in rows)
-    assert f"translations of the {TEST_PAIRS} test sentences: identical" in result.stdout
+    assert f"translations of the {TEST_PAIRS} test sentences: identical" in stdout
 
 
-def test_serving_benchmark_generates_batching_off_and_on_as_serving_predict(tiny_runs):
-    from benchmarks.serving import GENERATION_ROUTE
+def test_serving_benchmark_generates_batching_off_and_on_as_serving_predict(tiny_runs, capsys):
+    from benchmarks.serving import GENERATION_ROUTE, main
     from tests.test_charlm import CHARLM
 
     run = CHARLM.exported(tiny_runs)
     flags = ["--no-graphs", "--requests", "12", "--concurrency", "1,3", "--length", "20"]
-    result = run_module("benchmarks.serving", run, *flags)
-    assert result.returncode == 0, result.stderr
-    rows = [line.strip("|").split("|") for line in result.stdout.splitlines()]
+    assert main([str(run), *flags]) == 0
+    stdout = capsys.readouterr().out
+    rows = [line.strip("|").split("|") for line in stdout.splitlines()]
     rows = [[cell.strip() for cell in row] for row in rows if row[0].strip() == "charlm"]
     predict = "in-process onnxruntime (serving.predict)"
     assert [(row[1], row[2], row[3], row[4]) for row in rows] == [
@@ -188,7 +199,7 @@ def test_serving_benchmark_generates_batching_off_and_on_as_serving_predict(tiny
         for batching in ("off", "on")
     ]
     assert all(float(row[5]) > 0 for row in rows) and all(row[9] == "0" for row in rows[1:])
-    assert "texts of 64 generations sent by 3 concurrent clients: identical" in result.stdout
+    assert "texts of 64 generations sent by 3 concurrent clients: identical" in stdout
 
 
 def test_serving_benchmark_refuses_an_unknown_batching_setting():
@@ -226,45 +237,43 @@ def test_bidirectional_benchmark_refuses_bad_sizes():
     assert_user_error(result.returncode, result.stderr, "--units must be comma-separated sizes")
 
 
-def test_converter_benchmark_compares_tf2onnx_alone_with_the_converter():
+def test_converter_benchmark_compares_tf2onnx_alone_with_the_converter(capsys):
     from benchmarks.converter import HEADER as CONVERTER_HEADER
+    from benchmarks.converter import main
 
-    result = run_module("benchmarks.converter", "--repeats", "2")
-    assert result.returncode == 0, result.stderr
-    assert "parity of the export: ok" in result.stdout and CONVERTER_HEADER in result.stdout
-    rows = [line.strip("|").split(" | ") for line in result.stdout.splitlines()]
+    assert main(["--repeats", "2"]) == 0
+    stdout = capsys.readouterr().out
+    assert "parity of the export: ok" in stdout and CONVERTER_HEADER in stdout
+    rows = [line.strip("|").split(" | ") for line in stdout.splitlines()]
     rows = {(row[0].strip(), row[3]): row for row in rows if len(row) == 6 and "x 50" in row[3]}
     for shape in ("batch 1 x 50", "batch 32 x 50"):
         assert rows["tf2onnx alone (from_function)", shape][2] == "2 Loop"
         assert rows["python -m export.model", shape][2] == "2 GRU"
-    difference = float(result.stdout.rsplit("outputs: ", 1)[1])
+    difference = float(stdout.rsplit("outputs: ", 1)[1])
     assert difference < 1e-4
 
 
-def test_training_benchmark_rows_for_each_keras_variant_and_pytorch_where_installed():
+def test_training_benchmark_rows_for_each_keras_variant_and_pytorch_where_installed(capsys):
     """A tiny run (4 units, 2 timed steps): a row per Keras variant and configuration with
     positive speeds; the PyTorch rows and ratios where torch is installed, else the line that
-    says how to add them. A bad flag is one error line."""
+    says how to add them. A bad flag is one error line. In-process: each framework's side
+    runs in a process of its own, which sets its thread counts."""
     import importlib.util
 
     import pytest
 
     from benchmarks.training import HEADER as TRAINING_HEADER
-    from benchmarks.training import INSTALL
+    from benchmarks.training import INSTALL, main
 
     bad = run_module("benchmarks.training", "--cells", "gru,transformer")
     assert_user_error(bad.returncode, bad.stderr, "unknown cell transformer")
     tiny = ["--cells", "gru", "--units", "4", "--warmup", "1", "--steps", "2"]
-    result = run_module(
-        "benchmarks.training",
-        *["--configurations", "sine,charlm", "--steps-per-execution", "2", *tiny],
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    assert TRAINING_HEADER in result.stdout
+    assert main(["--configurations", "sine,charlm", "--steps-per-execution", "2", *tiny]) == 0
+    stdout = capsys.readouterr().out
+    assert TRAINING_HEADER in stdout
     rows = [
         [cell.strip() for cell in line.strip("|").split(" | ")]
-        for line in result.stdout.splitlines()
+        for line in stdout.splitlines()
         if line.startswith(("| sine:", "| charlm:"))
     ]
     keras = [
@@ -284,7 +293,7 @@ def test_training_benchmark_rows_for_each_keras_variant_and_pytorch_where_instal
     pytorch = [row for row in rows if row[2].startswith("PyTorch")]
     if importlib.util.find_spec("torch") is None:
         assert not pytorch and {row[5] for row in rows} == {"n/a"}
-        assert f"`{INSTALL}`" in result.stdout
+        assert f"`{INSTALL}`" in stdout
         pytest.skip("torch is not installed (CI does not install it): only the Keras rows ran")
     assert [row[0].split(":")[0] for row in pytorch] == ["sine", "charlm"]
     assert all(row[2].endswith("nn.GRU") and row[5] == "1.00x" for row in pytorch)
