@@ -308,8 +308,11 @@ def translation_senders(
 
 
 def saved_translate(run_dir: Path) -> Callable[[list[str]], list[str]]:
-    """The SavedModel ``translate`` signature, loaded in this process with TensorFlow."""
-    import tensorflow as tf
+    """The SavedModel ``translate`` signature, loaded in this process with TensorFlow
+    (started quietly: its start-up lines are not the benchmark's)."""
+    from keras_rnn import quiet
+
+    tf = quiet.start_tensorflow()
     import tensorflow_text  # noqa: F401  (registers the signature's ops)
 
     folder = run_dir / "export" / "savedmodel" / TRANSLATE / "1"
@@ -428,8 +431,8 @@ def table_row(
 def translation_table(args: argparse.Namespace, servers: list[Server]) -> tuple[list[str], str]:
     """The SavedModel signature's rows and the task model's, and a line saying whether the
     servers and the signature translate the test split alike."""
+    translate = saved_translate(args.run_dir)  # first: it starts TensorFlow quietly
     sentences = test_sentences(args.run_dir)
-    translate = saved_translate(args.run_dir)
     saved = saved_rows(translate, sentences, args)
     local = saved[0]["p"][0]
     rows = [
