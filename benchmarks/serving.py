@@ -235,30 +235,43 @@ async def benchmark(args: argparse.Namespace, graphs: dict, servers: list[Server
                     for server, channel in zip(servers, channels, strict=True)
                 ]
                 for protocol in PROTOCOLS:
-                    for server, send in zip(servers, sends, strict=True):  # warm up
-                        await load(send[protocol], 4, 50, server.process.pid)
-                    for clients in args.concurrency:
-                        for server, send in zip(servers, sends, strict=True):
-                            progress.advance(
-                                0,
-                                f"{graph.name}, {protocol}, {clients} client(s), "
-                                f"batching {server.batching}",
-                            )
-                            result = await load(
-                                send[protocol], clients, args.requests, server.process.pid
-                            )
-                            progress.advance()
-                            rows.append(
-                                table_row(
-                                    graph.name,
-                                    input_shape(feed),
-                                    protocol,
-                                    server.batching,
-                                    clients,
-                                    result,
-                                    local,
-                                )
-                            )
+                    rows += await measured_rows(
+                        progress,
+                        args,
+                        [
+                            (server, send[protocol])
+                            for server, send in zip(servers, sends, strict=True)
+                        ],
+                        (graph.name, input_shape(feed), protocol),
+                        local,
+                    )
+    return rows
+
+
+async def measured_rows(
+    progress: Progress,
+    args: argparse.Namespace,
+    sends: list[tuple[Server, Callable[[], Awaitable[bool]]]],
+    label: tuple[str, str, str],
+    local: float,
+    warmup: int = 50,
+) -> list[str]:
+    """The rows of one model, input and protocol (``label``): each server's sender warmed up
+    with ``warmup`` requests, then loaded at each concurrency, the servers back to back so
+    that a shared machine's drifting load weighs on them alike (``local``: the in-process p50
+    in ms)."""
+    name, shape, protocol = label
+    for server, send in sends:
+        await load(send, 4, warmup, server.process.pid)
+    rows = []
+    for clients in args.concurrency:
+        for server, send in sends:
+            progress.advance(
+                0, f"{name}, {protocol}, {clients} client(s), batching {server.batching}"
+            )
+            result = await load(send, clients, args.requests, server.process.pid)
+            progress.advance()
+            rows.append(table_row(name, shape, protocol, server.batching, clients, result, local))
     return rows
 
 
@@ -389,28 +402,13 @@ async def translation_benchmark(
         ]
         with Progress("measured", 0) as progress:
             for protocol in TRANSLATION_PROTOCOLS:
-                for server, send in zip(servers, sends, strict=True):  # warm up
-                    await load(send[protocol], 4, 50, server.process.pid)
-                for clients in args.concurrency:
-                    for server, send in zip(servers, sends, strict=True):
-                        progress.advance(
-                            0, f"translate, {protocol}, {clients} client(s), {server.batching}"
-                        )
-                        result = await load(
-                            send[protocol], clients, args.requests, server.process.pid
-                        )
-                        progress.advance()
-                        rows.append(
-                            table_row(
-                                TRANSLATE,
-                                "1 text",
-                                protocol,
-                                server.batching,
-                                clients,
-                                result,
-                                local,
-                            )
-                        )
+                rows += await measured_rows(
+                    progress,
+                    args,
+                    [(server, send[protocol]) for server, send in zip(servers, sends, strict=True)],
+                    (TRANSLATE, "1 text", protocol),
+                    local,
+                )
     return rows
 
 
@@ -490,29 +488,13 @@ async def generation_benchmark(
 ) -> list[str]:
     """The rows of the task model ``charlm``'s generate route for each concurrency and server,
     measured back to back (``local``: a generation's median in-process, in ms)."""
-    rows = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        sends = [generation_sender(session, server.url, args.length) for server in servers]
+        sends = [
+            (server, generation_sender(session, server.url, args.length)) for server in servers
+        ]
         with Progress("measured", 0) as progress:
-            for server, send in zip(servers, sends, strict=True):  # warm up
-                await load(send, 4, 20, server.process.pid)
-            for clients in args.concurrency:
-                for server, send in zip(servers, sends, strict=True):
-                    progress.advance(0, f"charlm, {clients} client(s), {server.batching}")
-                    result = await load(send, clients, args.requests, server.process.pid)
-                    progress.advance()
-                    rows.append(
-                        table_row(
-                            CHARLM,
-                            f"{args.length} characters",
-                            GENERATION_ROUTE,
-                            server.batching,
-                            clients,
-                            result,
-                            local,
-                        )
-                    )
-    return rows
+            label = (CHARLM, f"{args.length} characters", GENERATION_ROUTE)
+            return await measured_rows(progress, args, sends, label, local, warmup=20)
 
 
 def generation_sender(
