@@ -24,6 +24,7 @@ from keras_rnn.callbacks import (
     ExactBackupAndRestore,
     LogLearningRate,
     ResumableEarlyStopping,
+    fix_keras_save_cache,
 )
 from keras_rnn.config import RuntimeConfig, TrainConfig
 from keras_rnn.distribute import Worker
@@ -207,7 +208,13 @@ def _fit(
                 ),
             },
         )
-        atomic_save(run.initial_weights, model.save_weights)
+        atomic_save(run.initial_weights, model.save_weights)  # the model's weights alone
+    with strategy.scope():
+        # The optimizer's and the metrics' variables, made before fit as Keras makes them
+        # under a strategy (and on its other backends). Without a strategy Keras makes them
+        # in fit's first trace, and tf.function then traces the train step twice.
+        model._symbolic_build(data_batch=data.train.element_spec)
+    fix_keras_save_cache()  # the callbacks save weights every epoch
     for name, content in data.assets.items():  # vocabularies: the same bytes on --resume
         atomic_write_bytes(run.path / name, content)
     first_epoch = _restored_epoch(run) if resume else 0

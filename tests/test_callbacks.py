@@ -4,9 +4,15 @@ import csv
 import math
 
 import keras
+import numpy as np
 import pytest
 
-from keras_rnn.callbacks import BestWeights, ExactBackupAndRestore, ResumableEarlyStopping
+from keras_rnn.callbacks import (
+    BestWeights,
+    ExactBackupAndRestore,
+    ResumableEarlyStopping,
+    fix_keras_save_cache,
+)
 from keras_rnn.runs import RunDir
 from keras_rnn.trainer import _history_state
 
@@ -53,6 +59,26 @@ def test_best_weights_saves_only_improvements_over_the_seeded_best(tmp_path):
     callback.on_epoch_end(1, {"val_loss": 0.4})
     assert path.is_file() and callback.best == 0.4
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_saves_reuse_keras_attribute_sets_and_keep_every_weight(tmp_path):
+    """``fix_keras_save_cache``: Keras's cache answers (the same set object each time) and a
+    saved model loads back whole, optimizer included."""
+    from keras.src.saving import saving_lib
+
+    fix_keras_save_cache()
+    for kind in ("Layer", "Functional", "Optimizer", "Metric"):
+        assert saving_lib.get_attr_skipset(kind) is saving_lib.get_attr_skipset(kind)
+    model, path = tiny_model(), tmp_path / "model.weights.h5"
+    model.fit(np.ones((4, 2)), np.ones((4, 1)), verbose=0)  # the optimizer's variables
+    model.save_weights(path)
+    again = tiny_model()
+    again.optimizer.build(again.trainable_variables)
+    again.load_weights(path)
+    for saved, loaded in [(model, again), (model.optimizer, again.optimizer)]:
+        assert len(saved.variables) == len(loaded.variables) > 1
+        for a, b in zip(saved.variables, loaded.variables, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 @pytest.mark.parametrize(("wait", "stops"), [(2, True), (0, False)])

@@ -1,6 +1,7 @@
 """python -m keras_rnn.train end to end on tiny configs: the run directory, refusals and
 bad input (resuming: test_resume.py)."""
 
+import collections
 import json
 import shutil
 import subprocess
@@ -41,6 +42,28 @@ def test_same_seed_same_metrics(tiny_run, tmp_path):
     first = json.loads((tiny_run / "metrics.json").read_text())
     second = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert first == second
+
+
+def test_fit_traces_each_step_once(tmp_path, monkeypatch):
+    """The optimizer's and the metrics' variables exist before ``fit``: made in its first
+    trace instead, they make tf.function trace the train step a second time."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    traces = collections.Counter()
+
+    def counted(step: str):
+        original = getattr(TensorFlowTrainer, step)
+
+        def step_function(model, data):
+            traces[step] += 1  # once per trace: tf.function calls the Python function
+            return original(model, data)
+
+        return step_function
+
+    for step in ("train_step", "test_step"):
+        monkeypatch.setattr(TensorFlowTrainer, step, counted(step))
+    assert train.main(["--run-dir", str(tmp_path / "run"), *TINY_TRAINING]) == 0
+    assert traces == {"train_step": 1, "test_step": 1}
 
 
 def test_existing_run_is_kept_without_force(tiny_run, cli_error):
