@@ -112,8 +112,9 @@ def fix_keras_save_cache() -> None:
     object it saves, ``saving_lib.get_attr_skipset`` looks its set of attribute names up under
     ``saving_attr_skiplist_<type>`` but caches it under ``saving_attr_skipset_<type>``, so
     every ``save_weights`` builds reference ``Layer``, ``Optimizer``, ``Metric``... objects
-    again: about 25 ms a save, and training saves up to twice an epoch (the backup, the best
-    weights). Storing Keras's own sets under the key it reads makes its cache work."""
+    again (a save of the sine GRU with its Adam state: 29 ms, 18 ms with this), and training
+    saves up to twice an epoch (the backup, the best weights). Storing Keras's own sets under
+    the key it reads makes its cache work."""
     from keras.src.backend.common import global_state
     from keras.src.saving import saving_lib
 
