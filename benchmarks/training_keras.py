@@ -7,9 +7,10 @@ learning rate and global clipnorm; op determinism on; one step per execution exc
 ``steps_per_execution`` and ``trainer`` variants), then times ``fit`` on one synthetic batch of
 the task's shapes, repeated (the ``pipeline`` and ``trainer`` variants: on the task's own
 tf.data pipeline, whose sine batches include each epoch's short last one). ``trainer`` is how
-``python -m keras_rnn.train`` runs by default: the pipeline, several steps per call. Adam's
-variables are built before ``fit``, which then traces its step once, not twice (in the untimed
-warm-up; the timed steps are the same). The line also carries what the PyTorch side needs to
+``python -m keras_rnn.train`` runs by default: the pipeline, several steps per call. The
+optimizer's and metrics' variables are built before ``fit`` (``trainer.build_before_fit``),
+which then traces its step once, not twice (in the untimed warm-up; the timed steps are the
+same). The line also carries what the PyTorch side needs to
 train the same network (``peer``), read from the same config and data.
 """
 
@@ -53,7 +54,7 @@ def train_variant(spec: Spec, variant: str) -> dict[str, Any]:
     from tensorflow.python.framework import config as tf_config
 
     from keras_rnn.tasks import load_task
-    from keras_rnn.trainer import learning_rate
+    from keras_rnn.trainer import build_before_fit, learning_rate
 
     task = load_task(spec.task)
     config = task.Config(cell=spec.cell, **spec.overrides)
@@ -71,8 +72,6 @@ def train_variant(spec: Spec, variant: str) -> dict[str, Any]:
     )
     compile_args = task.compile_args(config, data)
     model.compile(optimizer=optimizer, jit_compile=jit, steps_per_execution=k, **compile_args)
-    # Adam's variables before fit: created inside its first trace, they make it trace twice.
-    model.optimizer.build(model.trainable_variables)
     if jit and not model.jit_compile:
         raise RuntimeError(f"Keras compiled {spec.task} ({spec.cell}) without XLA")
     peer = peer_settings(spec, config, data, model)
@@ -80,6 +79,7 @@ def train_variant(spec: Spec, variant: str) -> dict[str, Any]:
         dataset = data.train.repeat()
     else:
         dataset = tf.data.Dataset.from_tensors(synthetic_batch(peer)).repeat()
+    build_before_fit(model, dataset)
     warmup = -(-spec.warmup // k) * k  # whole executions
     total = warmup + -(-spec.steps // k) * k
     marks: dict[int, tuple] = {}

@@ -210,10 +210,7 @@ def _fit(
         )
         atomic_save(run.initial_weights, model.save_weights)  # the model's weights alone
     with strategy.scope():
-        # The optimizer's and the metrics' variables, made before fit as Keras makes them
-        # under a strategy (and on its other backends). Without a strategy Keras makes them
-        # in fit's first trace, and tf.function then traces the train step twice.
-        model._symbolic_build(data_batch=data.train.element_spec)
+        build_before_fit(model, data.train)
     fix_keras_save_cache()  # the callbacks save weights every epoch
     for name, content in data.assets.items():  # vocabularies: the same bytes on --resume
         atomic_write_bytes(run.path / name, content)
@@ -256,6 +253,14 @@ def _fit(
         verbose=1 if terminal else 2,
     )
     return model
+
+
+def build_before_fit(model: keras.Model, dataset: tf.data.Dataset) -> None:
+    """Make the compiled ``model``'s optimizer and metric variables for batches like
+    ``dataset``'s, as Keras makes them under a strategy (and on its other backends). Without
+    a strategy Keras makes them in ``fit``'s first trace, and tf.function then traces the
+    train step twice. Call it in the scope of the strategy the model was compiled in."""
+    model._symbolic_build(data_batch=dataset.element_spec)
 
 
 def training_policy(runtime: RuntimeConfig) -> str:
