@@ -282,7 +282,10 @@ def test_each_translation_scores_its_ids_as_the_step_function_does(translate_run
                 total += log_softmax(np.asarray(logits, np.float64))[0, token]
                 previous = token
             assert np.isfinite(translation.score) and translation.score <= 0
-            assert translation.score == pytest.approx(total / len(ids) ** penalty, abs=1e-9)
+            # The logits are float32 and come from a batch of 3 texts (beam: 9 rows) there, of
+            # 1 row here: which kernel TensorFlow picks for a shape depends on the processor,
+            # so their last bits may differ (up to 1.5e-7 in the score, seen without AVX-512).
+            assert translation.score == pytest.approx(total / len(ids) ** penalty, abs=1e-6)
             assert translation.valid_date == is_iso_date(translation.text)
     assert translator.greedy([""])[0].score == 0.0
 
