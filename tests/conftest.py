@@ -163,7 +163,7 @@ class TinyRuns:
 # fixture that trains or exports a run (directly or through another fixture), and every test of
 # the modules that build packages, run benchmarks or distribute training. Tests that train
 # without such a fixture, and the export matrices, carry @pytest.mark.slow themselves.
-SLOW_FIXTURES = frozenset({"tiny_runs"})
+SLOW_FIXTURES = frozenset({"tiny_runs", "converted"})  # converted: test_export_model's exports
 SLOW_MODULES = frozenset(
     {"test_benchmarks", "test_distribute", "test_export_matrix", "test_package"}
 )

@@ -122,6 +122,7 @@ def test_export_removes_what_killed_runs_left(run_copy):
     assert (run_dir / f".export.tmp-{live}").is_dir()  # a live process's, maybe at work
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_files_get_the_mode_the_umask_gives(umask, tmp_path):
     """Every file and folder of a trained and exported run: readable by others under umask

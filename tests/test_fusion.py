@@ -87,6 +87,7 @@ VARIANTS = {  # name: (masked, initial_state, rnn_layer options)
 CASES = [(cell, variant) for cell in CELLS for variant in VARIANTS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("cell", "variant"), CASES, ids=[f"{c}-{v}" for c, v in CASES])
 def test_layer_variant_is_one_fused_node_with_parity(cell, variant, tmp_path):
     masked, initial_state, options = VARIANTS[variant]

@@ -11,6 +11,8 @@ import shutil
 import sys
 from collections.abc import Iterator
 
+import pytest
+
 from serving.progress import Progress, terminal
 from tests.conftest import TINY_TRAINING
 from tests.test_translation_scores import scripted
@@ -105,6 +107,7 @@ def train_sine(run_dir) -> None:
     assert train.main(argv) == 0
 
 
+@pytest.mark.slow
 def test_training_epochs_show_their_batches_on_a_terminal_stderr(tmp_path):
     """stdout to a log: one line per epoch there, the batches on the terminal's stderr."""
     log, stderr = terminal_stderr()
@@ -115,6 +118,7 @@ def test_training_epochs_show_their_batches_on_a_terminal_stderr(tmp_path):
     assert "\r" not in log.getvalue() and "Epoch 2/2" in log.getvalue()
 
 
+@pytest.mark.slow
 def test_training_in_a_pipe_writes_one_line_per_epoch_and_no_bar(tmp_path):
     stdout, stderr = piped()
     with outputs(stdout, stderr):

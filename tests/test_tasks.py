@@ -25,6 +25,7 @@ def test_a_module_lacking_part_of_the_contract_is_named(monkeypatch):
         load_task("sine")
 
 
+@pytest.mark.slow
 def test_the_trainer_writes_the_vocabulary_before_training(tmp_path, monkeypatch):
     """A task's assets (its vocabulary) are in the run before the first epoch, written by the
     trainer: a run interrupted in training already has the vocabulary it was trained with."""

@@ -12,11 +12,13 @@ def test_vocabulary_keeps_reserved_tokens_first_and_characters_once():
     assert vocab.text(vocab.ids("hole")) == "hole"
 
 
+@pytest.mark.slow
 def test_study_hard_becomes_lie_flat_n_to_n():
     assert len(toys.vocabulary("我要好好学习", "我要乖乖躺平").tokens) == 8
     assert toys.n_to_n("我要好好学习", "我要乖乖躺平") == "我要乖乖躺平"
 
 
+@pytest.mark.slow
 def test_hello_becomes_ohlol_with_two_stacked_layers():
     assert toys.n_to_n("hello", "ohlol", layers=2) == "ohlol"
 
@@ -26,6 +28,7 @@ def test_n_to_n_needs_equal_lengths():
         toys.n_to_n("hello", "hi")
 
 
+@pytest.mark.slow
 def test_encoder_decoder_answers_every_antonym_from_its_own_outputs():
     translate = toys.encoder_decoder()
     assert {word: translate(word) for word, _ in toys.ANTONYMS} == dict(toys.ANTONYMS)

@@ -44,6 +44,7 @@ def test_same_seed_same_metrics(tiny_run, tmp_path):
     assert first == second
 
 
+@pytest.mark.slow
 def test_fit_traces_each_step_once(tmp_path, monkeypatch):
     """The optimizer's and the metrics' variables exist before ``fit``: made in its first
     trace instead, they make tf.function trace the train step a second time."""
@@ -153,6 +154,7 @@ def test_bad_series(values, fragment, tmp_path, cli_error):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_user_csv_trains(tmp_path):
     values = np.cos(np.arange(200) * 0.3) * 50 + 1000  # far from unit scale: normalised inside
     csv_path = write_series(tmp_path, values)
