@@ -21,10 +21,10 @@ demo: $(VENV)/.installed
 	$(PY) -m export $(DEMO_RUN) --force
 
 # Two pytest-xdist workers, a test file each at a time (module fixtures are built once): a
-# lone pytest kept 2 cores about half busy (waits on subprocesses, servers and files). From a
-# clean clone, six runs: 8 min 32 s to 11 min 08 s with two workers (the machine's speed
-# varies); three were no faster (13 min 14 s against 11 min 39 s for two, on an earlier
-# suite). The runs the tests share are trained once for all workers (tests/conftest.py).
+# lone pytest kept 2 cores about half busy (waits on subprocesses, servers and files); three
+# were no faster (13 min 14 s against 11 min 39 s for two, on an earlier suite). The runs the
+# tests share are trained once for all workers (tests/conftest.py). Times: docs/design.md
+# section 8.
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest --numprocesses $(TEST_WORKERS) --dist loadfile
 
