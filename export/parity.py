@@ -6,13 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from export.onnx import UNFUSED_OPS, op_counts
-from export.savedmodel import input_specs, load_savedmodel
-from keras_rnn.graphs import ExportGraph
+from export.savedmodel import load_savedmodel
+from keras_rnn.graphs import ExportGraph, compiled
 from serving.runtime.graph import open_session, padded_steps
 
 # float32 recurrences drift more through GRU's extra matmul.
@@ -46,25 +44,17 @@ def check_graph(
     (``samples``), within ``graph.atol``, or ``default_atol`` when the graph sets none; the
     ``parity.json`` entry, whose diffs and ONNX op counts are None for a format the graph does
     not go to. With the graph's manifest.json ``entry``, an ONNX file that is not that graph
-    is a ``UserError`` (``open_session``).
-
-    Keras runs the model traced once for the graph's inputs, as ``predict`` does: called
-    eagerly, a masked recurrent layer runs its loop one TensorFlow op at a time (the eight
-    samples of a masked bidirectional GRU: 2.1 s eagerly, 0.9 s traced, trace included)."""
+    is a ``UserError`` (``open_session``). Keras runs the model traced once (``compiled``)."""
     atol = default_atol if graph.atol is None else graph.atol
     rng = np.random.default_rng(seed)
-    model = tf.function(
-        lambda inputs: graph.model(inputs, training=False), input_signature=[input_specs(graph)]
-    )
+    keras_model = compiled(graph.model)
     savedmodel = None if savedmodel_dir is None else load_savedmodel(savedmodel_dir)
     onnx_session = None if onnx_path is None else open_session(onnx_path, entry=entry)
     onnx_outputs = [output.name for output in onnx_session.get_outputs()] if onnx_session else []
     worst = {"savedmodel": 0.0, "onnx": 0.0}
     shapes = []
     for inputs in samples(graph, rng):
-        expected = {
-            name: keras.ops.convert_to_numpy(value) for name, value in model(inputs).items()
-        }
+        expected = keras_model(**inputs)
         actual = {}
         if savedmodel is not None:
             actual["savedmodel"] = savedmodel(inputs)

