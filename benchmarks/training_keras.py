@@ -10,8 +10,8 @@ tf.data pipeline, whose sine batches include each epoch's short last one). ``tra
 ``python -m keras_rnn.train`` runs by default: the pipeline, several steps per call. The
 optimizer's and metrics' variables are built before ``fit`` (``trainer.build_before_fit``),
 which then traces its step once, not twice (in the untimed warm-up; the timed steps are the
-same). The line also carries what the PyTorch side needs to
-train the same network (``peer``), read from the same config and data.
+same). The line also carries what the PyTorch side needs to train the same network
+(``peer``), read from the same config and data.
 """
 
 from __future__ import annotations
